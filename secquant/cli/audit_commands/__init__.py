@@ -1,0 +1,1 @@
+"""One module per audit kind (``mechanism``, ``membership``); each defines ``register``."""

@@ -1,0 +1,297 @@
+"""The integer model: the plaintext oracle every encrypted backend must match.
+
+Entry points are separate for floats and integers:
+
+* :meth:`QuantizedModel.quantize_input`: floats -> integers (client side);
+* :meth:`QuantizedModel.forward_int`: integers -> exact centered integers;
+* :meth:`QuantizedModel.dequantize_output`: integers -> float scores;
+* :meth:`QuantizedModel.predict`: all three.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from secquant.artifact import read_artifact, write_artifact
+from secquant.errors import ArtifactError, ConfigError, InputRangeError
+from secquant.quant import exact
+from secquant.quant.bounds import BoundReport, analyze
+from secquant.quant.intops import IntOp, max_abs, op_from_parts
+from secquant.quant.primitives import OnOverflow, Rounding, coerce_enum, round_values
+
+__all__ = ["InputQuant", "QuantizedModel"]
+
+ARTIFACT_TYPE = "secquant.QuantizedModel"
+ARTIFACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """Input quantization ``u = round(C·x + d)``, kept inside ``[lo, hi]``.
+
+    Attributes:
+        scale: C > 0.
+        offset: Integer d; the real value is ``(u - d) / C``.
+        lo, hi: Integer range of ``u`` that the bound analysis assumes.
+        rounding: How ``C·x + d`` is rounded.
+        on_overflow: SATURATE (clip to [lo, hi]) or RAISE for inputs outside it.
+        shape: Shape of one input (no batch axis).
+    """
+
+    scale: float
+    offset: int
+    lo: int
+    hi: int
+    rounding: Rounding
+    on_overflow: OnOverflow
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rounding", coerce_enum(self.rounding, Rounding, "rounding"))
+        object.__setattr__(self, "on_overflow", coerce_enum(self.on_overflow, OnOverflow, "on_overflow"))
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ConfigError(f"input scale must be finite and positive, got {self.scale}")
+        if self.lo > self.hi:
+            raise ConfigError(f"input range [{self.lo}, {self.hi}] is empty")
+        if self.on_overflow is OnOverflow.WRAP:
+            raise ConfigError("input quantization never wraps; use SATURATE or RAISE")
+
+    @property
+    def real_range(self) -> tuple[float, float]:
+        """The real interval [lo, hi] stands for."""
+        return (self.lo - self.offset) / self.scale, (self.hi - self.offset) / self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale, "offset": self.offset, "lo": self.lo, "hi": self.hi,
+            "rounding": self.rounding.value, "on_overflow": self.on_overflow.value, "shape": list(self.shape),
+        }
+
+
+def _as_numpy(x: Any) -> NDArray[np.float64]:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedModel:
+    """An integer network with its input quantization and output scales.
+
+    Build one with :func:`secquant.quantize_model`; load one with :meth:`load`.
+
+    Attributes:
+        input_quant: How floats become input integers.
+        ops: Integer ops in order.
+        output_scale: float64 per output element; scores are ``y / output_scale``.
+        modulus: The plaintext modulus the model was checked against.
+        config: JSON-ready description of how it was quantized.
+        observed: Largest |output| per op on calibration data (or None).
+    """
+
+    input_quant: InputQuant
+    ops: tuple[IntOp, ...]
+    output_scale: NDArray[np.float64]
+    modulus: int
+    config: dict[str, Any] = field(default_factory=dict)
+    observed: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "output_scale", np.asarray(self.output_scale, dtype=np.float64))
+        self.bounds().check(self.modulus)
+
+    # -- shapes and bounds -------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input."""
+        return self.input_quant.shape
+
+    @cached_property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one output."""
+        shape = self.input_shape
+        for op in self.ops:
+            shape = op.output_shape(shape)
+        return shape
+
+    def bounds(self) -> BoundReport:
+        """Proven per-layer bounds and the modulus the network needs (cached)."""
+        cached = self.__dict__.get("_bounds")
+        if cached is None:
+            lo = np.full(self.input_shape, self.input_quant.lo, dtype=object)
+            hi = np.full(self.input_shape, self.input_quant.hi, dtype=object)
+            cached = analyze(lo, hi, list(self.ops), list(self.observed) if self.observed else None)
+            object.__setattr__(self, "_bounds", cached)
+        return cached
+
+    @property
+    def modulus_needed(self) -> int:
+        """Smallest modulus that holds every layer without wrap-around."""
+        return self.bounds().modulus_needed
+
+    @property
+    def multiplicative_depth(self) -> int:
+        """Ciphertext-by-ciphertext multiplications along the network."""
+        return sum(op.multiplicative_depth for op in self.ops)
+
+    # -- the three entry points --------------------------------------------
+    def quantize_input(self, x: ArrayLike, *, rng: np.random.Generator | None = None) -> NDArray[np.int64]:
+        """Quantize float inputs of shape (n, *input_shape) (or one input) to integers.
+
+        Raises:
+            ConfigError: wrong shape or non-finite values.
+            InputRangeError: a value lies outside the calibrated range and the
+                model was built with ``input_overflow=RAISE``.
+        """
+        arr = self._batched(_as_numpy(x))
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError("inputs contain NaN or infinity")
+        iq = self.input_quant
+        v = round_values(iq.scale * arr + iq.offset, iq.rounding, rng)
+        if np.any((v < iq.lo) | (v > iq.hi)):
+            if iq.on_overflow is OnOverflow.RAISE:
+                lo_r, hi_r = iq.real_range
+                raise InputRangeError(
+                    f"inputs span [{arr.min():.6g}, {arr.max():.6g}] but the model was calibrated for "
+                    f"[{lo_r:.6g}, {hi_r:.6g}]; clip them or rebuild with input_overflow=SATURATE"
+                )
+            v = np.clip(v, iq.lo, iq.hi)
+        return v.astype(np.int64)
+
+    def forward_int(self, xq: ArrayLike) -> NDArray[Any]:
+        """Run the integer network exactly.
+
+        Args:
+            xq: Integers of shape (n, *input_shape) (or one input) within the
+                input range.
+
+        Returns:
+            Centered integers of shape (n, *output_shape): int64, or Python ints
+            (object dtype) when the output bound passes 2**63.
+
+        Raises:
+            ConfigError: wrong shape or non-integer values.
+            InputRangeError: an integer lies outside the input range.
+        """
+        arr = np.asarray(xq)
+        if arr.dtype.kind not in "iuO":
+            raise ConfigError(f"forward_int takes integers, got dtype {arr.dtype}; use quantize_input first")
+        arr = self._batched(arr)
+        iq = self.input_quant
+        if arr.size and (int(np.min(arr)) < iq.lo or int(np.max(arr)) > iq.hi):
+            raise InputRangeError(f"input integers must lie in [{iq.lo}, {iq.hi}], the range the bounds assume")
+        x = exact.as_exact(arr, max(abs(iq.lo), abs(iq.hi)))
+        for op, bound in zip(self.ops, self.bounds().layers):
+            x = op.forward(x, bound.partial_max_abs)
+        return x
+
+    def dequantize_output(self, y: ArrayLike) -> NDArray[np.float64]:
+        """Float scores from output integers: ``y / output_scale``."""
+        return np.asarray(y, dtype=np.float64) / self.output_scale
+
+    def predict(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Float scores for float inputs: quantize, :meth:`forward_int`, dequantize."""
+        return self.dequantize_output(self.forward_int(self.quantize_input(x)))
+
+    def _batched(self, arr: NDArray[Any]) -> NDArray[Any]:
+        shape = self.input_shape
+        if arr.shape == shape:
+            return arr[None]
+        if arr.shape[1:] == shape:
+            return arr
+        if arr.ndim == 2 and arr.shape[1] == int(np.prod(shape)):
+            return arr.reshape(-1, *shape)
+        raise ConfigError(f"expected inputs of shape (n, {', '.join(map(str, shape))}), got {arr.shape}")
+
+    # -- description and artifacts -----------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Layers, scales, bounds and the modulus, ready for JSON."""
+        return {
+            "input": self.input_quant.to_dict(),
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "layers": [
+                {"name": op.name, "kind": op.kind, **op.attrs(),
+                 **{k: list(np.shape(v)) for k, v in op.arrays().items()}}
+                for op in self.ops
+            ],
+            "output_scale": {"min": float(self.output_scale.min()), "max": float(self.output_scale.max())},
+            "modulus": self.modulus,
+            "multiplicative_depth": self.multiplicative_depth,
+            "bounds": self.bounds().to_dict(),
+            "config": self.config,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model as a typed, versioned, digest-checked ``.npz`` (no pickle)."""
+        arrays: dict[str, NDArray[Any]] = {"output_scale": self.output_scale}
+        layers = []
+        for i, op in enumerate(self.ops):
+            names = {}
+            for key, value in op.arrays().items():
+                names[key] = f"op{i}.{key}"
+                arrays[names[key]] = np.asarray(value)
+            layers.append({"kind": op.kind, "name": op.name, "attrs": op.attrs(), "arrays": names})
+        meta = {
+            "input_quant": self.input_quant.to_dict(),
+            "layers": layers,
+            "modulus": str(self.modulus),
+            "config": self.config,
+            "observed": list(self.observed) if self.observed else None,
+        }
+        return write_artifact(path, ARTIFACT_TYPE, ARTIFACT_VERSION, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | bytes) -> QuantizedModel:
+        """Read a model written by :meth:`save`, verifying type, version and digest.
+
+        Raises:
+            ArtifactError: not a QuantizedModel, or malformed.
+            IntegrityError: the file was modified after it was written.
+        """
+        _, meta, arrays = read_artifact(path, ARTIFACT_TYPE, (ARTIFACT_VERSION,))
+        try:
+            iq = meta["input_quant"]
+            input_quant = InputQuant(
+                scale=float(iq["scale"]), offset=int(iq["offset"]), lo=int(iq["lo"]), hi=int(iq["hi"]),
+                rounding=iq["rounding"], on_overflow=iq["on_overflow"], shape=tuple(iq["shape"]),
+            )
+            ops = [
+                op_from_parts(layer["kind"], layer["name"], layer["attrs"],
+                              {k: arrays[v] for k, v in layer["arrays"].items()})
+                for layer in meta["layers"]
+            ]
+            observed = tuple(int(v) for v in meta["observed"]) if meta.get("observed") else None
+            return cls(input_quant=input_quant, ops=tuple(ops), output_scale=arrays["output_scale"],
+                       modulus=int(meta["modulus"]), config=meta.get("config", {}), observed=observed)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ArtifactError):
+                raise
+            raise ArtifactError(f"malformed QuantizedModel artifact: {exc!r}") from exc
+
+    def with_modulus(self, modulus: int) -> QuantizedModel:
+        """The same model checked against another modulus.
+
+        Raises:
+            ModulusOverflowError: the modulus is too small for some layer.
+        """
+        return QuantizedModel(self.input_quant, self.ops, self.output_scale, int(modulus), self.config, self.observed)
+
+
+def observed_max(model_ops: tuple[IntOp, ...], bounds: BoundReport, xq: NDArray[Any]) -> tuple[int, ...]:
+    """Largest |output| of each op on integer inputs ``xq`` (for reports)."""
+    out = []
+    x = xq
+    for op, b in zip(model_ops, bounds.layers):
+        x = op.forward(x, b.partial_max_abs)
+        out.append(max_abs(x))
+    return tuple(out)
