@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from secquant.errors import ArtifactError, IntegrityError
 
-__all__ = ["read_artifact", "write_artifact"]
+__all__ = ["encode_artifact", "read_artifact", "write_artifact", "write_bytes_atomic"]
 
 _HEADER = "__header__"
 _BIGINTS = "__bigints__"
@@ -64,6 +64,51 @@ def _split_bigints(arrays: dict[str, NDArray[Any]]) -> tuple[dict[str, NDArray[A
     return plain, big
 
 
+def encode_artifact(
+    kind: str,
+    version: int,
+    meta: dict[str, Any],
+    arrays: dict[str, NDArray[Any]],
+) -> bytes:
+    """Encode an artifact in memory (the bytes :func:`write_artifact` writes).
+
+    Raises:
+        ArtifactError: metadata is not JSON-serializable or a name is reserved.
+    """
+    if _HEADER in arrays:
+        raise ArtifactError(f"array name {_HEADER!r} is reserved")
+    plain, big = _split_bigints(arrays)
+    full_meta = dict(meta)
+    if big:
+        full_meta[_BIGINTS] = big
+    try:
+        digest = _digest(kind, version, full_meta, plain)
+        header = _canonical({"type": kind, "version": version, "meta": full_meta, "digest": digest})
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"artifact metadata is not JSON-serializable: {exc}") from exc
+    buf = io.BytesIO()
+    np.savez(buf, **{_HEADER: np.frombuffer(header, dtype=np.uint8)}, **plain)
+    return buf.getvalue()
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 def write_artifact(
     path: str | os.PathLike[str],
     kind: str,
@@ -86,31 +131,7 @@ def write_artifact(
     Raises:
         ArtifactError: metadata is not JSON-serializable or a name is reserved.
     """
-    if _HEADER in arrays:
-        raise ArtifactError(f"array name {_HEADER!r} is reserved")
-    plain, big = _split_bigints(arrays)
-    full_meta = dict(meta)
-    if big:
-        full_meta[_BIGINTS] = big
-    try:
-        digest = _digest(kind, version, full_meta, plain)
-        header = _canonical({"type": kind, "version": version, "meta": full_meta, "digest": digest})
-    except (TypeError, ValueError) as exc:
-        raise ArtifactError(f"artifact metadata is not JSON-serializable: {exc}") from exc
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{_HEADER: np.frombuffer(header, dtype=np.uint8)}, **plain)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_bytes_atomic(path, encode_artifact(kind, version, meta, arrays), mode=mode)
 
 
 def read_artifact(

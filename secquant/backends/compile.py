@@ -1,0 +1,135 @@
+"""``secquant.compile``: bind a quantized model to an encryption scheme.
+
+Backends register themselves by scheme; the module of each scheme is imported
+only when that scheme is compiled, so TenSEAL and phe stay unloaded until used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from numpy.typing import ArrayLike, NDArray
+
+from secquant.backends.base import Backend, ClientRole, Mode, Scheme, ServerRole, SimulationReport
+from secquant.errors import ConfigError
+from secquant.quant.model import QuantizedModel
+from secquant.quant.primitives import coerce_enum
+
+__all__ = ["EncryptedModel", "Mode", "Scheme", "compile", "register_backend"]
+
+_BACKENDS: dict[Scheme, type[Backend]] = {}
+_MODULES = {
+    Scheme.PLAIN: "secquant.backends.plain",
+    Scheme.BFV: "secquant.backends.bfv",
+    Scheme.CKKS: "secquant.backends.ckks",
+    Scheme.PAILLIER: "secquant.backends.paillier",
+}
+
+B = TypeVar("B", bound=type[Backend])
+
+
+def register_backend(scheme: Scheme, *, replace: bool = False) -> Callable[[B], B]:
+    """Class decorator registering the backend of ``scheme``.
+
+    Raises:
+        ConfigError: the scheme already has a backend and ``replace`` is False.
+    """
+
+    def decorate(cls: B) -> B:
+        if scheme in _BACKENDS and _BACKENDS[scheme] is not cls and not replace:
+            raise ConfigError(f"scheme {scheme.value} already has backend {_BACKENDS[scheme].__name__}")
+        cls.scheme = scheme
+        _BACKENDS[scheme] = cls
+        return cls
+
+    return decorate
+
+
+def _backend_class(scheme: Scheme) -> type[Backend]:
+    if scheme not in _BACKENDS:
+        importlib.import_module(_MODULES[scheme])
+    if scheme not in _BACKENDS:
+        raise ConfigError(f"no backend is registered for scheme {scheme.value}")
+    return _BACKENDS[scheme]
+
+
+class EncryptedModel:
+    """A quantized model compiled for one scheme; both roles run locally.
+
+    Use :meth:`client` and :meth:`server` to split the roles across machines
+    (see :mod:`secquant.protocol`).  ``last_timings`` holds the seconds spent in
+    encrypt, evaluate and decrypt by the last :meth:`forward_int`.
+    """
+
+    def __init__(self, qm: QuantizedModel, backend: Backend) -> None:
+        self.qm = qm
+        self.backend = backend
+        self._client: ClientRole | None = None
+        self._server: ServerRole | None = None
+        self.last_timings: dict[str, float] = {}
+
+    @property
+    def scheme(self) -> Scheme:
+        """The scheme compiled for."""
+        return self.backend.scheme
+
+    def client(self) -> ClientRole:
+        """A new client role with fresh keys."""
+        return self.backend.client()
+
+    def server(self, public_material: bytes) -> ServerRole:
+        """A server role built from public material only."""
+        return self.backend.server(public_material)
+
+    def _roles(self) -> tuple[ClientRole, ServerRole]:
+        if self._client is None or self._server is None:
+            self._client = self.backend.client()
+            self._server = self.backend.server(self._client.public_material())
+        return self._client, self._server
+
+    def forward_int(self, xq: ArrayLike) -> NDArray[Any]:
+        """Encrypt, evaluate and decrypt integer inputs; equals ``qm.forward_int`` for exact schemes."""
+        client, server = self._roles()
+        t0 = time.perf_counter()
+        payload = client.encrypt(xq)  # type: ignore[arg-type]
+        t1 = time.perf_counter()
+        result = server.evaluate(payload)
+        t2 = time.perf_counter()
+        out = client.decrypt(result)
+        t3 = time.perf_counter()
+        self.last_timings = {"encrypt": t1 - t0, "evaluate": t2 - t1, "decrypt": t3 - t2,
+                             "request_bytes": float(len(payload)), "response_bytes": float(len(result))}
+        return out
+
+    def predict(self, x: ArrayLike) -> NDArray[Any]:
+        """Float scores through the encrypted round trip; what ``qm.predict`` returns."""
+        return self.qm.dequantize_output(self.forward_int(self.qm.quantize_input(x)))
+
+    def parameters(self) -> dict[str, Any]:
+        """Every parameter choice, JSON-ready."""
+        return self.backend.parameters()
+
+    def simulate(self, x: ArrayLike) -> SimulationReport:
+        """Key-less dry run on float inputs: would the real run succeed?"""
+        return self.backend.simulate(self.qm.quantize_input(x))
+
+
+def compile(qm: QuantizedModel, scheme: Scheme | str, **options: Any) -> EncryptedModel:  # noqa: A001
+    """Compile ``qm`` for ``scheme`` (``"bfv"``, ``"ckks"``, ``"paillier"`` or ``"plain"``).
+
+    Parameters are chosen from ``qm.bounds()``; options override them where a
+    backend allows (e.g. ``plain_modulus`` for BFV, ``mode``).
+
+    Raises:
+        ConfigError: unknown scheme or option.
+        ParameterError: no secure parameters exist for the model.
+        ModulusOverflowError: a forced modulus is smaller than the bounds need.
+    """
+    if not isinstance(qm, QuantizedModel):
+        raise ConfigError(f"compile takes a QuantizedModel, got {type(qm).__name__}")
+    chosen = coerce_enum(scheme, Scheme, "scheme")
+    backend = _backend_class(chosen)(qm, **options)
+    return EncryptedModel(qm, backend)
