@@ -237,6 +237,13 @@ def _overflow_error(
             x_lo = (lo + slack[0] - float(d)) / float(c)
             x_hi = (hi + slack[1] - float(d)) / float(c)
             msg += f" Only x in [{x_lo:.6g}, {x_hi:.6g}) fits; x here spans [{xs.min():.6g}, {xs.max():.6g}]."
+    worst = np.unravel_index(int(np.argmax(np.where(outside, np.abs(v - (lo + hi) / 2), -1))), v.shape)
+    wrapped = int(np.mod(v[worst], p))
+    decoded = wrapped if domain is Domain.UNSIGNED else (wrapped - p if wrapped > p // 2 else wrapped)
+    msg += (
+        f" For example x = {xs[worst]:.6g} gives {int(v[worst])}, whose residue {wrapped} would "
+        f"decode as {(decoded - float(np.broadcast_to(d, v.shape)[worst])) / float(np.broadcast_to(c, v.shape)[worst]):.6g}."
+    )
     if needed is not None:
         msg += f" Use a modulus >= {needed},"
     else:
