@@ -155,7 +155,10 @@ def read_artifact(
     """
     source: Any = io.BytesIO(path) if isinstance(path, bytes) else path
     try:
-        with np.load(source, allow_pickle=False) as npz:
+        loaded = np.load(source, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ArtifactError("not a secquant artifact (a bare array, not an .npz archive)")
+        with loaded as npz:
             if _HEADER not in npz.files:
                 raise ArtifactError("not a secquant artifact (no header)")
             header = json.loads(npz[_HEADER].tobytes().decode())

@@ -112,7 +112,7 @@ def train(
                 if config.clip_grad is not None:
                     nn.utils.clip_grad_norm_(parameters, config.clip_grad)
                 opt.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             losses.append(total / xt.shape[0])
             if on_epoch is not None:
                 on_epoch(epoch, losses[-1])
