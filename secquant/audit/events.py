@@ -55,7 +55,7 @@ _MAX_COLUMNS = 8  # coordinates tried one by one for vector outputs
 _HIST_BINS = 64
 _MAX_CATEGORIES = 4096  # scalars with at most this many distinct values also get a per-value scorer
 _GRID = 300  # thresholds per tail on the geometric grid
-_LOGISTIC_ROWS = 50_000
+_LOGISTIC_ROWS = 20_000
 
 
 class OutputKind(enum.Enum):
@@ -197,13 +197,15 @@ class CategoryScorer:
 
     def score(self, outputs: NDArray[Any]) -> NDArray[np.float64]:
         keys = self._keys_of(outputs, self.transform)
-        if keys.dtype != self.keys.dtype:
+        table = self.keys
+        if keys.dtype != table.dtype:
             try:
-                keys = keys.astype(self.keys.dtype)
+                common = np.promote_types(table.dtype, keys.dtype)
+                table, keys = table.astype(common), keys.astype(common)
             except (TypeError, ValueError):
                 return np.zeros(keys.shape[0])
-        pos = np.clip(np.searchsorted(self.keys, keys), 0, self.keys.size - 1)
-        hit = self.keys[pos] == keys
+        pos = np.clip(np.searchsorted(table, keys), 0, table.size - 1)
+        hit = table[pos] == keys
         return np.where(hit, self.log_ratio[pos], 0.0)
 
 
@@ -257,7 +259,7 @@ class LogisticScorer:
     def fit(
         cls, out0: NDArray[Any], out1: NDArray[Any], rng: np.random.Generator, l2: float = 1e-3
     ) -> LogisticScorer:
-        """Fit on (a subsample of at most 50,000 per side of) the selection outputs."""
+        """Fit on (a subsample of at most 20,000 per side of) the selection outputs."""
         parts = []
         for out in (out0, out1):
             idx = rng.permutation(out.shape[0])[:_LOGISTIC_ROWS]
@@ -278,7 +280,7 @@ class LogisticScorer:
             grad[:-1] += l2 * w[:-1]
             return float(value), grad
 
-        res = optimize.minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 200})
+        res = optimize.minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 100})
         return cls(mean, scale, np.asarray(res.x, dtype=np.float64))
 
     def score(self, outputs: NDArray[Any]) -> NDArray[np.float64]:

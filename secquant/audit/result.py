@@ -12,21 +12,22 @@ from typing import Any
 
 from secquant.audit.estimators import EpsilonBound
 
-__all__ = ["AuditResult", "DirectionBound", "PairSearchResult"]
+__all__ = ["AuditResult", "DirectionBound", "PairSearchResult", "json_safe", "write_text_atomic"]
 
 
-def _json_safe(value: Any) -> Any:
-    """Replace non-finite floats by strings so the JSON is standard (no ``Infinity``)."""
+def json_safe(value: Any) -> Any:
+    """Return ``value`` with non-finite floats replaced by ``"inf"``/``"-inf"``/``"nan"`` (standard JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
-def _write_atomic(path: str | os.PathLike[str], text: str) -> None:
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -122,13 +123,13 @@ class AuditResult:
             "x0": self.x0,
             "x1": self.x1,
         }
-        return _json_safe(data)
+        return json_safe(data)
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
         """Serialize to JSON; with ``path``, also write it atomically (temporary file + ``os.replace``)."""
         text = json.dumps(self.to_dict(), indent=indent, sort_keys=True)
         if path is not None:
-            _write_atomic(path, text + "\n")
+            write_text_atomic(path, text + "\n")
         return text
 
     def __str__(self) -> str:
@@ -187,7 +188,7 @@ class PairSearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return _json_safe(
+        return json_safe(
             {
                 "type": "secquant.audit.pair_search",
                 "version": 1,
@@ -208,7 +209,7 @@ class PairSearchResult:
         """Serialize to JSON; with ``path``, also write it atomically."""
         text = json.dumps(self.to_dict(), indent=indent, sort_keys=True)
         if path is not None:
-            _write_atomic(path, text + "\n")
+            write_text_atomic(path, text + "\n")
         return text
 
     def __str__(self) -> str:

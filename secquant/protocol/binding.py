@@ -88,8 +88,9 @@ class ModelBinding:
     _em: Any = None
 
     @classmethod
-    def build(cls, qm: QuantizedModel | str | Path, scheme: str, options: dict[str, Any] | None = None) -> ModelBinding:
-        """Compile ``qm`` for ``scheme`` and compute the digests.
+    def build(cls, qm: QuantizedModel | str | Path | bytes, scheme: str,
+              options: dict[str, Any] | None = None) -> ModelBinding:
+        """Compile ``qm`` (a model, a path to its artifact, or the artifact's bytes) for ``scheme``.
 
         Raises:
             ConfigError, ParameterError, ModulusOverflowError: from ``secquant.compile``.
@@ -98,8 +99,8 @@ class ModelBinding:
         from secquant.backends.compile import Scheme, compile
         from secquant.quant.primitives import coerce_enum
 
-        if isinstance(qm, (str, Path)):
-            data = Path(qm).read_bytes()
+        if isinstance(qm, (str, Path, bytes)):
+            data = qm if isinstance(qm, bytes) else Path(qm).read_bytes()
             model = QuantizedModel.load(data)
         else:
             model = qm

@@ -12,6 +12,7 @@ from secquant.errors import ConfigError, KeyMaterialError, SecquantError
 __all__ = [
     "HTTP_STATUS",
     "AuthenticationError",
+    "CiphertextError",
     "MessageError",
     "ParameterMismatchError",
     "PayloadTooLargeError",
@@ -26,6 +27,10 @@ __all__ = [
 
 class MessageError(SecquantError, ValueError):
     """A wire message is malformed, truncated, of the wrong type or version."""
+
+
+class CiphertextError(SecquantError, ValueError):
+    """The backend could not read or evaluate a ciphertext batch or public material."""
 
 
 class PayloadTooLargeError(SecquantError, ValueError):

@@ -4,10 +4,12 @@
 accepts.  On every forward pass it asks the registered converters for the
 integer ops the current weights become (the same code ``quantize_model`` runs,
 so the same rounding ``floor(x + 1/2)``, the same per-channel scales and the
-same clipping) and evaluates them on the quantized input in float64 torch
-arithmetic.  Every value is an integer below 2**53, so float64 is exact and the
-logits equal ``qm.predict`` bit for bit; :meth:`FakeQuantModel.check_exact`
-refuses inputs where that could fail.
+same clipping) and evaluates them on the quantized input twice: exactly, in
+int64 torch tensors (through float64 BLAS where every partial sum is below
+2**53, as :mod:`secquant.quant.exact` does), and as a float64 surrogate that
+carries the gradient.  The logits take their value from the exact integers, so
+they equal ``qm.predict`` bit for bit; a layer whose integers could pass 2**63
+(2**53 for Conv2d and AvgPool2d) raises instead of rounding.
 
 Gradients use the straight-through estimator: each integer weight, bias and
 polynomial coefficient carries the gradient of its unrounded value
@@ -50,10 +52,12 @@ from secquant.quant.model import InputQuant, QuantizedModel
 from secquant.quant.primitives import Rounding
 from secquant.quant.registry import ConvState, converter_for
 
-__all__ = ["FakeQuantModel", "FLOAT64_EXACT"]
+__all__ = ["FLOAT64_EXACT", "FakeQuantModel", "INT64_EXACT"]
 
 #: Integers (and partial sums) below this are exact in float64.
 FLOAT64_EXACT = 2**53
+#: Integers (and partial sums) below this are exact in int64.
+INT64_EXACT = 2**63
 
 
 class _Exact(torch.autograd.Function):
@@ -72,8 +76,8 @@ class _Exact(torch.autograd.Function):
 
 def _ste(surrogate: torch.Tensor, exact: NDArray[Any], limit: float | None = None) -> torch.Tensor:
     values = np.asarray(exact)
-    if values.dtype == object or (values.size and float(np.max(np.abs(values))) >= FLOAT64_EXACT):
-        raise ConfigError("an integer parameter reaches 2**53; float64 fake-quant cannot be exact; use fewer bits")
+    if values.dtype == object:
+        _need_int64_exact(_max(values), "a parameter")
     exact_t = torch.from_numpy(values.astype(np.float64)).reshape(surrogate.shape)
     if not surrogate.requires_grad:
         return exact_t
@@ -83,6 +87,59 @@ def _ste(surrogate: torch.Tensor, exact: NDArray[Any], limit: float | None = Non
 
 def _t(a: NDArray[Any]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float64)))
+
+
+_Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _max(a: Any) -> int:
+    """Largest |value| of an integer array or tensor, as a Python int."""
+    if isinstance(a, torch.Tensor):
+        return int(a.abs().max()) if a.numel() else 0
+    arr = np.asarray(a)
+    return int(np.max(np.abs(arr.astype(object)))) if arr.size else 0
+
+
+def _max_row_sum(w: NDArray[Any]) -> int:
+    arr = np.abs(np.asarray(w, dtype=np.int64))
+    return int(arr.reshape(arr.shape[0], -1).sum(axis=1).max()) if arr.size else 0
+
+
+def _need_int64_exact(bound: int, name: str) -> None:
+    if bound >= INT64_EXACT:
+        raise ConfigError(
+            f"{name}: integers may reach {bound:.3g} >= 2**63, which torch cannot hold exactly; "
+            "use fewer bits (or fewer polynomial layers) for QAT, or post-training quantization"
+        )
+
+
+def _need_float_exact(bound: int, name: str) -> None:
+    if bound >= FLOAT64_EXACT:
+        raise ConfigError(
+            f"{name}: partial sums may reach {bound:.3g} >= 2**53, where float64 convolution and pooling "
+            "stop being exact; use fewer bits for QAT"
+        )
+
+
+def _linear_exact(x: torch.Tensor, op: IntLinear, bound: int) -> torch.Tensor:
+    """Exact ``x @ W.T + b`` on int64 tensors: BLAS in float64 below 2**53, int64 below 2**63."""
+    w = np.asarray(op.weight, dtype=np.int64)
+    b = np.asarray(op.bias, dtype=np.int64)
+    if bound < FLOAT64_EXACT:
+        return (x.double() @ _t(w).T + _t(b)).long()
+    _need_int64_exact(bound, op.name)
+    return x @ torch.from_numpy(w).T + torch.from_numpy(b)
+
+
+def _poly(v: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+    """``sum_i coeffs[i] * v**i``, term by term as ``IntPoly.forward``."""
+    total = torch.zeros_like(v) + coeffs[0]
+    power = torch.ones_like(v)
+    for i in range(1, coeffs.shape[0]):
+        power = power * v
+        total = total + coeffs[i] * power
+    return total
+
 
 
 class FakeQuantModel(nn.Module):
@@ -154,48 +211,47 @@ class FakeQuantModel(nn.Module):
         sur = ca * a.reshape(-1, *([1] * (len(shape) - 1))) * powers
         return _ste(sur, op.coeffs)
 
-    def _apply(self, op: IntOp, layer: ChainLayer, v: torch.Tensor, before: ConvState, after: ConvState) -> torch.Tensor:
+    def _apply(self, op: IntOp, layer: ChainLayer, v: _Pair, before: ConvState, after: ConvState) -> _Pair:
+        exact, grad = v
         if isinstance(op, (IntLinear, IntConv2d)):
             w, b = self._weighted(op, layer.module, before.full_scale(), np.asarray(after.scale), layer.name)
-            self._check_partial(v, w, op.name)
+            bound = _max(exact) * _max_row_sum(op.weight) + _max(op.bias)
             if isinstance(op, IntLinear):
-                return v @ w.T + b
-            return F.conv2d(v, w, stride=op.stride, padding=op.padding) + b
+                return _linear_exact(exact, op, bound), grad @ w.T + b
+            _need_float_exact(bound, op.name)
+            out = F.conv2d(exact.double(), _t(op.weight), stride=op.stride, padding=op.padding) + _t(op.bias)
+            return out.long(), F.conv2d(grad, w, stride=op.stride, padding=op.padding) + b
         if isinstance(op, IntPoly):
             coeffs = self._poly_coeffs(op, layer.module, np.asarray(before.scale, np.float64), layer.name)
-            total = torch.zeros_like(v) + coeffs[0]
-            power = torch.ones_like(v)
-            for i in range(1, op.degree + 1):
-                power = power * v
-                total = total + coeffs[i] * power
-            return total
+            m = _max(exact)
+            _need_int64_exact(max(m**op.degree, sum(_max(op.coeffs[i]) * m**i for i in range(op.degree + 1))), op.name)
+            return _poly(exact, torch.from_numpy(np.asarray(op.coeffs, dtype=np.int64))), _poly(grad, coeffs)
         if isinstance(op, IntSquare):
-            return v * v
+            _need_int64_exact(_max(exact) ** 2, op.name)
+            return exact * exact, grad * grad
         if isinstance(op, IntSumPool2d):
-            return F.avg_pool2d(v, op.kernel, op.stride, op.padding, ceil_mode=False,
-                                count_include_pad=True, divisor_override=1)
+            _need_float_exact(_max(exact) * op.kernel[0] * op.kernel[1], op.name)
+            pool = lambda t: F.avg_pool2d(t, op.kernel, op.stride, op.padding, ceil_mode=False,  # noqa: E731
+                                          count_include_pad=True, divisor_override=1)
+            return pool(exact.double()).long(), pool(grad)
         if isinstance(op, IntFlatten):
-            return v.reshape(v.shape[0], -1)
+            return exact.reshape(exact.shape[0], -1), grad.reshape(grad.shape[0], -1)
         if isinstance(op, IntAddConst):
-            return v + _t(op.constant)
+            const = np.asarray(op.constant, dtype=np.int64)
+            _need_int64_exact(_max(exact) + _max(const), op.name)
+            return exact + torch.from_numpy(const), grad + _t(const)
         raise ConfigError(f"{op.name}: fake-quant has no form for integer op {op.kind!r}")
 
-    def _check_partial(self, v: torch.Tensor, w: torch.Tensor, name: str) -> None:
-        bound = float(v.detach().abs().max()) * float(w.detach().abs().reshape(w.shape[0], -1).sum(1).max())
-        if bound >= FLOAT64_EXACT:
-            raise ConfigError(
-                f"{name}: partial sums may reach {bound:.3g} >= 2**53, where float64 stops being exact; "
-                "use fewer bits (or fewer polynomial layers) for QAT"
-            )
-
     # -- forward ---------------------------------------------------------------
-    def forward_int(self, x: torch.Tensor | ArrayLike) -> tuple[torch.Tensor, NDArray[np.float64]]:
-        """Integers of the output (float64, exact) and the output scale (per element).
+    def forward_int(self, x: torch.Tensor | ArrayLike) -> tuple[torch.Tensor, torch.Tensor, NDArray[np.float64]]:
+        """Output integers: exact (int64, no gradient), their float64 surrogate (with gradient), and the output scale.
 
         Raises:
-            ConfigError: an integer or partial sum could reach 2**53.
+            ConfigError: an integer or partial sum could pass 2**63 (2**53 in
+                Conv2d and AvgPool2d), where torch cannot reproduce it exactly.
         """
-        v = self.quantize_input(x)
+        grad = self.quantize_input(x)
+        v: _Pair = (grad.long(), grad)
         iq = self.input_quant
         state = ConvState(shape=iq.shape, scale=np.asarray(iq.scale), offset=np.zeros((), np.int64))
         for layer in self.chain:
@@ -203,23 +259,19 @@ class FakeQuantModel(nn.Module):
             for op in ops:
                 v = self._apply(op, layer, v, state, after)
             state = after
-        self.check_exact(v)
-        return v, state.full_scale()
-
-    @staticmethod
-    def check_exact(v: torch.Tensor) -> None:
-        """Raise if any integer in ``v`` reaches 2**53.
-
-        Raises:
-            ConfigError: float64 could have rounded.
-        """
-        if v.numel() and float(v.detach().abs().max()) >= FLOAT64_EXACT:
-            raise ConfigError("fake-quant integers reach 2**53; float64 is no longer exact; use fewer bits")
+        return v[0], v[1], state.full_scale()
 
     def forward(self, x: torch.Tensor | ArrayLike) -> torch.Tensor:
-        """Float64 scores ``v / output_scale``: exactly what ``convert().predict(x)`` returns."""
-        v, scale = self.forward_int(x)
-        return v / _t(scale)
+        """Float64 scores ``y / output_scale``: exactly what ``convert().predict(x)`` returns.
+
+        The value comes from the exact integers; the gradient from their surrogate.
+        """
+        exact, grad, scale = self.forward_int(x)
+        s = _t(scale)
+        value = exact.double() / s
+        if not grad.requires_grad:
+            return value
+        return _Exact.apply(grad / s, value, torch.ones_like(value))
 
     def convert(self, modulus: int | None = None) -> QuantizedModel:
         """The integer model with the identical parameters: ``quantize_model`` of the trained model.

@@ -8,20 +8,8 @@ import torch
 from torch import nn
 
 from secquant.data import Dataset, load_dataset
+from secquant.models import train
 from secquant.nn import Poly, Square
-
-
-def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 60, lr: float = 1e-2, seed: int = 0) -> nn.Module:
-    """Full-batch Adam; deterministic for a fixed seed."""
-    torch.manual_seed(seed)
-    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xt), yt).backward()
-        opt.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +21,7 @@ def digits() -> Dataset:
 def digits_mlp(digits: Dataset) -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 32), Square(), nn.Linear(32, 10))
-    return train(model, digits.x_train, digits.y_train, epochs=150)
+    return train(model, digits.x_train, digits.y_train, epochs=40)
 
 
 def random_cnn(seed: int = 0) -> nn.Module:

@@ -20,7 +20,7 @@ from secquant.errors import (
 from secquant.nn import Poly, Square
 from secquant.quant.config import QuantConfig
 from secquant.quant.registry import register_converter
-from tests.quant.conftest import random_cnn, train
+from tests.quant.conftest import random_cnn
 from tests.quant.reference import naive_forward
 
 

@@ -174,9 +174,9 @@ class DiscreteGaussianScores:
 
     The server adds integer noise ``N_Z(0, (sigma / step)**2)`` to the scores
     expressed in grid units (``step = 2**-resolution_bits`` logits), as it
-    would add it to the integer outputs mod p.  The sampler is the exact one in
-    :mod:`secquant.audit.samplers` (Canonne–Kamath–Steinke).  Noise is fresh
-    for every query.
+    would add it to the integer outputs mod p.  The noise is
+    :class:`secquant.audit.mechanisms.DiscreteGaussianMechanism` (exact
+    Canonne–Kamath–Steinke sampler), fresh for every query.
 
     Attributes:
         sigma: Noise scale in logits, > 0.
@@ -209,13 +209,13 @@ class DiscreteGaussianScores:
 
     def release(self, logits: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.float64]:
         """Scores on the grid plus fresh discrete Gaussian noise, in logits."""
-        from secquant.audit.samplers import sample_discrete_gaussian
+        from secquant.audit.mechanisms import DiscreteGaussianMechanism
 
         z = np.asarray(logits, dtype=np.float64)
         scale = 2.0 ** int(self.resolution_bits)
-        grid = np.round(z * scale)
-        noise = sample_discrete_gaussian(self.sigma * scale, z.size, rng).reshape(z.shape)
-        return (grid + noise) / scale
+        grid = np.round(z * scale).astype(np.int64)
+        mechanism = DiscreteGaussianMechanism(sigma=self.sigma * scale, modulus=None)
+        return mechanism(grid, rng, 1)[0] / scale
 
     def features(self, logits: NDArray[np.float64], labels: NDArray[np.int64], rng: np.random.Generator) -> Features:
         """Attack features of the noisy scores."""

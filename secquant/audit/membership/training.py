@@ -166,6 +166,8 @@ def train_dpsgd(
     Raises:
         ConfigError: mismatched or empty data.
     """
+    import warnings
+
     import torch
     from opacus import PrivacyEngine
 
@@ -175,20 +177,25 @@ def train_dpsgd(
     opt = torch.optim.SGD(model.parameters(), lr=dp.lr)
     data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     loader = torch.utils.data.DataLoader(data, batch_size=dp.batch_size, generator=torch.Generator().manual_seed(seed))
-    engine = PrivacyEngine(accountant=dp.accountant, secure_mode=False)
-    private, opt, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=opt, data_loader=loader, target_epsilon=dp.epsilon, target_delta=dp.delta,
-        epochs=dp.epochs, max_grad_norm=dp.max_grad_norm,
-    )
-    private.train()
-    for _ in range(dp.epochs):
-        for xb, yb in loader:
-            if len(yb) == 0:
-                continue
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(private(xb), yb).backward()
-            opt.step()
-    eps = float(engine.get_epsilon(dp.delta))
+    with warnings.catch_warnings():
+        # Audit models are measured, not deployed: the fast (non-cryptographic) RNG is fine here.
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        engine = PrivacyEngine(accountant=dp.accountant, secure_mode=False)
+        private, opt, loader = engine.make_private_with_epsilon(
+            module=model, optimizer=opt, data_loader=loader, target_epsilon=dp.epsilon, target_delta=dp.delta,
+            epochs=dp.epochs, max_grad_norm=dp.max_grad_norm,
+        )
+        private.train()
+        for _ in range(dp.epochs):
+            for xb, yb in loader:
+                if len(yb) == 0:
+                    continue
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(private(xb), yb).backward()
+                opt.step()
+        eps = float(engine.get_epsilon(dp.delta))
     plain = build_model(x.shape[1], n_classes, spec.hidden)
     plain.load_state_dict({k.removeprefix("_module."): v for k, v in private.state_dict().items()})
     return plain.eval(), eps

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite, slow tests included (see README). Extra arguments go to pytest.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$root/scripts/setup-env.sh" test
+cd "$root"
+exec "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

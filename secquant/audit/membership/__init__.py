@@ -1,0 +1,58 @@
+"""Measure what a (quantized) model leaks about its training data: membership inference.
+
+Entry point: :func:`run_membership_audit` with a :class:`MembershipAuditConfig`;
+:func:`write_report` turns the result into JSON, PNG plots and a Markdown summary.
+
+Modules (each small and importable on its own):
+
+* :mod:`.policies`: what the client sees (full scores, rounded, top-1, discrete Gaussian noise);
+* :mod:`.attacks`: loss/confidence thresholds, LiRA online and offline;
+* :mod:`.metrics`: ROC, AUC, TPR at 0.1 % / 1 % FPR, ε lower bound (shared estimators);
+* :mod:`.one_run`: the one-run audit of Steinke, Nasr and Jagielski (2023);
+* :mod:`.targets`, :mod:`.training`: float, ``quantize_model`` and DP-SGD targets;
+* :mod:`.shadows`: parallel training (joblib, or Ray) with a progress bar;
+* :mod:`.audit`: the orchestration; :mod:`.report`: JSON, plots, summary.
+
+Names are imported lazily so ``import secquant.audit.membership`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AttackKind": "attacks",
+    "AuditRow": "audit",
+    "Backend": "shadows",
+    "CanarySpec": "audit",
+    "DPSpec": "training",
+    "DiscreteGaussianScores": "policies",
+    "Family": "targets",
+    "FullScores": "policies",
+    "MembershipAudit": "audit",
+    "MembershipAuditConfig": "audit",
+    "OneRunResult": "one_run",
+    "RoundedScores": "policies",
+    "Target": "targets",
+    "TopLabel": "policies",
+    "TrainSpec": "training",
+    "attack_metrics": "metrics",
+    "lira_scores": "attacks",
+    "one_run_audit": "one_run",
+    "parse_policy": "policies",
+    "parse_target": "targets",
+    "run_membership_audit": "audit",
+    "write_report": "report",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

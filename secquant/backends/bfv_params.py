@@ -1,0 +1,409 @@
+"""BFV parameters from the bounds: plaintext (CRT) primes, ring degree, modulus chain.
+
+Everything here is key-less arithmetic on the plan and ``qm.bounds()``:
+
+* **Plaintext primes.** The product T of the primes t_i (each t_i = 1 mod 2N,
+  so slots batch) must hold every layer: ``T >= qm.modulus_needed``.  One prime
+  holds at most 60 bits; past that the circuit runs once per prime and the
+  results recombine by CRT (exact, Python ints).
+* **Noise.** A conservative estimate of the invariant noise budget, in bits,
+  stage by stage (SEAL's heuristics rounded up; see :func:`noise_trace`).  The
+  data part of the coefficient modulus is sized so that the estimate ends at
+  least ``margin`` bits above zero.
+* **Security.** The total coefficient modulus (data primes plus SEAL's special
+  prime) stays within the HomomorphicEncryption.org bound for N at the
+  requested level (128 bits by default; 192 and 256 are accepted; nothing
+  weaker is offered).
+* **Cost.** Among the feasible (N, prime size) pairs the cheapest is chosen:
+  per slot ``k * (L + 1)`` in throughput mode, ``k * N * (L + 1)**2`` in latency
+  mode (rotations, i.e. key switches, dominate), k primes, L data primes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from secquant.backends._seal_io import is_prime, primes_1_mod
+from secquant.backends.base import Mode
+from secquant.backends.bfv_plan import AffineStage, PolyStage, SquareStage, Stage
+from secquant.backends.security import estimate_security, max_coeff_modulus_bits
+from secquant.errors import ConfigError, ModulusOverflowError, ParameterError
+from secquant.quant.model import QuantizedModel
+
+__all__ = ["BFVParameters", "LatencyLayout", "StageLayout", "choose_parameters", "latency_layout", "noise_trace"]
+
+POLY_DEGREES = (4096, 8192, 16384, 32768)
+MAX_PRIME_BITS = 60
+#: Default bits of noise budget the estimate must leave at the end.
+DEFAULT_MARGIN = 10
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """Baby-step giant-step schedule of one affine stage in latency mode.
+
+    Attributes:
+        diagonals: Indices i in [0, period) of the non-zero generalized diagonals.
+        baby: Baby step g.
+        baby_steps: Rotations i mod g used (0 included when used).
+        giant_steps: Multiples k of g used (0 included when used).
+    """
+
+    diagonals: tuple[int, ...]
+    baby: int
+    baby_steps: tuple[int, ...]
+    giant_steps: tuple[int, ...]
+
+    @property
+    def rotations(self) -> int:
+        """Key switches per evaluation."""
+        return sum(1 for b in self.baby_steps if b) + sum(1 for k in self.giant_steps if k)
+
+
+@dataclass(frozen=True)
+class LatencyLayout:
+    """Slot layout of latency mode: every vector repeats with ``period`` along each row."""
+
+    period: int
+    stages: tuple[StageLayout | None, ...]
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """Every rotation step any stage uses (left rotations of rows)."""
+        used: set[int] = set()
+        for st in self.stages:
+            if st is None:
+                continue
+            used.update(b for b in st.baby_steps if b)
+            used.update(k * st.baby for k in st.giant_steps if k)
+        return tuple(sorted(used))
+
+    @property
+    def rotations(self) -> int:
+        """Key switches per evaluation (per CRT prime)."""
+        return sum(st.rotations for st in self.stages if st is not None)
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _bsgs(diagonals: list[int], period: int) -> StageLayout:
+    best: tuple[int, int, StageLayout] | None = None
+    g = 1
+    while g <= period:
+        baby = sorted({i % g for i in diagonals})
+        giant = sorted({i // g for i in diagonals})
+        rots = sum(1 for b in baby if b) + sum(1 for k in giant if k)
+        cand = StageLayout(tuple(diagonals), g, tuple(baby), tuple(giant))
+        key = (rots, len(baby) + len(giant))
+        if best is None or key < best[:2]:
+            best = (key[0], key[1], cand)
+        g *= 2
+    if best is None:  # pragma: no cover - period >= 1
+        raise ConfigError("empty period")
+    return best[2]
+
+
+def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
+    """Period and BSGS schedules for packing one input per row of slots."""
+    dims = [d_in]
+    for st in stages:
+        dims.append(st.d_out if isinstance(st, AffineStage) else st.dim)
+    period = _pow2_at_least(max(dims))
+    layouts: list[StageLayout | None] = []
+    rows = np.arange(period)
+    for st in stages:
+        if not isinstance(st, AffineStage):
+            layouts.append(None)
+            continue
+        nz = np.zeros((period, period), dtype=bool)
+        nz[: st.d_out, : st.d_in] = np.asarray(st.matrix) != 0
+        cols = (rows[None, :] + rows[:, None]) % period  # cols[i, j] = (j + i) mod period
+        used = np.any(nz[rows[None, :], cols], axis=1)
+        diagonals = [int(i) for i in np.nonzero(used)[0]] or [0]
+        layouts.append(_bsgs(diagonals, period))
+    return LatencyLayout(period=period, stages=tuple(layouts))
+
+
+@functools.lru_cache(maxsize=256)
+def _int_row_l1(stage: AffineStage) -> tuple[int, int]:
+    """(max |A|, max row L1 norm of A) over the exact integers."""
+    a = np.asarray(stage.matrix)
+    if a.dtype != object and a.size and int(np.max(np.abs(a))) < 2**40:
+        a64 = np.abs(a.astype(np.int64))
+        return int(np.max(a64)), int(np.max(np.sum(a64, axis=1)))
+    ao = np.abs(a.astype(object))
+    return (int(np.max(ao)), int(np.max(np.sum(ao, axis=1)))) if ao.size else (0, 0)
+
+
+def _row_l1_bits(stage: AffineStage, t: int) -> float:
+    """log2 of the largest row L1 norm of A mod t, centered (the scalar multiply noise factor)."""
+    top, l1 = _int_row_l1(stage)
+    if 2 * top < t:
+        return math.log2(max(1, l1))
+    a, _ = stage.reduced(t)
+    a = a.astype(object)
+    centered = np.where(a > t // 2, a - t, a)
+    worst = int(np.max(np.sum(np.abs(centered), axis=1))) if centered.size else 0
+    return math.log2(max(1, worst))
+
+
+def noise_trace(
+    stages: list[Stage], mode: Mode, n: int, t: int, data_bits: int, layout: LatencyLayout | None
+) -> list[dict[str, Any]]:
+    """Estimated invariant noise budget (bits) after encryption and each stage.
+
+    The figures are SEAL's heuristics made conservative: fresh budget
+    ``log2 q - log2 t - log2(N)/2 - 5`` (measured: 5 bits higher); a ciphertext
+    multiplication with relinearization costs ``log2 t + log2 N + 2``; a
+    scalar multiply-accumulate ``log2(max row L1 norm) + 1``; a multiply by a
+    batch-encoded plaintext ``log2 t + log2(N)/2 + log2(#diagonals)/2 + 3``; a
+    rotation stage 1 bit.  The real budget is reported by the client after
+    decryption; the tests check that the estimate stays below it.
+    """
+    tb, lg = math.log2(t), math.log2(n)
+    budget = data_bits - tb - lg / 2 - 5
+    trace = [{"stage": "encrypt", "budget_bits": round(budget, 1)}]
+    mult = tb + lg + 2
+    for i, st in enumerate(stages):
+        if isinstance(st, AffineStage):
+            if mode is Mode.THROUGHPUT:
+                budget -= _row_l1_bits(st, t) + 1
+            else:
+                lay = layout.stages[i] if layout else None
+                nd = len(lay.diagonals) if lay else st.d_in
+                budget -= tb + lg / 2 + math.log2(max(1, nd)) / 2 + 3 + 2
+        elif isinstance(st, SquareStage):
+            budget -= mult
+        elif isinstance(st, PolyStage):
+            budget -= st.depth * mult
+            c = np.mod(np.asarray(st.coeffs).astype(object), t)
+            uniform = bool(np.all(c == c[:, :1]))
+            if mode is Mode.THROUGHPUT or uniform:
+                centered = np.where(c > t // 2, c - t, c)
+                budget -= math.log2(max(1, int(np.max(np.sum(np.abs(centered), axis=0))))) + 1
+            else:
+                budget -= tb + lg / 2 + math.log2(st.degree + 1) / 2 + 3
+        trace.append({"stage": st.name, "kind": type(st).__name__, "budget_bits": round(budget, 1)})
+    return trace
+
+
+@dataclass(frozen=True)
+class BFVParameters:
+    """One choice of BFV parameters for a plan.
+
+    Attributes:
+        mode: Slot layout.
+        poly_degree: N (slots per ciphertext).
+        coeff_bits: Bit sizes of the coefficient primes; the last is SEAL's special prime.
+        plain_moduli: CRT primes t_i, each = 1 mod 2N.
+        security: Level the user asked for (128, 192 or 256).
+        margin: Bits of estimated noise budget required at the end.
+        trace: Estimated budget per stage for the smallest t_i.
+        layout: Latency-mode layout (None in throughput mode).
+    """
+
+    mode: Mode
+    poly_degree: int
+    coeff_bits: tuple[int, ...]
+    plain_moduli: tuple[int, ...]
+    security: int
+    margin: int
+    trace: tuple[dict[str, Any], ...] = field(repr=False)
+    layout: LatencyLayout | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for t in self.plain_moduli:
+            if (t - 1) % (2 * self.poly_degree) or not is_prime(t):
+                raise ParameterError(f"plain modulus {t} is not a prime = 1 mod 2N={2 * self.poly_degree}")
+
+    @property
+    def total_plain_modulus(self) -> int:
+        """Product of the CRT primes."""
+        out = 1
+        for t in self.plain_moduli:
+            out *= t
+        return out
+
+    @property
+    def data_bits(self) -> int:
+        """Bits of the ciphertext modulus (without the special prime)."""
+        return sum(self.coeff_bits[:-1])
+
+    @property
+    def final_budget(self) -> float:
+        """Estimated noise budget left after the last stage (bits)."""
+        return float(self.trace[-1]["budget_bits"])
+
+    @property
+    def slots(self) -> int:
+        """Inputs per ciphertext: N in throughput mode, 2 in latency mode (one per row)."""
+        return self.poly_degree if self.mode is Mode.THROUGHPUT else 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (sizes are filled in by the backend)."""
+        total = sum(self.coeff_bits)
+        out: dict[str, Any] = {
+            "scheme": "bfv",
+            "mode": self.mode.value,
+            "packing": ("throughput: one ciphertext per feature, one input per slot (N inputs per batch)"
+                        if self.mode is Mode.THROUGHPUT else
+                        f"latency: one input per row of N/2 slots, repeated with period {self.layout.period if self.layout else 0}; "
+                        "baby-step giant-step diagonal products"),
+            "poly_degree": self.poly_degree,
+            "coeff_modulus_bits": list(self.coeff_bits),
+            "coeff_modulus_total_bits": total,
+            "special_prime_bits": self.coeff_bits[-1],
+            "plain_moduli": [int(t) for t in self.plain_moduli],
+            "plain_modulus_bits": [t.bit_length() for t in self.plain_moduli],
+            "crt_primes": len(self.plain_moduli),
+            "total_plain_modulus_bits": self.total_plain_modulus.bit_length(),
+            "requested_security_bits": self.security,
+            "estimated_security_bits": estimate_security(self.poly_degree, total),
+            "max_coeff_bits_at_128": max_coeff_modulus_bits(self.poly_degree, 128),
+            "noise_margin_bits": self.margin,
+            "noise_budget_estimate": list(self.trace),
+            "noise_estimate_note": "conservative heuristic estimate (SEAL noise model rounded up), not a proof",
+        }
+        if self.layout is not None:
+            out["period"] = self.layout.period
+            out["rotation_steps"] = list(self.layout.steps)
+            out["galois_keys"] = len(self.layout.steps)
+            out["rotations_per_prime"] = self.layout.rotations
+        return out
+
+
+def _split_data_bits(bits: int) -> list[int]:
+    count = max(1, math.ceil(bits / MAX_PRIME_BITS))
+    size = math.ceil(bits / count)
+    return [max(size, 20)] * count
+
+
+def _crt_primes(n: int, tbits: int, needed: int, exclude: list[int]) -> list[int] | None:
+    """Fewest tbits-bit primes = 1 mod 2N whose product reaches ``needed`` (None if too few exist)."""
+    primes: list[int] = []
+    product = 1
+    cap = 64
+    try:
+        pool = primes_1_mod(2 * n, tbits, min(cap, 1 + needed.bit_length() // max(1, tbits - 1) + 1), exclude)
+    except ConfigError:
+        return None
+    for p in pool:
+        primes.append(p)
+        product *= p
+        if product >= needed:
+            return primes
+    return None
+
+
+def _attempt(
+    stages: list[Stage], mode: Mode, n: int, plain: list[int], security: int, margin: int,
+    layout: LatencyLayout | None,
+) -> BFVParameters | None:
+    if layout is not None and layout.period > n // 2:
+        return None
+    t = max(plain)
+    trace0 = noise_trace(stages, mode, n, t, 0, layout)
+    need = margin - min(float(s["budget_bits"]) for s in trace0[-1:])
+    data_bits = max(1, math.ceil(need))
+    coeff = _split_data_bits(data_bits)
+    coeff = coeff + [max(coeff)]
+    if sum(coeff) > max_coeff_modulus_bits(n, security):
+        return None
+    coeff_primes: list[int] = []
+    for b in sorted(set(coeff)):
+        coeff_primes += primes_1_mod(2 * n, b, coeff.count(b))
+    if set(coeff_primes) & set(plain):
+        return None
+    trace = noise_trace(stages, mode, n, t, sum(coeff[:-1]), layout)
+    return BFVParameters(mode, n, tuple(coeff), tuple(plain), security, margin, tuple(trace), layout)
+
+
+def _cost(p: BFVParameters) -> float:
+    k, l_data = len(p.plain_moduli), len(p.coeff_bits) - 1
+    if p.mode is Mode.THROUGHPUT:
+        return k * (l_data + 1) * (1 + p.poly_degree / 65536)
+    return k * p.poly_degree * (l_data + 1) ** 2
+
+
+def choose_parameters(
+    qm: QuantizedModel,
+    stages: list[Stage],
+    mode: Mode,
+    *,
+    plain_modulus: int | None = None,
+    poly_degree: int | None = None,
+    security: int = 128,
+    margin: int = DEFAULT_MARGIN,
+) -> BFVParameters:
+    """The cheapest secure parameters for ``stages``; no key is made.
+
+    Args:
+        qm: The model (its bounds fix the plaintext modulus).
+        stages: Its plan.
+        mode: Slot layout.
+        plain_modulus: Force one plaintext prime t (no CRT).
+        poly_degree: Force N.
+        security: 128 (default), 192 or 256 bits.
+        margin: Bits of estimated noise budget left at the end.
+
+    Raises:
+        ModulusOverflowError: ``plain_modulus`` is smaller than the bounds need.
+        ParameterError: no secure parameter set fits (too deep, or forced values clash).
+        ConfigError: invalid option values.
+    """
+    if security not in (128, 192, 256):
+        raise ConfigError(f"security must be 128, 192 or 256 bits (nothing weaker is offered), got {security}")
+    if poly_degree is not None and poly_degree not in POLY_DEGREES:
+        raise ConfigError(f"poly_degree must be one of {POLY_DEGREES}, got {poly_degree}")
+    if not isinstance(margin, int) or margin < 1:
+        raise ConfigError(f"margin must be a positive number of bits, got {margin!r}")
+    needed = qm.modulus_needed
+    if plain_modulus is not None:
+        if isinstance(plain_modulus, bool) or not isinstance(plain_modulus, (int, np.integer)):
+            raise ConfigError(f"plain_modulus must be an int, got {type(plain_modulus).__name__}")
+        qm.bounds().check(int(plain_modulus))  # ModulusOverflowError before anything else
+        if not is_prime(int(plain_modulus)):
+            raise ParameterError(f"plain_modulus {plain_modulus} is not prime; BFV batching needs a prime = 1 mod 2N")
+    d_in = int(np.prod(qm.input_shape))
+    layout = latency_layout(stages, d_in) if mode is Mode.LATENCY else None
+    degrees = [poly_degree] if poly_degree else list(POLY_DEGREES)
+    best: BFVParameters | None = None
+    tried: list[str] = []
+    for n in degrees:
+        if plain_modulus is not None:
+            if (int(plain_modulus) - 1) % (2 * n):
+                tried.append(f"N={n}: plain_modulus {plain_modulus} is not 1 mod {2 * n}")
+                continue
+            choices = [[int(plain_modulus)]]
+        else:
+            choices = []
+            for tbits in range(MAX_PRIME_BITS, (2 * n).bit_length(), -1):
+                primes = _crt_primes(n, tbits, needed, [])
+                if primes is not None:
+                    choices.append(primes)
+        for plain in choices:
+            cand = _attempt(stages, mode, n, plain, security, margin, layout)
+            if cand is None:
+                continue
+            if best is None or _cost(cand) < _cost(best):
+                best = cand
+        if best is None:
+            tried.append(f"N={n}: no prime size leaves {margin} bits of noise budget within "
+                         f"{max_coeff_modulus_bits(n, security)} coefficient bits")
+    if best is None:
+        raise ParameterError(
+            f"no BFV parameters at {security}-bit security evaluate this model ({qm.multiplicative_depth} "
+            f"ciphertext multiplications, {needed.bit_length()}-bit bound, mode {mode.value}): "
+            + "; ".join(tried) + ". Reduce the depth or the bit widths, or use another mode."
+        )
+    if best.total_plain_modulus < needed:  # pragma: no cover - guaranteed above
+        raise ModulusOverflowError("CRT primes do not reach the bound", modulus=best.total_plain_modulus,
+                                   modulus_needed=needed)
+    return best

@@ -1,0 +1,234 @@
+"""Client of the encrypted-inference service (httpx).
+
+.. code-block:: python
+
+    from secquant.protocol import Client
+
+    with Client("http://127.0.0.1:8000", token=token) as client:
+        scores = client.predict(x)          # what em.predict(x) returns
+
+The client generates the keys (they never leave this process), uploads the
+public material once, then sends encrypted batches.  It needs the model to
+compile the same parameters: pass ``model=`` (a QuantizedModel or a path) or
+let it download the server's published model; either way the model digest and
+parameter fingerprint must match the server's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from secquant.errors import ConfigError
+from secquant.protocol.binding import ModelBinding
+from secquant.protocol.errors import ParameterMismatchError, RemoteError
+from secquant.protocol.messages import (
+    EVALUATE_REQUEST,
+    EVALUATE_RESPONSE,
+    PROTOCOL_VERSION,
+    SESSION_CREATE,
+    Frame,
+    decode_frame,
+    encode_frame,
+)
+from secquant.quant.model import QuantizedModel
+
+__all__ = ["Client", "RemoteInference", "infer_remote"]
+
+_OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def raise_for_status(response: Any) -> None:
+    """Raise :class:`RemoteError` for a 4xx/5xx answer, with the server's message."""
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        error, detail = str(body.get("error", "HTTPError")), str(body.get("detail", body))
+    except ValueError:
+        error, detail = "HTTPError", response.text[:500]
+    raise RemoteError(response.status_code, error, detail)
+
+
+class Client:
+    """Talks to one inference server; one session per client object.
+
+    Args:
+        url: Base URL, e.g. ``"https://host:8000"``.
+        token: Bearer token (None if the server runs without authentication).
+        model: The model (object, artifact path or bytes); downloaded from the
+            server when None.
+        verify: TLS verification: True, False, or a CA bundle path.
+        timeout: Seconds per HTTP request (> 0).
+
+    Raises:
+        ConfigError: invalid arguments.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, model: QuantizedModel | str | Path | bytes | None = None,
+                 verify: bool | str = True, timeout: float = 600.0) -> None:
+        import httpx
+
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"url must start with http:// or https://, got {url!r}")
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if isinstance(verify, (str, Path)):
+            import ssl
+
+            verify = ssl.create_default_context(cafile=str(verify))  # type: ignore[assignment]
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, verify=verify, timeout=timeout)
+        self._model = model
+        self.info: dict[str, Any] = {}
+        self.binding: ModelBinding | None = None
+        self._role: Any = None
+        self._session: str | None = None
+        self.last_timings: dict[str, float] = {}
+
+    # -- session -------------------------------------------------------------
+    def open(self) -> Client:
+        """Fetch the server's parameters, compile them, make keys and create the session (idempotent).
+
+        Raises:
+            ParameterMismatchError: the local model differs from the server's.
+            RemoteError: the server refused a request.
+        """
+        if self._session is not None:
+            return self
+        self.info = self._get_json("/v1/info")
+        if self.info.get("protocol_version") != PROTOCOL_VERSION:
+            raise ParameterMismatchError(f"server speaks protocol {self.info.get('protocol_version')}, "
+                                         f"this client {PROTOCOL_VERSION}")
+        model = self._model
+        if model is None:
+            response = self._http.get("/v1/model")
+            raise_for_status(response)
+            model = response.content
+        binding = ModelBinding.build(model, self.info["scheme"], self.info["options"])
+        if binding.model_digest != self.info["model_digest"]:
+            raise ParameterMismatchError(
+                f"the local model (digest {binding.model_digest[:16]}...) is not the server's "
+                f"({self.info['model_digest'][:16]}...)")
+        if binding.fingerprint != self.info["fingerprint"]:
+            raise ParameterMismatchError("compiled parameters differ from the server's (fingerprint mismatch)")
+        self.binding, self._role = binding, binding.em.client()
+        frame = Frame(SESSION_CREATE, 1, {"scheme": binding.scheme, "model_digest": binding.model_digest,
+                                          "fingerprint": binding.fingerprint}, self._role.public_material())
+        response = self._http.post("/v1/sessions", content=encode_frame(frame), headers=_OCTET)
+        raise_for_status(response)
+        self._session = str(response.json()["session_id"])
+        return self
+
+    def close(self) -> None:
+        """Delete the session on the server (best effort) and close the connection."""
+        if self._session is not None:
+            try:
+                self._http.delete(f"/v1/sessions/{self._session}")
+            except Exception:  # noqa: BLE001 - closing must not raise on a dead server
+                pass
+            self._session = None
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inference -----------------------------------------------------------
+    def forward_int(self, xq: ArrayLike) -> NDArray[Any]:
+        """Encrypted evaluation of integer inputs; what ``em.forward_int(xq)`` returns.
+
+        Args:
+            xq: Integers of shape (n, *input_shape) or one input.
+
+        Returns:
+            Centered integers of shape (n, *output_shape).
+
+        Raises:
+            RemoteError: the server refused a batch.
+        """
+        self.open()
+        qm = self.binding.qm  # type: ignore[union-attr]
+        arr = qm._batched(np.asarray(xq))
+        step = int(self.info["max_batch"])
+        outs, timings = [], {"encrypt": 0.0, "request": 0.0, "evaluate": 0.0, "decrypt": 0.0,
+                             "request_bytes": 0.0, "response_bytes": 0.0}
+        for start in range(0, len(arr), step):
+            chunk = arr[start:start + step]
+            t0 = time.perf_counter()
+            payload = self._role.encrypt(chunk)
+            body = encode_frame(Frame(EVALUATE_REQUEST, 1, {"fingerprint": self.info["fingerprint"],
+                                                            "batch": len(chunk)}, payload))
+            t1 = time.perf_counter()
+            response = self._http.post(f"/v1/sessions/{self._session}/evaluate", content=body, headers=_OCTET)
+            raise_for_status(response)
+            t2 = time.perf_counter()
+            answer = decode_frame(response.content, EVALUATE_RESPONSE)
+            outs.append(self._role.decrypt(bytes(answer.payload)))
+            t3 = time.perf_counter()
+            timings["encrypt"] += t1 - t0
+            timings["request"] += t2 - t1
+            timings["evaluate"] += float(answer.meta.get("seconds", 0.0))
+            timings["decrypt"] += t3 - t2
+            timings["request_bytes"] += len(body)
+            timings["response_bytes"] += len(response.content)
+        self.last_timings = timings
+        return np.concatenate(outs, axis=0)
+
+    def predict(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Float scores for float inputs; what ``em.predict(x)`` returns."""
+        self.open()
+        qm = self.binding.qm  # type: ignore[union-attr]
+        return qm.dequantize_output(self.forward_int(qm.quantize_input(x)))
+
+    def _get_json(self, path: str) -> dict[str, Any]:
+        response = self._http.get(path)
+        raise_for_status(response)
+        return dict(response.json())
+
+
+@dataclass
+class RemoteInference:
+    """Result of :func:`infer_remote`.
+
+    Attributes:
+        scores: Float scores, shape (n, *output_shape).
+        timings: Seconds in encrypt, request (round trip), evaluate (server side), decrypt; bytes sent and received.
+        info: The server's ``/v1/info``.
+    """
+
+    scores: NDArray[np.float64]
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def infer_remote(url: str, x: ArrayLike, *, token: str | None = None,
+                 model: QuantizedModel | str | Path | bytes | None = None,
+                 verify: bool | str = True, timeout: float = 600.0) -> RemoteInference:
+    """One session: encrypt ``x``, evaluate remotely, decrypt (``secquant infer --server URL``).
+
+    Args:
+        url: The server's base URL.
+        x: Float inputs of shape (n, *input_shape).
+        token: Bearer token.
+        model: Local copy of the model; downloaded when None.
+        verify: TLS verification (bool or CA bundle path).
+        timeout: Seconds per HTTP request.
+
+    Raises:
+        RemoteError: the server refused a request.
+        ParameterMismatchError: the local model is not the server's.
+    """
+    t0 = time.perf_counter()
+    with Client(url, token, model=model, verify=verify, timeout=timeout) as client:
+        setup = time.perf_counter() - t0
+        scores = client.predict(x)
+        timings = dict(client.last_timings, setup=setup)
+        return RemoteInference(scores=scores, timings=timings, info=dict(client.info))

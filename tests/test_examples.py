@@ -1,0 +1,32 @@
+"""Every example in examples/ runs, at a small size, as a new user would run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str, timeout: int = 600) -> str:
+    """Run ``examples/<name>`` with this interpreter; return its stdout (fails on a non-zero exit)."""
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=EXAMPLES.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_quantize_digits_example() -> None:
+    out = run_example("quantize_digits.py", "--epochs", "5", "--bits", "6")
+    assert "reloaded model identical: True" in out and "refused at layer" in out
+
+
+@pytest.mark.slow
+def test_demo_command_plain_scheme_runs_small() -> None:
+    proc = subprocess.run([sys.executable, "-m", "secquant", "demo", "--data", "digits", "--scheme", "plain",
+                           "--limit", "32", "--epochs", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bit-exact vs the integer reference" in proc.stdout
