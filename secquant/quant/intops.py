@@ -16,7 +16,7 @@ recovered only after decryption.  Encrypted backends dispatch on ``kind``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -108,8 +108,8 @@ def _batch(a: IntArray) -> IntArray:
 class _Weighted(IntOp):
     """Shared interval logic for ops linear in x with integer weights and bias."""
 
-    weight: IntArray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    bias: IntArray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    weight: IntArray
+    bias: IntArray
 
     def _apply(self, x: IntArray, w: IntArray, bound: int) -> IntArray:
         raise NotImplementedError
@@ -140,9 +140,8 @@ class _Weighted(IntOp):
 
     def partial_bound(self, m: IntArray) -> IntArray:
         est = self._abs_estimate(m)
-        w = np.abs(np.asarray(self.weight, dtype=object))
-        y = self._apply(_batch(m), w, est)[0]
-        return exact.as_exact(y, est + max_abs(self.bias)) + np.abs(exact.as_exact(self.bias, est + max_abs(self.bias)))
+        weighted = self._apply(_batch(m), np.abs(np.asarray(self.weight, dtype=object)), est)[0]
+        return exact.to_python_ints(weighted) + np.abs(exact.to_python_ints(self.bias))
 
     def arrays(self) -> dict[str, IntArray]:
         return {"weight": self.weight, "bias": self.bias}
@@ -258,7 +257,7 @@ class IntFlatten(IntOp):
 class IntAddConst(IntOp):
     """y = x + c for an integer constant c broadcast over one input (removes a zero point)."""
 
-    constant: IntArray = field(default_factory=lambda: np.zeros((), np.int64))
+    constant: IntArray
     kind: ClassVar[str] = "add_const"
 
     def forward(self, x: IntArray, bound: int) -> IntArray:
@@ -314,7 +313,7 @@ class IntPoly(IntOp):
     ``sum_i |A_i| m^i``, which covers every term and partial sum.
     """
 
-    coeffs: IntArray = field(default_factory=lambda: np.zeros((1,), np.int64))
+    coeffs: IntArray
     kind: ClassVar[str] = "poly"
 
     @property
