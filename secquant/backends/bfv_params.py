@@ -154,43 +154,70 @@ def _row_l1_bits(stage: AffineStage, t: int) -> float:
     return math.log2(max(1, worst))
 
 
+def _consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: LatencyLayout | None) -> list[float]:
+    tb, lg = math.log2(t), math.log2(n)
+    mult = tb + lg + 2
+    out = []
+    for i, st in enumerate(stages):
+        if isinstance(st, AffineStage):
+            if mode is Mode.THROUGHPUT:
+                out.append(_row_l1_bits(st, t) + 1)
+            else:
+                lay = layout.stages[i] if layout else None
+                nd = len(lay.diagonals) if lay else st.d_in
+                out.append(tb + lg / 2 + math.log2(max(1, nd)) / 2 + 3 + 2)
+        elif isinstance(st, SquareStage):
+            out.append(mult)
+        else:
+            used = st.depth * mult
+            c = np.mod(np.asarray(st.coeffs).astype(object), t)
+            uniform = bool(np.all(c == c[:, :1]))
+            if mode is Mode.THROUGHPUT or uniform:
+                centered = np.where(c > t // 2, c - t, c)
+                used += math.log2(max(1, int(np.max(np.sum(np.abs(centered), axis=0))))) + 1
+            else:
+                used += tb + lg / 2 + math.log2(st.degree + 1) / 2 + 3
+            out.append(used)
+    return out
+
+
 def noise_trace(
-    stages: list[Stage], mode: Mode, n: int, t: int, data_bits: int, layout: LatencyLayout | None
+    stages: list[Stage], mode: Mode, n: int, t: int, data_bits: int | list[int], layout: LatencyLayout | None,
+    margin: int = DEFAULT_MARGIN,
 ) -> list[dict[str, Any]]:
-    """Estimated invariant noise budget (bits) after encryption and each stage.
+    """Estimated invariant noise budget (bits) and modulus level after encryption and each stage.
 
     The figures are SEAL's heuristics made conservative: fresh budget
     ``log2 q - log2 t - log2(N)/2 - 5`` (measured: 5 bits higher); a ciphertext
     multiplication with relinearization costs ``log2 t + log2 N + 2``; a
     scalar multiply-accumulate ``log2(max row L1 norm) + 1``; a multiply by a
     batch-encoded plaintext ``log2 t + log2(N)/2 + log2(#diagonals)/2 + 3``; a
-    rotation stage 1 bit.  The real budget is reported by the client after
+    rotation stage 2 bits.  The real budget is reported by the client after
     decryption; the tests check that the estimate stays below it.
+
+    With the data primes given as a list, each stage ends with a modulus switch
+    to the fewest primes whose fresh-budget cap still covers the rest of the
+    circuit plus ``margin`` (BFV modulus switching keeps the budget below that
+    cap), so later stages run on a shorter chain: ``data_primes`` per entry.
     """
     tb, lg = math.log2(t), math.log2(n)
-    budget = data_bits - tb - lg / 2 - 5
-    trace = [{"stage": "encrypt", "budget_bits": round(budget, 1)}]
-    mult = tb + lg + 2
+    bits = list(data_bits) if isinstance(data_bits, list) else [int(data_bits)]
+    levels = len(bits) if isinstance(data_bits, list) else 1
+
+    def cap(level: int) -> float:
+        return sum(bits[:level]) - tb - lg / 2 - 5
+
+    cons = _consumption(stages, mode, n, t, layout)
+    budget = cap(levels)
+    trace = [{"stage": "encrypt", "budget_bits": round(budget, 1), "data_primes": levels}]
     for i, st in enumerate(stages):
-        if isinstance(st, AffineStage):
-            if mode is Mode.THROUGHPUT:
-                budget -= _row_l1_bits(st, t) + 1
-            else:
-                lay = layout.stages[i] if layout else None
-                nd = len(lay.diagonals) if lay else st.d_in
-                budget -= tb + lg / 2 + math.log2(max(1, nd)) / 2 + 3 + 2
-        elif isinstance(st, SquareStage):
-            budget -= mult
-        elif isinstance(st, PolyStage):
-            budget -= st.depth * mult
-            c = np.mod(np.asarray(st.coeffs).astype(object), t)
-            uniform = bool(np.all(c == c[:, :1]))
-            if mode is Mode.THROUGHPUT or uniform:
-                centered = np.where(c > t // 2, c - t, c)
-                budget -= math.log2(max(1, int(np.max(np.sum(np.abs(centered), axis=0))))) + 1
-            else:
-                budget -= tb + lg / 2 + math.log2(st.degree + 1) / 2 + 3
-        trace.append({"stage": st.name, "kind": type(st).__name__, "budget_bits": round(budget, 1)})
+        budget -= cons[i]
+        rest = sum(cons[i + 1:]) + margin
+        while isinstance(data_bits, list) and levels > 1 and cap(levels - 1) >= rest and budget >= rest:
+            levels -= 1
+        budget = min(budget, cap(levels))
+        trace.append({"stage": st.name, "kind": type(st).__name__, "budget_bits": round(budget, 1),
+                      "data_primes": levels})
     return trace
 
 
@@ -235,6 +262,11 @@ class BFVParameters:
     def data_bits(self) -> int:
         """Bits of the ciphertext modulus (without the special prime)."""
         return sum(self.coeff_bits[:-1])
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Data primes kept after each stage (modulus switching schedule)."""
+        return tuple(int(s["data_primes"]) for s in self.trace[1:])
 
     @property
     def final_budget(self) -> float:
@@ -309,8 +341,7 @@ def _attempt(
     if layout is not None and layout.period > n // 2:
         return None
     t = max(plain)
-    trace0 = noise_trace(stages, mode, n, t, 0, layout)
-    need = margin - min(float(s["budget_bits"]) for s in trace0[-1:])
+    need = margin + sum(_consumption(stages, mode, n, t, layout)) + math.log2(t) + math.log2(n) / 2 + 5
     data_bits = max(1, math.ceil(need))
     coeff = _split_data_bits(data_bits)
     coeff = coeff + [max(coeff)]
@@ -321,7 +352,7 @@ def _attempt(
         coeff_primes += primes_1_mod(2 * n, b, coeff.count(b))
     if set(coeff_primes) & set(plain):
         return None
-    trace = noise_trace(stages, mode, n, t, sum(coeff[:-1]), layout)
+    trace = noise_trace(stages, mode, n, t, list(coeff[:-1]), layout, margin)
     return BFVParameters(mode, n, tuple(coeff), tuple(plain), security, margin, tuple(trace), layout)
 
 

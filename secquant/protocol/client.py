@@ -167,20 +167,37 @@ class Client:
             body = encode_frame(Frame(EVALUATE_REQUEST, 1, {"fingerprint": self.info["fingerprint"],
                                                             "batch": len(chunk)}, payload))
             t1 = time.perf_counter()
-            response = self._http.post(f"/v1/sessions/{self._session}/evaluate", content=body, headers=_OCTET)
-            raise_for_status(response)
-            t2 = time.perf_counter()
-            answer = decode_frame(response.content, EVALUATE_RESPONSE)
-            outs.append(self._role.decrypt(bytes(answer.payload)))
-            t3 = time.perf_counter()
+            answer = self._evaluate(body, len(chunk), timings)
             timings["encrypt"] += t1 - t0
-            timings["request"] += t2 - t1
-            timings["evaluate"] += float(answer.meta.get("seconds", 0.0))
-            timings["decrypt"] += t3 - t2
-            timings["request_bytes"] += len(body)
-            timings["response_bytes"] += len(response.content)
+            # interactive schemes (Paillier with activations): the client opens the
+            # pre-activations, applies the activation and encrypts the next round
+            next_request = getattr(self._role, "next_request", None)
+            while next_request is not None:
+                t2 = time.perf_counter()
+                request = next_request(answer)
+                timings["interactive"] = timings.get("interactive", 0.0) + time.perf_counter() - t2
+                if request is None:
+                    break
+                body = encode_frame(Frame(EVALUATE_REQUEST, 1, {"fingerprint": self.info["fingerprint"],
+                                                                "batch": len(chunk)}, request))
+                answer = self._evaluate(body, len(chunk), timings)
+            t2 = time.perf_counter()
+            outs.append(self._role.decrypt(answer))
+            timings["decrypt"] += time.perf_counter() - t2
         self.last_timings = timings
         return np.concatenate(outs, axis=0)
+
+    def _evaluate(self, body: bytes, batch: int, timings: dict[str, float]) -> bytes:
+        t0 = time.perf_counter()
+        response = self._http.post(f"/v1/sessions/{self._session}/evaluate", content=body, headers=_OCTET)
+        raise_for_status(response)
+        answer = decode_frame(response.content, EVALUATE_RESPONSE)
+        timings["request"] += time.perf_counter() - t0
+        timings["evaluate"] += float(answer.meta.get("seconds", 0.0))
+        timings["request_bytes"] += len(body)
+        timings["response_bytes"] += len(response.content)
+        timings["round_trips"] = timings.get("round_trips", 0.0) + 1
+        return bytes(answer.payload)
 
     def predict(self, x: ArrayLike) -> NDArray[np.float64]:
         """Float scores for float inputs; what ``em.predict(x)`` returns."""

@@ -2,24 +2,28 @@
 
 :class:`FakeQuantModel` wraps a float model that :func:`secquant.quantize_model`
 accepts.  On every forward pass it asks the registered converters for the
-integer ops the current weights become (the same code ``quantize_model`` runs,
-so the same rounding ``floor(x + 1/2)``, the same per-channel scales and the
-same clipping) and evaluates them on the quantized input twice: exactly, in
-int64 torch tensors (through float64 BLAS where every partial sum is below
-2**53, as :mod:`secquant.quant.exact` does), and as a float64 surrogate that
-carries the gradient.  The logits take their value from the exact integers, so
-they equal ``qm.predict`` bit for bit; a layer whose integers could pass 2**63
-(2**53 for Conv2d and AvgPool2d) raises instead of rounding.
+integer ops the current weights become (the code ``quantize_model`` runs, so
+the same rounding ``floor(x + 1/2)``, the same per-channel scales, the same
+clipping) and evaluates them twice:
+
+* **exactly**, with the integer ops' own ``forward`` on numpy integers (float64
+  BLAS, int64 or Python ints, chosen by a bound computed from the batch, as
+  :mod:`secquant.quant.exact` does), on the input quantized by the same
+  ``round_values`` as ``qm.quantize_input``, dequantized by the same division;
+* as a float64 torch **surrogate** that carries the gradient.
+
+The output takes its value from the exact path and its gradient from the
+surrogate, so the scores equal ``qm.predict`` bit for bit in training and in
+evaluation, at any bit width.
 
 Gradients use the straight-through estimator: each integer weight, bias and
 polynomial coefficient carries the gradient of its unrounded value
 (``c·W/s``, ``c·b``, ``ca·a_i·s^(d-i)``, scales held constant), zero where
-clipping saturated it.  Activations are never rounded in the integer model,
-so they need no estimator.
+clipping saturated a weight.  Activations are never rounded in the integer
+model, so they need no estimator.
 
-Layout: the fake-quant forward carries ``v = u - z`` (integers with the zero
-point removed), which the integer model computes too, only with ``z`` folded
-into the first bias.
+Both paths carry ``v = u - z`` (integers with the input zero point removed);
+the integer model computes the same values with ``z`` folded into the first bias.
 """
 
 from __future__ import annotations
@@ -47,21 +51,17 @@ from secquant.quant.intops import (
     IntPoly,
     IntSquare,
     IntSumPool2d,
+    max_abs,
 )
 from secquant.quant.model import InputQuant, QuantizedModel
-from secquant.quant.primitives import Rounding
+from secquant.quant.primitives import Rounding, round_values
 from secquant.quant.registry import ConvState, converter_for
 
-__all__ = ["FLOAT64_EXACT", "FakeQuantModel", "INT64_EXACT"]
-
-#: Integers (and partial sums) below this are exact in float64.
-FLOAT64_EXACT = 2**53
-#: Integers (and partial sums) below this are exact in int64.
-INT64_EXACT = 2**63
+__all__ = ["FakeQuantModel", "runtime_bound"]
 
 
 class _Exact(torch.autograd.Function):
-    """Forward: the exact integers.  Backward: the surrogate's gradient, masked where clipped."""
+    """Forward: the exact values.  Backward: the surrogate's gradient, masked where clipped."""
 
     @staticmethod
     def forward(ctx: Any, surrogate: torch.Tensor, exact: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -74,72 +74,43 @@ class _Exact(torch.autograd.Function):
         return grad * mask, None, None
 
 
+def _t(a: Any) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float64)))
+
+
 def _ste(surrogate: torch.Tensor, exact: NDArray[Any], limit: float | None = None) -> torch.Tensor:
-    values = np.asarray(exact)
-    if values.dtype == object:
-        _need_int64_exact(_max(values), "a parameter")
-    exact_t = torch.from_numpy(values.astype(np.float64)).reshape(surrogate.shape)
+    """``exact`` (as float64) in the forward pass, the gradient of ``surrogate`` in the backward pass."""
+    exact_t = _t(exact).reshape(surrogate.shape)
     if not surrogate.requires_grad:
         return exact_t
     mask = torch.ones_like(surrogate) if limit is None else (surrogate.detach().abs() <= limit + 0.5).double()
     return _Exact.apply(surrogate, exact_t, mask)
 
 
-def _t(a: NDArray[Any]) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float64)))
-
-
-_Pair = tuple[torch.Tensor, torch.Tensor]
-
-
-def _max(a: Any) -> int:
-    """Largest |value| of an integer array or tensor, as a Python int."""
-    if isinstance(a, torch.Tensor):
-        return int(a.abs().max()) if a.numel() else 0
-    arr = np.asarray(a)
-    return int(np.max(np.abs(arr.astype(object)))) if arr.size else 0
-
-
-def _max_row_sum(w: NDArray[Any]) -> int:
-    arr = np.abs(np.asarray(w, dtype=np.int64))
+def _row_sum(w: NDArray[Any]) -> int:
+    arr = np.abs(np.asarray(w).astype(object))
     return int(arr.reshape(arr.shape[0], -1).sum(axis=1).max()) if arr.size else 0
 
 
-def _need_int64_exact(bound: int, name: str) -> None:
-    if bound >= INT64_EXACT:
-        raise ConfigError(
-            f"{name}: integers may reach {bound:.3g} >= 2**63, which torch cannot hold exactly; "
-            "use fewer bits (or fewer polynomial layers) for QAT, or post-training quantization"
-        )
+def runtime_bound(op: IntOp, m: int) -> int:
+    """A bound on every partial result of ``op`` for inputs with ``|x| <= m``.
 
-
-def _need_float_exact(bound: int, name: str) -> None:
-    if bound >= FLOAT64_EXACT:
-        raise ConfigError(
-            f"{name}: partial sums may reach {bound:.3g} >= 2**53, where float64 convolution and pooling "
-            "stop being exact; use fewer bits for QAT"
-        )
-
-
-def _linear_exact(x: torch.Tensor, op: IntLinear, bound: int) -> torch.Tensor:
-    """Exact ``x @ W.T + b`` on int64 tensors: BLAS in float64 below 2**53, int64 below 2**63."""
-    w = np.asarray(op.weight, dtype=np.int64)
-    b = np.asarray(op.bias, dtype=np.int64)
-    if bound < FLOAT64_EXACT:
-        return (x.double() @ _t(w).T + _t(b)).long()
-    _need_int64_exact(bound, op.name)
-    return x @ torch.from_numpy(w).T + torch.from_numpy(b)
-
-
-def _poly(v: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
-    """``sum_i coeffs[i] * v**i``, term by term as ``IntPoly.forward``."""
-    total = torch.zeros_like(v) + coeffs[0]
-    power = torch.ones_like(v)
-    for i in range(1, coeffs.shape[0]):
-        power = power * v
-        total = total + coeffs[i] * power
-    return total
-
+    It plays the role of the proven ``partial_max_abs`` of the bound analysis
+    (which covers every input in range), only for the batch at hand, so the
+    exact kernels pick the same kind of arithmetic or a wider one.
+    """
+    if isinstance(op, (IntLinear, IntConv2d)):
+        return m * _row_sum(op.weight) + max_abs(op.bias)
+    if isinstance(op, IntPoly):
+        terms = sum(max_abs(op.coeffs[i]) * m**i for i in range(op.degree + 1))
+        return max(terms, m**op.degree)
+    if isinstance(op, IntSquare):
+        return m * m
+    if isinstance(op, IntSumPool2d):
+        return m * op.kernel[0] * op.kernel[1]
+    if isinstance(op, IntAddConst):
+        return m + max_abs(op.constant)
+    return m
 
 
 class FakeQuantModel(nn.Module):
@@ -179,25 +150,27 @@ class FakeQuantModel(nn.Module):
         self.input_quant: InputQuant = _input_quant(self.calibration, self.config)
 
     # -- input ---------------------------------------------------------------
-    def quantize_input(self, x: torch.Tensor | ArrayLike) -> torch.Tensor:
-        """Input integers with the zero point removed, ``v = clip(round(C·x + d)) - d``, float64."""
-        xs = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-        iq = self.input_quant
-        xs = xs.double().reshape(-1, *iq.shape)
-        y = xs * iq.scale + iq.offset
-        u = torch.floor(y + 0.5) if iq.rounding is Rounding.NEAREST else torch.floor(y)
-        return torch.clamp(u, iq.lo, iq.hi) - iq.offset
+    def quantize_input(self, x: torch.Tensor | ArrayLike) -> NDArray[np.int64]:
+        """Input integers with the zero point removed: ``clip(round(C·x + d), lo, hi) - d``.
 
-    # -- ops -----------------------------------------------------------------
+        The same numpy code as :meth:`QuantizedModel.quantize_input`.
+        """
+        xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        iq = self.input_quant
+        arr = np.asarray(xs, dtype=np.float64).reshape(-1, *iq.shape)
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError("inputs contain NaN or infinity")
+        v = np.clip(round_values(iq.scale * arr + iq.offset, iq.rounding), iq.lo, iq.hi)
+        return v.astype(np.int64) - iq.offset
+
+    # -- surrogates (gradients) ------------------------------------------------
     def _weighted(self, op: IntLinear | IntConv2d, module: nn.Module, s_in: NDArray[np.float64],
                   c: NDArray[np.float64], name: str) -> tuple[torch.Tensor, torch.Tensor]:
         w = module.weight.double()
         if isinstance(op, IntLinear):
-            a = w / _t(s_in)[None, :]
-            sur_w = a * _t(c)[:, None]
+            sur_w = w / _t(s_in)[None, :] * _t(c)[:, None]
         else:
-            a = w / _t(s_in[:, 0, 0])[None, :, None, None]
-            sur_w = a * _t(c.reshape(-1))[:, None, None, None]
+            sur_w = w / _t(s_in[:, 0, 0])[None, :, None, None] * _t(c.reshape(-1))[:, None, None, None]
         b = module.bias.double() if module.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
         sur_b = (b * _t(c.reshape(-1))).reshape(np.shape(op.bias))
         return _ste(sur_w, op.weight, qmax(self.config.bits_for(name))), _ste(sur_b, op.bias)
@@ -208,70 +181,59 @@ class FakeQuantModel(nn.Module):
         ca = qmax(self.config.bits_for(name)) / float(a.detach().abs().max())
         shape = np.shape(op.coeffs)
         powers = _t(np.stack([np.broadcast_to(np.asarray(s_in, np.float64) ** (d - i), shape[1:]) for i in range(d + 1)]))
-        sur = ca * a.reshape(-1, *([1] * (len(shape) - 1))) * powers
-        return _ste(sur, op.coeffs)
+        return _ste(ca * a.reshape(-1, *([1] * (len(shape) - 1))) * powers, op.coeffs)
 
-    def _apply(self, op: IntOp, layer: ChainLayer, v: _Pair, before: ConvState, after: ConvState) -> _Pair:
-        exact, grad = v
+    def _surrogate(self, op: IntOp, layer: ChainLayer, v: torch.Tensor, before: ConvState, after: ConvState) -> torch.Tensor:
         if isinstance(op, (IntLinear, IntConv2d)):
             w, b = self._weighted(op, layer.module, before.full_scale(), np.asarray(after.scale), layer.name)
-            bound = _max(exact) * _max_row_sum(op.weight) + _max(op.bias)
             if isinstance(op, IntLinear):
-                return _linear_exact(exact, op, bound), grad @ w.T + b
-            _need_float_exact(bound, op.name)
-            out = F.conv2d(exact.double(), _t(op.weight), stride=op.stride, padding=op.padding) + _t(op.bias)
-            return out.long(), F.conv2d(grad, w, stride=op.stride, padding=op.padding) + b
+                return v @ w.T + b
+            return F.conv2d(v, w, stride=op.stride, padding=op.padding) + b
         if isinstance(op, IntPoly):
             coeffs = self._poly_coeffs(op, layer.module, np.asarray(before.scale, np.float64), layer.name)
-            m = _max(exact)
-            _need_int64_exact(max(m**op.degree, sum(_max(op.coeffs[i]) * m**i for i in range(op.degree + 1))), op.name)
-            return _poly(exact, torch.from_numpy(np.asarray(op.coeffs, dtype=np.int64))), _poly(grad, coeffs)
+            total, power = torch.zeros_like(v) + coeffs[0], torch.ones_like(v)
+            for i in range(1, op.degree + 1):
+                power = power * v
+                total = total + coeffs[i] * power
+            return total
         if isinstance(op, IntSquare):
-            _need_int64_exact(_max(exact) ** 2, op.name)
-            return exact * exact, grad * grad
+            return v * v
         if isinstance(op, IntSumPool2d):
-            _need_float_exact(_max(exact) * op.kernel[0] * op.kernel[1], op.name)
-            pool = lambda t: F.avg_pool2d(t, op.kernel, op.stride, op.padding, ceil_mode=False,  # noqa: E731
-                                          count_include_pad=True, divisor_override=1)
-            return pool(exact.double()).long(), pool(grad)
+            return F.avg_pool2d(v, op.kernel, op.stride, op.padding, ceil_mode=False,
+                                count_include_pad=True, divisor_override=1)
         if isinstance(op, IntFlatten):
-            return exact.reshape(exact.shape[0], -1), grad.reshape(grad.shape[0], -1)
+            return v.reshape(v.shape[0], -1)
         if isinstance(op, IntAddConst):
-            const = np.asarray(op.constant, dtype=np.int64)
-            _need_int64_exact(_max(exact) + _max(const), op.name)
-            return exact + torch.from_numpy(const), grad + _t(const)
-        raise ConfigError(f"{op.name}: fake-quant has no form for integer op {op.kind!r}")
+            return v + _t(op.constant)
+        raise ConfigError(f"{op.name}: fake-quant has no surrogate for integer op {op.kind!r}")
 
     # -- forward ---------------------------------------------------------------
-    def forward_int(self, x: torch.Tensor | ArrayLike) -> tuple[torch.Tensor, torch.Tensor, NDArray[np.float64]]:
-        """Output integers: exact (int64, no gradient), their float64 surrogate (with gradient), and the output scale.
-
-        Raises:
-            ConfigError: an integer or partial sum could pass 2**63 (2**53 in
-                Conv2d and AvgPool2d), where torch cannot reproduce it exactly.
-        """
-        grad = self.quantize_input(x)
-        v: _Pair = (grad.long(), grad)
+    def forward_int(self, x: torch.Tensor | ArrayLike) -> tuple[NDArray[Any], torch.Tensor, NDArray[np.float64]]:
+        """The output integers (exact numpy ints), their float64 surrogate (with gradient), and the output scale."""
+        exact = self.quantize_input(x)
+        grad = _t(exact)
         iq = self.input_quant
         state = ConvState(shape=iq.shape, scale=np.asarray(iq.scale), offset=np.zeros((), np.int64))
         for layer in self.chain:
             ops, after = converter_for(layer.module)(layer.module, layer.name, state, self.config)
             for op in ops:
-                v = self._apply(op, layer, v, state, after)
+                exact = op.forward(exact, runtime_bound(op, max_abs(exact)))
+                if torch.is_grad_enabled():
+                    grad = self._surrogate(op, layer, grad, state, after)
             state = after
-        return v[0], v[1], state.full_scale()
+        return exact, grad, state.full_scale()
 
     def forward(self, x: torch.Tensor | ArrayLike) -> torch.Tensor:
         """Float64 scores ``y / output_scale``: exactly what ``convert().predict(x)`` returns.
 
-        The value comes from the exact integers; the gradient from their surrogate.
+        The value comes from the exact integers (dequantized by the same numpy
+        division as ``qm.dequantize_output``); the gradient from the surrogate.
         """
         exact, grad, scale = self.forward_int(x)
-        s = _t(scale)
-        value = exact.double() / s
+        value = torch.from_numpy(np.asarray(exact, dtype=np.float64) / scale)
         if not grad.requires_grad:
             return value
-        return _Exact.apply(grad / s, value, torch.ones_like(value))
+        return _Exact.apply(grad / _t(scale), value, torch.ones_like(value))
 
     def convert(self, modulus: int | None = None) -> QuantizedModel:
         """The integer model with the identical parameters: ``quantize_model`` of the trained model.

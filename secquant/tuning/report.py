@@ -98,15 +98,16 @@ class AccuracyReport:
         raise KeyError(key)
 
     def table(self) -> str:
-        """Fixed-width text: stage, accuracy, drop from the previous run stage, agreement, note."""
+        """Fixed-width text: stage, accuracy, change from the previous run stage (same examples only), agreement, note."""
         rows = [("stage", "accuracy", "change", "n", "agree", "note")]
-        previous: float | None = None
+        previous: StageAccuracy | None = None
         for r in self.stages:
             if r.status is StageStatus.RUN:
-                change = "" if previous is None else f"{100 * (r.accuracy - previous):+.2f}"
+                same = previous is not None and previous.n == r.n
+                change = f"{100 * (r.accuracy - previous.accuracy):+.2f}" if same and previous else ""
                 rows.append((r.stage.value, f"{100 * r.accuracy:.2f}", change, str(r.n),
                              "" if math.isnan(r.agreement) else f"{100 * r.agreement:.1f}%", r.note))
-                previous = r.accuracy
+                previous = r
             else:
                 rows.append((r.stage.value, r.status.value, "", "", "", r.note))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -225,7 +226,9 @@ def _encrypted_stage(qm: QuantizedModel, x: NDArray[np.float32], y: NDArray[np.i
         status = StageStatus.NOT_RUN if "no backend" in first else StageStatus.FAILED
         return StageAccuracy(Stage.ENCRYPTED, status, note=f"{scheme}: {first}")
     try:
-        row, pred = _measure(Stage.ENCRYPTED, em.predict, x, y, note=f"{scheme}, first {len(y)} examples")
+        ref_acc = 100 * float(np.mean(ref[: len(y)] == y))
+        row, pred = _measure(Stage.ENCRYPTED, em.predict, x, y,
+                             note=f"{scheme}, first {len(y)} examples (modular on them: {ref_acc:.2f})")
     except SecquantError as exc:
         return StageAccuracy(Stage.ENCRYPTED, StageStatus.FAILED, note=f"{scheme}: {str(exc).splitlines()[0]}")
     return _with_agreement(row, pred, ref)

@@ -59,7 +59,7 @@ def _plots(result: MembershipAudit, out: Path) -> list[str]:
     targets, policies = _order(result)
     best = best_rows(result)
     written = []
-    fig, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(policies), figsize=(4.8 * len(policies), 4.2), squeeze=False)
     for ax, policy in zip(axes[0], policies):
         for target in targets:
             r = best.get((target, policy))
@@ -70,6 +70,7 @@ def _plots(result: MembershipAudit, out: Path) -> list[str]:
         ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
                ylabel="true positive rate", title=f"release: {policy}")
         ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
     _save_png(fig, out / "roc.png")
     plt.close(fig)
     written.append("roc.png")
@@ -153,7 +154,8 @@ def _summary(result: MembershipAudit) -> str:
         "- *ε ≥ (split)* comes from the best threshold's TPR/FPR with Clopper–Pearson intervals (threshold chosen on "
         "half the examples, counted on the other half). It treats examples as independent trials, which they are not "
         "inside one model; read it as a strength-of-attack summary, not a proof.",
-        "- Only release policies change what the client sees; a policy with lower numbers leaks less to these attacks.",
+        "- The release policy is what the client sees after decryption; compare rows of one target to see what a policy buys.",
+        "- Targets near chance accuracy (see the table above) leak little because they learned little.",
         "- Files: `results.json` (all numbers, ROC points), `roc.png`, `epsilon.png`, `tpr.png`, `table.txt`.",
         "",
     ]

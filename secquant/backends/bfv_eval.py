@@ -1,0 +1,437 @@
+"""Evaluate a BFV plan on SEAL ciphertexts, one CRT prime at a time.
+
+Two layouts (see :class:`secquant.backends.base.Mode`):
+
+* **Throughput** (CryptoNets): one ciphertext per feature, input ``s`` in slot
+  ``s``.  Affine maps are scalar multiply-accumulates: per output, the inputs
+  are grouped by |weight| (weights centered mod t), summed with additions, and
+  each group is multiplied once by a constant plaintext; no rotations.
+* **Latency**: one input per row of N/2 slots, repeated with the plan's period
+  M (a power of two), so rotating a row by i rotates every copy cyclically.
+  ``y = A x`` is the generalized-diagonal product ``sum_i diag_i * rot(x, i)``
+  evaluated baby-step giant-step: rotations ``rot(x, b)`` for b < g, products
+  in NTT form against pre-rotated diagonals, one rotation by ``g*k`` per giant
+  step.  Galois keys exist for exactly those steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secquant.backends._seal_io import Scratch, galois_elt, seal
+from secquant.backends.bfv_params import BFVParameters, LatencyLayout, StageLayout
+from secquant.backends.bfv_plan import AffineStage, PolyStage, SquareStage, Stage
+from secquant.errors import ConfigError
+
+__all__ = ["NTT_CACHE_BYTES", "PrimeKit", "ServerProgram", "pack_latency", "unpack_latency"]
+
+#: Per stage and prime, keep the NTT forms of the diagonals when they fit in this many bytes.
+NTT_CACHE_BYTES = 256 * 2**20
+
+
+@dataclass(eq=False)
+class PrimeKit:
+    """SEAL objects for one plaintext prime t.
+
+    Attributes:
+        t: The plaintext prime.
+        context: ``seal::SEALContext``.
+        encoder: BatchEncoder; ``evaluator``: Evaluator.
+        relin, galois, public: Evaluation and public keys (server side), or None.
+        encryptor, decryptor: Client side only.
+    """
+
+    t: int
+    context: Any
+    encoder: Any
+    evaluator: Any
+    relin: Any = None
+    galois: Any = None
+    public: Any = None
+    encryptor: Any = None
+    decryptor: Any = None
+    _const: dict[int, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, params: BFVParameters, t: int) -> PrimeKit:
+        """Context, encoder and evaluator for ``params`` and prime ``t``.
+
+        Raises:
+            ConfigError: SEAL rejects the parameters.
+        """
+        sa = seal()
+        parms = sa.EncryptionParameters(sa.SCHEME_TYPE.BFV)
+        parms.set_poly_modulus_degree(params.poly_degree)
+        parms.set_coeff_modulus(sa.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits)))
+        parms.set_plain_modulus(sa.Modulus(int(t)))
+        level = {128: sa.SEC_LEVEL_TYPE.TC128, 192: sa.SEC_LEVEL_TYPE.TC192, 256: sa.SEC_LEVEL_TYPE.TC256}
+        ctx = sa.SEALContext(parms, True, level[params.security])
+        if not ctx.parameters_set():
+            raise ConfigError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
+        return cls(t=int(t), context=ctx, encoder=sa.BatchEncoder(ctx), evaluator=sa.Evaluator(ctx))
+
+    @property
+    def slots(self) -> int:
+        """Slots per plaintext (= N)."""
+        return int(self.encoder.slot_count())
+
+    def constant(self, value: int) -> Any:
+        """A plaintext whose every slot is ``value`` mod t (the constant polynomial; cached)."""
+        v = int(value) % self.t
+        pt = self._const.get(v)
+        if pt is None:
+            pt = seal().Plaintext(format(v, "X"))
+            self._const[v] = pt
+        return pt
+
+    def encode(self, values: NDArray[Any]) -> Any:
+        """Batch-encode ``values`` (length N, any integers) mod t."""
+        pt = seal().Plaintext()
+        self.encoder.encode(np.mod(np.asarray(values, dtype=object), self.t).astype(np.uint64).tolist(), pt)
+        return pt
+
+    def encrypt_zero(self) -> Any:
+        """A fresh encryption of 0 (public key on the server, secret key on the client)."""
+        sa = seal()
+        ct = sa.Ciphertext()
+        if self.encryptor is None:
+            self.encryptor = sa.Encryptor(self.context, self.public)
+            self.encryptor.encrypt(sa.Plaintext("0"), ct)
+        else:
+            self.encryptor.encrypt_symmetric(sa.Plaintext("0"), ct)
+        return ct
+
+
+# --------------------------------------------------------------------- throughput
+@dataclass(frozen=True, eq=False)
+class _ScalarAffine:
+    """Per output: bias residue and [(|w| mod t, plus-indices, minus-indices)]."""
+
+    rows: tuple[tuple[int, tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...]], ...]
+
+
+def _scalar_affine(stage: AffineStage, t: int) -> _ScalarAffine:
+    a, b = stage.reduced(t)
+    half = t // 2
+    rows = []
+    for o in range(stage.d_out):
+        row = a[o]
+        nz = np.nonzero(row)[0]
+        groups: dict[int, tuple[list[int], list[int]]] = {}
+        for j in nz:
+            w = int(row[j])
+            mag, neg = (t - w, True) if w > half else (w, False)
+            groups.setdefault(mag, ([], []))[1 if neg else 0].append(int(j))
+        rows.append((int(b[o]), tuple((m, tuple(p), tuple(n)) for m, (p, n) in sorted(groups.items()))))
+    return _ScalarAffine(tuple(rows))
+
+
+def _throughput_affine(kit: PrimeKit, prog: _ScalarAffine, xs: list[Any]) -> list[Any]:
+    sa, ev = seal(), kit.evaluator
+    out = []
+    for bias, groups in prog.rows:
+        total = None
+        for mag, plus, minus in groups:
+            s = sa.Ciphertext()
+            if len(plus) == 1 and not minus and mag != 1:
+                ev.multiply_plain(xs[plus[0]], kit.constant(mag), s)
+            else:
+                if plus:
+                    ev.add_many([xs[j] for j in plus], s)
+                    for j in minus:
+                        ev.sub_inplace(s, xs[j])
+                else:
+                    ev.negate(xs[minus[0]], s)
+                    for j in minus[1:]:
+                        ev.sub_inplace(s, xs[j])
+                if mag != 1:
+                    ev.multiply_plain_inplace(s, kit.constant(mag))
+            if total is None:
+                total = s
+            else:
+                ev.add_inplace(total, s)
+        if total is None:
+            total = kit.encrypt_zero()
+        if bias:
+            ev.add_plain_inplace(total, kit.constant(bias))
+        out.append(total)
+    return out
+
+
+def _square(kit: PrimeKit, xs: list[Any]) -> list[Any]:
+    sa, ev = seal(), kit.evaluator
+    out = []
+    for x in xs:
+        y = sa.Ciphertext()
+        ev.square(x, y)
+        ev.relinearize_inplace(y, kit.relin)
+        out.append(y)
+    return out
+
+
+def _powers(kit: PrimeKit, x: Any, degree: int) -> list[Any]:
+    """[x, x^2, ..., x^degree], x^k = x^(k//2) * x^(k - k//2) (depth ceil(log2 degree))."""
+    sa, ev = seal(), kit.evaluator
+    powers: list[Any] = [None, x]
+    for k in range(2, degree + 1):
+        y = sa.Ciphertext()
+        ev.multiply(powers[k // 2], powers[k - k // 2], y)
+        ev.relinearize_inplace(y, kit.relin)
+        powers.append(y)
+    return powers
+
+
+def _throughput_poly(kit: PrimeKit, stage: PolyStage, xs: list[Any]) -> list[Any]:
+    ev = kit.evaluator
+    c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
+    out = []
+    for f, x in enumerate(xs):
+        powers = _powers(kit, x, stage.degree)
+        total = None
+        for i in range(1, stage.degree + 1):
+            ci = int(c[i, f])
+            if ci == 0:
+                continue
+            term = seal().Ciphertext()
+            ev.multiply_plain(powers[i], kit.constant(ci), term)
+            if total is None:
+                total = term
+            else:
+                ev.add_inplace(total, term)
+        if total is None:
+            total = kit.encrypt_zero()
+        if int(c[0, f]):
+            ev.add_plain_inplace(total, kit.constant(int(c[0, f])))
+        out.append(total)
+    return out
+
+
+# --------------------------------------------------------------------- latency
+def pack_latency(x: NDArray[Any], period: int, n: int) -> NDArray[Any]:
+    """Slots for up to two flat inputs (rows of ``x``): each padded to ``period`` and repeated over its row."""
+    half = n // 2
+    slots = np.zeros(n, dtype=object)
+    for r in range(min(2, x.shape[0])):
+        block = np.zeros(period, dtype=object)
+        block[: x.shape[1]] = x[r]
+        slots[r * half:(r + 1) * half] = np.tile(block, half // period)
+    return slots
+
+
+def unpack_latency(slots: NDArray[Any], d_out: int, n: int) -> NDArray[Any]:
+    """The two outputs of one latency ciphertext, shape (2, d_out)."""
+    half = n // 2
+    return np.stack([slots[:d_out], slots[half:half + d_out]])
+
+
+def _tile_row(vec: NDArray[Any], n: int) -> NDArray[Any]:
+    period = vec.shape[0]
+    row = np.tile(vec, (n // 2) // period)
+    return np.concatenate([row, row])
+
+
+@dataclass(eq=False)
+class _DiagAffine:
+    layout: StageLayout
+    plains: dict[tuple[int, int], Any]  # (k, b) -> plaintext of rot(diag_{gk+b}, -gk)
+    bias: Any  # plaintext or None
+    cache: bool = False  # keep NTT forms (N * primes * 8 bytes each)
+    ntt: dict[tuple[int, int, tuple[int, ...]], Any] = field(default_factory=dict)
+
+
+def _diag_affine(kit: PrimeKit, stage: AffineStage, lay: StageLayout, period: int) -> _DiagAffine:
+    a, b = stage.reduced(kit.t)
+    ext = np.zeros((period, period), dtype=np.int64)
+    ext[: stage.d_out, : stage.d_in] = a
+    rows = np.arange(period)
+    n = kit.slots
+    plains = {}
+    g = lay.baby
+    for i in lay.diagonals:
+        diag = ext[rows, (rows + i) % period]
+        if not diag.any():
+            continue
+        k, bb = divmod(i, g)
+        shifted = np.roll(diag, g * k)  # shifted[j] = diag[j - g*k]
+        plains[(k, bb)] = kit.encode(_tile_row(shifted, n))
+    bias = None
+    if np.any(b):
+        vec = np.zeros(period, dtype=np.int64)
+        vec[: stage.d_out] = b
+        bias = kit.encode(_tile_row(vec, n))
+    primes = len(kit.context.first_context_data().parms().coeff_modulus())
+    cache = len(plains) * n * primes * 8 <= NTT_CACHE_BYTES
+    return _DiagAffine(lay, plains, bias, cache)
+
+
+def _latency_affine(kit: PrimeKit, prog: _DiagAffine, x: Any) -> Any:
+    sa, ev = seal(), kit.evaluator
+    lay = prog.layout
+    g = lay.baby
+    babies: dict[int, Any] = {}
+    for b in lay.baby_steps:
+        if not any((k, b) in prog.plains for k in lay.giant_steps):
+            continue
+        r = sa.Ciphertext()
+        if b == 0:
+            ev.transform_to_ntt(x, r)
+        else:
+            ev.rotate_rows(x, b, kit.galois, r)
+            ev.transform_to_ntt_inplace(r)
+        babies[b] = r
+    pid = x.parms_id()
+    tmp_pt = sa.Plaintext()
+    prod = sa.Ciphertext()
+    y = None
+    for k in lay.giant_steps:
+        inner = None
+        for b in lay.baby_steps:
+            pt = prog.plains.get((k, b))
+            if pt is None:
+                continue
+            key = (k, b, tuple(pid))
+            ntt = prog.ntt.get(key)
+            if ntt is None:
+                ntt = sa.Plaintext() if prog.cache else tmp_pt
+                ev.transform_to_ntt(pt, pid, ntt)
+                if prog.cache:
+                    prog.ntt[key] = ntt
+            if inner is None:
+                inner = sa.Ciphertext()
+                ev.multiply_plain(babies[b], ntt, inner)
+            else:
+                ev.multiply_plain(babies[b], ntt, prod)
+                ev.add_inplace(inner, prod)
+        if inner is None:
+            continue
+        ev.transform_from_ntt_inplace(inner)
+        if k:
+            ev.rotate_rows_inplace(inner, g * k, kit.galois)
+        if y is None:
+            y = inner
+        else:
+            ev.add_inplace(y, inner)
+    if y is None:
+        y = kit.encrypt_zero()
+    if prog.bias is not None:
+        ev.add_plain_inplace(y, prog.bias)
+    return y
+
+
+def _latency_poly(kit: PrimeKit, stage: PolyStage, period: int, x: Any) -> Any:
+    sa, ev = seal(), kit.evaluator
+    c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
+    powers = _powers(kit, x, stage.degree)
+    total = None
+    for i in range(1, stage.degree + 1):
+        if not np.any(c[i]):
+            continue
+        term = sa.Ciphertext()
+        if np.all(c[i] == c[i, 0]):
+            ev.multiply_plain(powers[i], kit.constant(int(c[i, 0])), term)
+        else:
+            vec = np.zeros(period, dtype=object)
+            vec[: stage.dim] = c[i]
+            ev.multiply_plain(powers[i], kit.encode(_tile_row(vec, kit.slots)), term)
+        if total is None:
+            total = term
+        else:
+            ev.add_inplace(total, term)
+    if total is None:
+        total = kit.encrypt_zero()
+    if np.any(c[0]):
+        vec = np.zeros(period, dtype=object)
+        vec[: stage.dim] = c[0]
+        ev.add_plain_inplace(total, kit.encode(_tile_row(vec, kit.slots)))
+    return total
+
+
+# --------------------------------------------------------------------- program
+class ServerProgram:
+    """The plan compiled for one prime: scalar groups or encoded diagonals, ready to run."""
+
+    def __init__(self, kit: PrimeKit, stages: list[Stage], params: BFVParameters) -> None:
+        self.kit = kit
+        self.stages = stages
+        self.params = params
+        self._compiled: list[Any] = []
+        self._parms: dict[int, list[int]] = {}
+        data = kit.context.first_context_data()
+        while data is not None:
+            self._parms[len(data.parms().coeff_modulus())] = list(data.parms_id())
+            data = data.next_context_data()
+        layout: LatencyLayout | None = params.layout
+        for i, st in enumerate(stages):
+            if isinstance(st, AffineStage):
+                if layout is None:
+                    self._compiled.append(_scalar_affine(st, kit.t))
+                else:
+                    lay = layout.stages[i]
+                    if lay is None:  # pragma: no cover - layout built from the same stages
+                        raise ConfigError(f"no layout for stage {st.name}")
+                    self._compiled.append(_diag_affine(kit, st, lay, layout.period))
+            else:
+                self._compiled.append(st)
+
+    def _switch(self, xs: list[Any], stage: int) -> list[Any]:
+        """Drop data primes down to the schedule's level after ``stage``."""
+        want = self.params.levels[stage]
+        pid = self._parms[want]
+        ev = self.kit.evaluator
+        for x in xs:
+            if list(x.parms_id()) != pid:
+                ev.mod_switch_to_inplace(x, pid)
+        return xs
+
+    def run_throughput(self, xs: list[Any]) -> list[Any]:
+        """Features in, features out (one ciphertext each)."""
+        for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
+            if isinstance(st, AffineStage):
+                xs = _throughput_affine(self.kit, prog, xs)
+            elif isinstance(st, SquareStage):
+                xs = _square(self.kit, xs)
+            else:
+                xs = _throughput_poly(self.kit, st, xs)
+            xs = self._switch(xs, i)
+        return xs
+
+    def run_latency(self, x: Any) -> Any:
+        """One packed ciphertext (two inputs) in, one out."""
+        period = self.params.layout.period if self.params.layout else 0
+        for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
+            if isinstance(st, AffineStage):
+                x = _latency_affine(self.kit, prog, x)
+            elif isinstance(st, SquareStage):
+                x = _square(self.kit, [x])[0]
+            else:
+                x = _latency_poly(self.kit, st, period, x)
+            x = self._switch([x], i)[0]
+        return x
+
+
+def galois_elements(params: BFVParameters) -> list[int]:
+    """Galois elements of the rotation steps the latency layout uses."""
+    if params.layout is None:
+        return []
+    return [galois_elt(s, params.poly_degree) for s in params.layout.steps]
+
+
+def transfer(scratch: Scratch, src: Any, dst: Any, context: Any) -> Any:
+    """Copy a TenSEAL key object into the matching SEAL binding object through ``scratch``."""
+    import os
+
+    path = scratch._name()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        src.save(path)
+        dst.load(context, path)
+    except Exception as exc:
+        raise ConfigError(f"key material does not match the BFV parameters: {exc}") from exc
+    finally:
+        os.unlink(path)
+    return dst

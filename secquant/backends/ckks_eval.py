@@ -1,0 +1,221 @@
+"""The CKKS circuit on SEAL ciphertexts (through ``tenseal.sealapi``).
+
+:class:`Evaluator` holds the encoded weights of every stage, prepared once per
+server, and maps the input ciphertexts of one batch to the output ciphertexts.
+Scales are SEAL's true scales: weights are encoded at ``q·Δ_out/Δ_in`` so each
+rescale lands exactly on the planned Δ_out, and biases are encoded at the
+ciphertext's own scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secquant.backends.base import Mode
+from secquant.backends.ckks_params import CKKSPlan, StagePlan
+from secquant.backends.ckks_stages import StageKind
+from secquant.errors import ParameterError
+
+__all__ = ["Evaluator", "seal_context"]
+
+
+def seal_context(plan: CKKSPlan) -> Any:
+    """SEALContext of the plan at its security level.
+
+    Raises:
+        ParameterError: SEAL refuses the parameters.
+    """
+    import tenseal.sealapi as sa
+
+    parms = sa.EncryptionParameters(sa.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(plan.poly_degree)
+    parms.set_coeff_modulus([sa.Modulus(p) for p in plan.primes])
+    level = {128: sa.SEC_LEVEL_TYPE.TC128, 192: sa.SEC_LEVEL_TYPE.TC192, 256: sa.SEC_LEVEL_TYPE.TC256}
+    ctx = sa.SEALContext(parms, True, level[plan.options.security])
+    if not ctx.parameters_set():
+        raise ParameterError(f"SEAL refuses N={plan.poly_degree}, moduli {plan.bit_sizes}: "
+                             f"{ctx.parameters_error_message()}")
+    return ctx
+
+
+def _tile(values: NDArray[np.float64], period: int, slots: int) -> list[float]:
+    v = np.zeros(period)
+    v[: values.size] = values
+    return np.tile(v, slots // period).tolist()
+
+
+class Evaluator:
+    """Evaluates a plan on ciphertexts; holds only public material."""
+
+    def __init__(self, plan: CKKSPlan, context: Any, relin_keys: Any, galois_keys: Any | None,
+                 public_key: Any | None) -> None:
+        import tenseal.sealapi as sa
+
+        self._sa = sa
+        self.plan = plan
+        self.ctx = context
+        self.ev = sa.Evaluator(context)
+        self.encoder = sa.CKKSEncoder(context)
+        self.relin = relin_keys
+        self.galois = galois_keys
+        self.public_key = public_key
+        self.parms: list[Any] = []
+        data = context.first_context_data()
+        while data is not None:
+            self.parms.append(data.parms_id())
+            data = data.next_context_data()
+        self._prepared: list[Any] = [self._prepare(i, sp) for i, sp in enumerate(plan.stages)]
+
+    # -- preparation ---------------------------------------------------------
+    def _parms_at(self, n_primes: int) -> Any:
+        return self.parms[len(self.plan.primes) - 1 - n_primes]
+
+    def _plain(self, values: list[float] | float, parms_id: Any, scale: float) -> Any:
+        pt = self._sa.Plaintext()
+        self.encoder.encode(values, parms_id, scale, pt)
+        return pt
+
+    def _prepare(self, index: int, sp: StagePlan) -> Any:
+        st = sp.stage
+        if st.kind is not StageKind.AFFINE or st.matrix is None:
+            return None
+        pid = self._parms_at(len(sp.level_primes))
+        if self.plan.options.mode is Mode.LATENCY:
+            lay = sp.layout
+            if lay is None:
+                raise ParameterError(f"stage {index} has no layout (internal planning error)")
+            diags = lay.diagonals(st.matrix, self.plan.slots)
+            return [[self._plain(d.tolist(), pid, sp.plain_scale) if np.any(d) else None for d in row]
+                    for row in diags]
+        cache: dict[float, Any] = {}
+        rows = []
+        for i in range(st.n_out):
+            terms = []
+            for j in np.flatnonzero(st.matrix[i]):
+                v = float(st.matrix[i, j])
+                if v not in cache:
+                    cache[v] = self._plain(v, pid, sp.plain_scale)
+                terms.append((int(j), cache[v]))
+            rows.append(terms)
+        return rows
+
+    # -- evaluation ----------------------------------------------------------
+    def _new(self) -> Any:
+        return self._sa.Ciphertext(self.ctx)
+
+    def _zero_like(self, ct: Any) -> Any:
+        if self.public_key is None:
+            raise ParameterError("an all-zero weight row needs the public key to make an encryption of zero")
+        out = self._new()
+        self._sa.Encryptor(self.ctx, self.public_key).encrypt_zero(ct.parms_id(), out)
+        out.scale = ct.scale
+        return out
+
+    def _add_bias(self, ct: Any, bias: NDArray[np.float64], period: int | None) -> None:
+        if not np.any(bias):
+            return
+        if period is None:
+            raise ParameterError("internal: per-ciphertext bias needs the throughput path")
+        pt = self._plain(_tile(bias, period, self.plan.slots), ct.parms_id(), ct.scale)
+        self.ev.add_plain_inplace(ct, pt)
+
+    def _square(self, ct: Any) -> None:
+        self.ev.square_inplace(ct)
+        self.ev.relinearize_inplace(ct, self.relin)
+        self.ev.rescale_to_next_inplace(ct)
+
+    def _affine_latency(self, x: Any, sp: StagePlan, pts: list[list[Any]]) -> Any:
+        lay = sp.layout
+        if lay is None:
+            raise ParameterError("internal: latency stage without layout")
+        ev = self.ev
+        rots = [x]
+        for b in range(1, lay.baby):
+            r = self._new()
+            ev.rotate_vector(x, b, self.galois, r)
+            rots.append(r)
+        acc = None
+        for g, row in enumerate(pts):
+            inner = None
+            for b, pt in enumerate(row):
+                if pt is None:
+                    continue
+                prod = self._new()
+                ev.multiply_plain(rots[b], pt, prod)
+                if inner is None:
+                    inner = prod
+                else:
+                    ev.add_inplace(inner, prod)
+            if inner is None:
+                continue
+            if g:
+                ev.rotate_vector_inplace(inner, g * lay.baby, self.galois)
+            if acc is None:
+                acc = inner
+            else:
+                ev.add_inplace(acc, inner)
+        if acc is None:  # an all-zero matrix
+            acc = self._zero_like(x)
+            acc.scale = x.scale * sp.plain_scale
+        ev.rescale_to_next_inplace(acc)
+        for step in lay.fold_steps:
+            r = self._new()
+            ev.rotate_vector(acc, step, self.galois, r)
+            ev.add_inplace(acc, r)
+        self._add_bias(acc, sp.stage.bias_float(), lay.n_out_pad)
+        return acc
+
+    def _affine_throughput(self, xs: list[Any], sp: StagePlan, rows: list[list[tuple[int, Any]]]) -> list[Any]:
+        ev = self.ev
+        bias = sp.stage.bias_float()
+        out = []
+        for i, terms in enumerate(rows):
+            acc = None
+            for j, pt in terms:
+                prod = self._new()
+                ev.multiply_plain(xs[j], pt, prod)
+                if acc is None:
+                    acc = prod
+                else:
+                    ev.add_inplace(acc, prod)
+            if acc is None:
+                acc = self._zero_like(xs[0])
+                acc.scale = xs[0].scale * sp.plain_scale
+            ev.rescale_to_next_inplace(acc)
+            if bias[i]:
+                ev.add_plain_inplace(acc, self._plain(float(bias[i]), acc.parms_id(), acc.scale))
+            out.append(acc)
+        return out
+
+    def run_latency(self, x: Any) -> Any:
+        """Evaluate one replicated input ciphertext; returns the output ciphertext."""
+        period = self.plan.input_period
+        for sp, prep in zip(self.plan.stages, self._prepared):
+            kind = sp.stage.kind
+            if kind is StageKind.AFFINE:
+                x = self._affine_latency(x, sp, prep)
+                period = sp.layout.n_out_pad if sp.layout is not None else period
+            elif kind is StageKind.SQUARE:
+                self._square(x)
+            else:
+                self._add_bias(x, sp.stage.bias_float(), period)
+        return x
+
+    def run_throughput(self, xs: list[Any]) -> list[Any]:
+        """Evaluate one ciphertext per feature; returns one ciphertext per output."""
+        for sp, prep in zip(self.plan.stages, self._prepared):
+            kind = sp.stage.kind
+            if kind is StageKind.AFFINE:
+                xs = self._affine_throughput(xs, sp, prep)
+            elif kind is StageKind.SQUARE:
+                for ct in xs:
+                    self._square(ct)
+            else:
+                bias = sp.stage.bias_float()
+                for ct, b in zip(xs, bias):
+                    if b:
+                        self.ev.add_plain_inplace(ct, self._plain(float(b), ct.parms_id(), ct.scale))
+        return xs

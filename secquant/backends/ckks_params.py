@@ -1,0 +1,369 @@
+"""Choosing CKKS parameters from the model's bounds, and the error bound they give.
+
+Every ciphertext holds the *integer* values of one layer at a scale Δ chosen so
+that the largest value any partial sum can reach, ``P`` (from the bounds), has
+message ``Δ·P <= 2**w``:
+
+* the input is encrypted at Δ0 = 2**w / P_in;
+* an affine stage multiplies by ``A`` encoded at scale ``s = q·Δ_out/Δ_in``
+  and rescales by the prime q, so the new scale is exactly Δ_out = 2**w / P_out
+  (SEAL keeps the true scale; nothing is reset to a nominal one);
+* a square gives scale Δ_in²/q, and with every middle prime q > 2**w the
+  message stays below 2**w.
+
+The chain is ``[q0, q_1..q_L, P]`` with L the number of stages that rescale,
+middle primes of B = w + 1 bits and q0, P of B + 1 bits, so the last message
+(< 2**w plus the error) is below q0/2 by a factor two: no value ever wraps
+around q0, which is how TenSEAL's tutorial parameters corrupt large logits.
+B is as large as the 128-bit table allows for N (at most 59); N is the
+smallest degree whose error bound meets the precision target.
+
+Errors are propagated stage by stage with :class:`~.ckks_noise.NoiseModel`
+and stated in output-integer units.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from secquant.backends.base import Mode
+from secquant.backends.ckks_layout import DiagLayout, diag_layout, next_pow2
+from secquant.backends.ckks_noise import FFT_REL, NoiseModel
+from secquant.backends.ckks_stages import Stage, StageKind
+from secquant.backends.security import estimate_security, max_coeff_modulus_bits
+from secquant.errors import ConfigError, ParameterError
+
+__all__ = ["CKKSPlan", "PlanOptions", "StagePlan", "make_plan", "seal_primes"]
+
+DEGREES = (4096, 8192, 16384, 32768)
+MAX_PRIME_BITS = 60
+MIN_SCALE_BITS = 20
+
+
+def seal_primes(poly_degree: int, bit_sizes: list[int]) -> list[int]:
+    """The primes SEAL's ``CoeffModulus.Create`` picks (deterministic), without any key.
+
+    Raises:
+        ParameterError: SEAL cannot find such primes.
+    """
+    import tenseal.sealapi as sa
+
+    try:
+        return [int(m.value()) for m in sa.CoeffModulus.Create(poly_degree, list(bit_sizes))]
+    except (ValueError, RuntimeError) as exc:
+        raise ParameterError(f"SEAL finds no primes of {bit_sizes} bits for N={poly_degree}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """User choices; everything else is derived.
+
+    Attributes:
+        mode: LATENCY or THROUGHPUT.
+        security: 128 (default), 192 or 256 bits.
+        precision_bits: Target: the error bound must be at most
+            2**-precision_bits of the reference output magnitude (the largest
+            |output| seen on calibration data, else the proven bound).
+        poly_degree: Force N (else the smallest that meets the target).
+        scale_bits: Force B, the bit size of the middle primes (w = B - 1).
+    """
+
+    mode: Mode = Mode.LATENCY
+    security: int = 128
+    precision_bits: float = 12.0
+    poly_degree: int | None = None
+    scale_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        from secquant.quant.primitives import coerce_enum
+
+        object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+        if self.security not in (128, 192, 256):
+            raise ConfigError(
+                f"security must be 128, 192 or 256 bits, got {self.security!r}; secquant does not build "
+                "CKKS parameters below 128-bit security (SEAL refuses them too)"
+            )
+        if not (isinstance(self.precision_bits, (int, float)) and 0 <= self.precision_bits <= 50):
+            raise ConfigError(f"precision_bits must lie in [0, 50], got {self.precision_bits!r}")
+        if self.poly_degree is not None and self.poly_degree not in DEGREES:
+            raise ConfigError(f"poly_degree must be one of {DEGREES}, got {self.poly_degree!r}")
+        if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):
+            raise ConfigError(f"scale_bits must lie in [{MIN_SCALE_BITS}, {MAX_PRIME_BITS - 1}], got {self.scale_bits!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class StagePlan:
+    """A stage with its level, scales and error.
+
+    Attributes:
+        stage: The stage.
+        level_primes: Primes of the ciphertext modulus when the stage starts.
+        prime: The prime its rescale drops (0 for SHIFT).
+        scale_in, scale_out: Δ before and after (exact as SEAL computes them).
+        plain_scale: Scale of the encoded weights (AFFINE), else 0.
+        message_bound: Largest message |Δ·value| the stage forms before its rescale.
+        error_out: Error bound after the stage, in integer units.
+        layout: Diagonal layout (LATENCY AFFINE stages), else None.
+    """
+
+    stage: Stage
+    level_primes: tuple[int, ...]
+    prime: int
+    scale_in: float
+    scale_out: float
+    plain_scale: float
+    message_bound: float
+    error_out: float
+    layout: DiagLayout | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        d = {**self.stage.summary(), "primes_at_start": len(self.level_primes),
+             "log2_scale_in": round(math.log2(self.scale_in), 3), "log2_scale_out": round(math.log2(self.scale_out), 3),
+             "log2_message_bound": round(math.log2(max(self.message_bound, 1.0)), 3),
+             "error_bound_int": self.error_out}
+        if self.layout is not None:
+            d["layout"] = {"n_in_pad": self.layout.n_in_pad, "n_out_pad": self.layout.n_out_pad,
+                           "baby": self.layout.baby, "giant": self.layout.giant, "rotations": self.layout.rotations}
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class CKKSPlan:
+    """Every parameter of a CKKS compilation, fixed before any key exists.
+
+    Attributes:
+        options: What the user asked for.
+        poly_degree: N.
+        primes: Coefficient modulus, q0 first, the special prime last.
+        scale_bits: B (w = B - 1).
+        input_scale: Δ0.
+        input_period: Slot period of the input (LATENCY).
+        stages: Per-stage plans.
+        max_abs_error: Error bound of the decoded outputs before rounding, integer units.
+        reference_magnitude: The output magnitude the precision target refers to.
+        output_bound: Proven bound on |output|.
+        galois_steps: Rotation steps the server needs (empty in THROUGHPUT).
+    """
+
+    options: PlanOptions
+    poly_degree: int
+    primes: tuple[int, ...]
+    scale_bits: int
+    input_scale: float
+    input_period: int
+    stages: tuple[StagePlan, ...]
+    max_abs_error: float
+    reference_magnitude: float
+    output_bound: float
+    galois_steps: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def slots(self) -> int:
+        """N/2."""
+        return self.poly_degree // 2
+
+    @property
+    def depth(self) -> int:
+        """Rescales along the circuit (primes consumed)."""
+        return sum(1 for s in self.stages if s.stage.consumes_level)
+
+    @property
+    def bit_sizes(self) -> list[int]:
+        """Bit size of every prime."""
+        return [p.bit_length() for p in self.primes]
+
+    @property
+    def total_bits(self) -> int:
+        """log2 of the whole coefficient modulus (what the security table limits)."""
+        return sum(self.bit_sizes)
+
+    @property
+    def max_abs_error_int(self) -> int:
+        """Bound on |round(decoded) - exact| for every output integer."""
+        return int(math.floor(self.max_abs_error + 0.5))
+
+    @property
+    def output_scale(self) -> float:
+        """Δ of the result."""
+        return self.stages[-1].scale_out if self.stages else self.input_scale
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description of every choice."""
+        n_rot = sum(s.layout.rotations for s in self.stages if s.layout is not None)
+        return {
+            "scheme": "ckks",
+            "mode": self.options.mode.value,
+            "poly_degree": self.poly_degree,
+            "slots": self.slots,
+            "coeff_modulus_bits": self.bit_sizes,
+            "coeff_modulus_total_bits": self.total_bits,
+            "primes": [str(p) for p in self.primes],
+            "scale_bits": self.scale_bits,
+            "log2_input_scale": math.log2(self.input_scale),
+            "log2_output_scale": math.log2(self.output_scale),
+            "depth": self.depth,
+            "security_bits": estimate_security(self.poly_degree, self.total_bits),
+            "security_requested": self.options.security,
+            "precision_bits_target": self.options.precision_bits,
+            "max_abs_error": self.max_abs_error,
+            "max_abs_error_int": self.max_abs_error_int,
+            "error_unit": "output integers (qm.forward_int units); divide by qm.output_scale for scores",
+            "relative_error_bound": self.max_abs_error / max(self.reference_magnitude, 1.0),
+            "reference_output_magnitude": self.reference_magnitude,
+            "output_bound": self.output_bound,
+            "q0_headroom_bits": math.log2(self.primes[0] / 2) - math.log2(
+                self.output_scale * self.output_bound + self.output_scale * self.max_abs_error),
+            "galois_steps": list(self.galois_steps),
+            "rotations_per_input": n_rot,
+            "packing": ("one input per ciphertext, replicated over slots; hybrid diagonal BSGS matmul"
+                        if self.options.mode is Mode.LATENCY else
+                        "inputs across slots, one ciphertext per feature (CryptoNets)"),
+            "stages": [s.summary() for s in self.stages],
+            "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",
+        }
+
+
+def _check_message(what: str, message: float, modulus: int) -> str | None:
+    if message >= modulus / 2:
+        return (f"{what}: message up to 2**{math.log2(message):.2f} reaches the modulus 2**{math.log2(modulus):.2f}/2 "
+                "and would wrap around")
+    return None
+
+
+def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int], w: int,
+               input_period: int) -> tuple[list[StagePlan], float, list[str]]:
+    """Scales, message bounds and errors of every stage for one candidate chain."""
+    noise = NoiseModel(n)
+    special = primes[-1]
+    data = primes[:-1]
+    target = 2.0**w
+    p_in = float(np.max(stages[0].in_bound)) if stages else 1.0
+    scale = target / max(p_in, 1.0)
+    err = (noise.fresh + noise.rounding + FFT_REL * target) / scale  # integer units
+    level = list(data)
+    period = input_period
+    problems: list[str] = []
+    plans: list[StagePlan] = []
+    for st in stages:
+        q_max = float(max(level))
+        ks = noise.key_switch(len(level), q_max, special)
+        m_in = scale * float(np.max(st.in_bound))
+        start = tuple(level)
+        if st.kind is StageKind.SHIFT:
+            msg = scale * st.partial
+            err = err + (noise.rounding if opts.mode is Mode.LATENCY else 0.5) / scale
+            problems += filter(None, [_check_message(f"stage {st.names}", msg, math.prod(level))])
+            plans.append(StagePlan(st, start, 0, scale, scale, 0.0, msg, err))
+            continue
+        if len(level) < 2:
+            raise ParameterError("the chain ran out of primes (internal planning error)")
+        q = level.pop()
+        ks_out = noise.key_switch(len(level), float(max(level)), special)
+        if st.kind is StageKind.SQUARE:
+            scale_out = scale * scale / q
+            e_msg = err * scale  # message units
+            prod = 2 * m_in * e_msg + e_msg * e_msg + ks + FFT_REL * m_in * m_in
+            err = (prod / q + noise.rescale) / scale_out
+            msg = m_in * m_in
+            plans.append(StagePlan(st, start, q, scale, scale_out, 0.0, msg, err))
+        else:
+            scale_out = target / max(st.partial, 1.0)
+            s_pt = q * scale_out / scale
+            e_in = err * scale
+            layout = None
+            if opts.mode is Mode.LATENCY:
+                layout = diag_layout(st.n_in, st.n_out, period)
+                period = layout.n_out_pad
+                e_in_rot = e_in + (ks if layout.baby > 1 else 0.0)
+                per_block = (layout.n_out_pad * m_in * noise.rounding + (layout.giant - 1) * ks
+                             + layout.n_out_pad * FFT_REL * q * target)
+                prod = st.row_l1 * s_pt * e_in_rot + layout.blocks * per_block
+                e_out = prod / q + layout.blocks * noise.rescale + (layout.blocks - 1) * ks_out + noise.rounding
+            else:
+                prod = st.row_l1 * s_pt * e_in + st.row_nnz * m_in * 0.5 + FFT_REL * q * target
+                e_out = prod / q + noise.rescale + 0.5
+            err = e_out / scale_out
+            msg = q * target
+            plans.append(StagePlan(st, start, q, scale, scale_out, s_pt, msg, err, layout))
+        problems += filter(None, [_check_message(f"stage {st.names} before its rescale", msg, math.prod(start))])
+        scale = plans[-1].scale_out
+    out_bound = stages[-1].partial if stages else p_in
+    err += FFT_REL * out_bound  # decoding FFT in doubles
+    final = scale * (out_bound + err)
+    problem = _check_message("the decrypted output", final, math.prod(level))
+    if problem:
+        problems.append(problem)
+    return plans, err, problems
+
+
+def _reference(qm_observed: int | None, output_bound: float) -> float:
+    if qm_observed:
+        return float(qm_observed)
+    return output_bound
+
+
+def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | None = None) -> CKKSPlan:
+    """Choose N, the chain and the scales; compute the error bound.
+
+    Args:
+        stages: From :func:`~.ckks_stages.build_stages`.
+        opts: User choices.
+        observed_output: Largest |output| on calibration data (the precision reference).
+
+    Raises:
+        ParameterError: no N up to 32768 holds the depth at the requested
+            security, or none meets the precision target, or forced choices
+            cannot hold the values.
+    """
+    depth = sum(1 for s in stages if s.consumes_level)
+    if not stages:
+        raise ParameterError("the model has no operations to evaluate")
+    out_bound = stages[-1].partial
+    reference = _reference(observed_output, out_bound)
+    n_in = stages[0].n_in
+    input_period = next_pow2(n_in)
+    degrees = [opts.poly_degree] if opts.poly_degree else list(DEGREES)
+    reasons: list[str] = []
+    for n in degrees:
+        slots = n // 2
+        if opts.mode is Mode.LATENCY:
+            widest = max([input_period] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
+            if widest > slots:
+                reasons.append(f"N={n}: a layer needs {widest} slots, only {slots}")
+                continue
+        budget = max_coeff_modulus_bits(n, opts.security)
+        b_max = min(MAX_PRIME_BITS - 1, (budget - 2) // (depth + 2))
+        b = opts.scale_bits if opts.scale_bits is not None else b_max
+        if b > b_max:
+            reasons.append(f"N={n}: {depth + 2} primes of {b} bits exceed the {budget}-bit limit at "
+                           f"{opts.security}-bit security")
+            continue
+        if b < MIN_SCALE_BITS:
+            reasons.append(f"N={n}: depth {depth} leaves only {b}-bit primes at {opts.security}-bit security")
+            continue
+        primes = seal_primes(n, [b + 1] + [b] * depth + [b + 1])
+        plans, err, problems = _propagate(stages, opts, n, primes, b - 1, input_period)
+        if problems:
+            reasons.append(f"N={n}, B={b}: " + "; ".join(problems))
+            continue
+        if err > reference * 2.0**-opts.precision_bits:
+            reasons.append(f"N={n}, B={b}: error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the "
+                           f"reference output magnitude {reference:.3g}")
+            continue
+        steps: set[int] = set()
+        for sp in plans:
+            if sp.layout is not None:
+                steps.update(sp.layout.steps)
+        return CKKSPlan(opts, n, tuple(primes), b, plans[0].scale_in if plans else 1.0, input_period, tuple(plans),
+                        err, reference, out_bound, tuple(sorted(steps)))
+    raise ParameterError(
+        f"no CKKS parameters at {opts.security}-bit security evaluate this model (depth {depth}) within the "
+        f"precision target: " + " | ".join(reasons)
+        + ". Lower precision_bits, use fewer Square layers, or quantize with fewer bits."
+    )

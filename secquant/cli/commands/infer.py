@@ -1,0 +1,138 @@
+"""``secquant infer MODEL INPUT --scheme S``: encrypted inference, locally or against a server.
+
+Locally it compiles the saved integer model for the scheme, encrypts the
+inputs (with a progress bar), evaluates, decrypts, and prints predictions and
+timings.  With ``--server URL`` it runs one remote session through
+:func:`secquant.protocol.client.infer_remote` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``infer`` command."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "infer",
+        help="run a saved integer model on encrypted inputs",
+        description="Encrypt inputs, evaluate the integer model homomorphically, decrypt, and print "
+        "predictions and timings.  INPUT is a .npy/.npz of floats (no pickle); or use --data.",
+    )
+    p.add_argument("model", help="integer model written by `secquant quantize` (.sqm / .npz)")
+    p.add_argument("input", nargs="?", help=".npy/.npz of float inputs, shape (n, ...)")
+    p.add_argument("--data", choices=["digits", "mnist", "breast_cancer"], help="use a built-in test set instead")
+    p.add_argument("--limit", type=int, help="use only the first N inputs")
+    p.add_argument("--scheme", default="bfv", choices=["bfv", "ckks", "paillier", "plain"])
+    p.add_argument("--mode", choices=["latency", "throughput"], help="slot layout (BFV/CKKS; default: the backend's)")
+    p.add_argument("--server", metavar="URL", help="evaluate on a secquant server instead of locally")
+    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while encrypting")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=run)
+
+
+def _progress_bar(disabled: bool) -> tuple[Any, Any]:
+    """A (callback, bar) pair for ``client.encrypt``; (None, None) when tqdm is missing or disabled."""
+    if disabled:
+        return None, None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in secquant[progress]
+        return None, None
+    bar = tqdm(total=0, desc="encrypting", unit="ct", leave=False)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar
+
+
+def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float]]:
+    from secquant.errors import SecquantError
+
+    try:
+        from secquant.protocol.client import infer_remote
+    except ImportError as exc:
+        raise SecquantError(f"remote inference is unavailable: secquant.protocol.client.infer_remote "
+                            f"cannot be imported ({exc})") from exc
+    try:
+        result = infer_remote(args.server, x, token=args.token, model=args.model)
+    except SecquantError:
+        raise
+    except Exception as exc:  # network failures surface as the HTTP library's own errors
+        raise SecquantError(f"remote inference against {args.server} failed: {type(exc).__name__}: {exc}") from exc
+    return np.asarray(result.scores), dict(result.timings)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, encrypt, evaluate, decrypt, print."""
+    import secquant
+    from secquant.cli.io import load_inputs
+    from secquant.errors import ConfigError
+    from secquant.quant.model import QuantizedModel
+
+    if args.token and not args.server:
+        raise ConfigError("--token only makes sense with --server")
+    qm = QuantizedModel.load(args.model)
+    x, y = load_inputs(args.input, args.data, limit=args.limit, images=len(qm.input_shape) == 3)
+    x = x.reshape(x.shape[0], *qm.input_shape) if x.ndim == 2 and len(qm.input_shape) > 1 else x
+    info: dict[str, Any] = {"scheme": args.scheme, "n": int(x.shape[0])}
+    if args.server:
+        scores, timings = _remote(args, x)
+        ints = None
+    else:
+        options = {"mode": args.mode} if args.mode else {}
+        t0 = time.perf_counter()
+        em = secquant.compile(qm, args.scheme, **options)
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        client = em.client()
+        server = em.server(client.public_material())
+        keys_s = time.perf_counter() - t0
+        xq = qm.quantize_input(x)
+        callback, bar = _progress_bar(args.no_progress or args.json)
+        t0 = time.perf_counter()
+        try:
+            payload = client.encrypt(xq, progress=callback) if callback else client.encrypt(xq)
+        except TypeError:  # a backend whose encrypt takes no progress callback
+            payload = client.encrypt(xq)
+        finally:
+            if bar is not None:
+                bar.close()
+        t1 = time.perf_counter()
+        result = server.evaluate(payload)
+        t2 = time.perf_counter()
+        ints = client.decrypt(result)
+        t3 = time.perf_counter()
+        scores = qm.dequantize_output(ints)
+        timings = {"compile": compile_s, "keys": keys_s, "encrypt": t1 - t0, "evaluate": t2 - t1,
+                   "decrypt": t3 - t2, "request_bytes": float(len(payload)), "response_bytes": float(len(result))}
+        if args.scheme in ("bfv", "paillier", "plain"):
+            info["bit_exact"] = bool(np.array_equal(np.asarray(ints, dtype=object),
+                                                    np.asarray(qm.forward_int(xq), dtype=object)))
+    predictions = np.asarray(scores).reshape(len(scores), -1).argmax(axis=1)
+    info["predictions"] = [int(v) for v in predictions]
+    info["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
+    if y is not None:
+        info["accuracy"] = float(np.mean(predictions == np.asarray(y)[: len(predictions)]))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"predictions ({len(predictions)}): {' '.join(map(str, predictions[:50]))}"
+          + (" ..." if len(predictions) > 50 else ""))
+    if "accuracy" in info:
+        print(f"accuracy: {info['accuracy']:.4f}")
+    if "bit_exact" in info:
+        print(f"bit-exact vs qm.forward_int: {info['bit_exact']}")
+    for key, value in timings.items():
+        unit = "bytes" if key.endswith("bytes") else "s"
+        print(f"{key:>15}: {value:,.0f} {unit}" if unit == "bytes" else f"{key:>15}: {value:.3f} s")
+    return 0
