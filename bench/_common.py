@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from secquant.artifact import write_bytes_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -25,9 +27,8 @@ def _fmt(v: Any) -> str:
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` with machine facts to ``bench/results/<name>.json``."""
+    """Write ``payload`` with machine facts to ``bench/results/<name>.json``, atomically."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     meta = {"python": platform.python_version(), "machine": platform.machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.write_text(json.dumps({"meta": meta, **payload}, indent=2, default=str))
-    return path
+    return write_bytes_atomic(path, json.dumps({"meta": meta, **payload}, indent=2, default=str).encode())

@@ -10,8 +10,6 @@ Run:  python bench/audit_speed.py [--samples 1000000] [--repeats 1]
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, table  # noqa: E402
+from _common import table, write_json  # noqa: E402
 
 from secquant.audit import audit_mechanism  # noqa: E402
 from secquant.audit.mechanisms import (  # noqa: E402
@@ -29,7 +27,6 @@ from secquant.audit.mechanisms import (  # noqa: E402
     LaplaceMechanism,
     RandomizedResponse,
 )
-from secquant.audit.result import write_text_atomic  # noqa: E402
 
 BUDGET_SECONDS = 10.0
 
@@ -67,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         })
     print(table(rows, ["mechanism", "samples_per_input", "draw_s", "audit_s", "within_budget",
                        "epsilon_lower_bound", "claimed_epsilon", "delta"]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "budget_seconds": BUDGET_SECONDS}
-    path = RESULTS / "audit_speed.json"
-    write_text_atomic(path, json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    path = write_json("audit_speed", {"budget_seconds": BUDGET_SECONDS, "rows": rows})
     print(f"\nwrote {path}")
     return 0
 

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({
             "target": target, "policy": policy, "acc_out": info["accuracy_non_members"], "best attack": r.attack,
             "AUC": r.metrics.auc, "TPR@0.1%": r.metrics.tpr_at[0.001], "TPR@1%": r.metrics.tpr_at[0.01],
-            "eps split": max(x.metrics.epsilon.epsilon for x in result.rows if (x.target, x.policy) == (target, policy)),
-            "eps 1run": max(x.one_run.epsilon for x in result.rows if (x.target, x.policy) == (target, policy) and x.one_run),
+            "eps split": result.max_epsilon(target, policy)[0],
+            "eps 1run": result.max_epsilon(target, policy)[1],
             "eps acct": info["accountant_epsilon"],
         })
     columns = ["target", "policy", "acc_out", "best attack", "AUC", "TPR@0.1%", "TPR@1%", "eps split", "eps 1run", "eps acct"]

@@ -58,7 +58,9 @@ def train_layer(x: np.ndarray, y: np.ndarray, steps: int = 60) -> nn.Module:
     return model.eval()
 
 
-def phe_elementwise(pub: Any, priv: Any, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[list[int], dict[str, float]]:
+def phe_elementwise(
+    pub: Any, priv: Any, x: np.ndarray, w: np.ndarray, b: np.ndarray
+) -> tuple[list[int], dict[str, float]]:
     """Element-wise phe: 784 encryptions, scalar products and sums, 10 decryptions."""
     t0 = time.perf_counter()
     enc = [pub.encrypt(int(v)) for v in x]
@@ -139,15 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         y3, timing = secquant_roles(client, server, xq[i : i + 1])
         exact &= bool(np.array_equal(y3, reference[i : i + 1]))
         runs["secquant online"].append(timing)
-        print(f"image {i}: phe {runs['phe element-wise'][-1]['total']:.2f}s, secquant {runs['secquant'][-1]['total']:.3f}s, "
-              f"online {timing['total']:.3f}s", flush=True)
+        print(f"image {i}: phe {runs['phe element-wise'][-1]['total']:.2f}s, "
+              f"secquant {runs['secquant'][-1]['total']:.3f}s, online {timing['total']:.3f}s", flush=True)
 
     med = {name: median(r) for name, r in runs.items()}
     base = med["phe element-wise"]["total"]
     ratio = base / med["secquant"]["total"]
     print(f"\nPaillier 784->10 layer, {args.key_bits}-bit key, median of {len(xq)} MNIST image(s); "
           f"load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    header = f"{'method':<18}{'encrypt s':>11}{'evaluate s':>12}{'decrypt s':>11}{'total s':>10}{'request KiB':>13}{'response KiB':>14}{'speed-up':>10}"
+    header = (f"{'method':<18}{'encrypt s':>11}{'evaluate s':>12}{'decrypt s':>11}{'total s':>10}"
+              f"{'request KiB':>13}{'response KiB':>14}{'speed-up':>10}")
     print(header)
     print("-" * len(header))
     for name, m in med.items():
@@ -172,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_to_target": ratio / TARGET_RATIO,
         "one_off_seconds": {"keygen": keygen, "secquant_tables": tables},
         "parameters": em.parameters(),
-        "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": os.getloadavg(),
-                    "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "load_average_start": load_start,
+                    "load_average_end": os.getloadavg(), "python": platform.python_version()},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(args.out)

@@ -52,6 +52,7 @@ __all__ = ["AuditSettings", "Mechanism", "PairStrategy", "audit_mechanism", "aud
 Mechanism = Callable[[Any, np.random.Generator, int], Any]
 
 MIN_SAMPLES = 1000
+_BATCH_CELLS = 1 << 23  # cap on batch_size · output size while estimating (64 MiB of float64)
 
 
 class PairStrategy(enum.Enum):
@@ -74,7 +75,9 @@ class AuditSettings:
         samples: Draws per input in total, at least 1000.
         confidence: Confidence of the bound, in (0, 1).
         selection_fraction: Share of ``samples`` used to choose the event, in (0, 1).
-        batch_size: Largest number of outputs requested from the mechanism at once.
+        batch_size: Largest number of outputs requested from the mechanism at once
+            while estimating (lowered automatically for wide outputs).  The
+            selection draws are held in memory: ``selection_samples × output size``.
     """
 
     epsilon: float
@@ -156,6 +159,7 @@ def _count(
 class _Selection:
     kind: OutputKind
     event: CandidateEvent
+    row_size: int
 
 
 def _select(
@@ -172,7 +176,7 @@ def _select(
         kind, out0, out1, n_estimate=settings.estimation_samples, delta=settings.delta,
         alpha=alpha, rng=np.random.default_rng(seeds[2]),
     )
-    return _Selection(kind, event)
+    return _Selection(kind, event, max(1, int(np.prod(out0.shape[1:]))))
 
 
 def _estimate(
@@ -189,8 +193,9 @@ def _estimate(
 ) -> AuditResult:
     n = settings.estimation_samples
     event = selection.event
-    k0 = _count(mechanism, x0, event, n, np.random.default_rng(seeds[3]), settings.batch_size)
-    k1 = _count(mechanism, x1, event, n, np.random.default_rng(seeds[4]), settings.batch_size)
+    batch = min(settings.batch_size, max(1024, _BATCH_CELLS // selection.row_size))
+    k0 = _count(mechanism, x0, event, n, np.random.default_rng(seeds[3]), batch)
+    k1 = _count(mechanism, x1, event, n, np.random.default_rng(seeds[4]), batch)
     bound = epsilon_lower_bound_from_counts(k1, n, k0, n, settings.delta, settings.confidence)
     forward = float(epsilon_from_probabilities(bound.p1_lower, bound.p0_upper, settings.delta))
     backward = float(epsilon_from_probabilities(1.0 - bound.p0_upper, 1.0 - bound.p1_lower, settings.delta))

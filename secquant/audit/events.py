@@ -59,6 +59,7 @@ _HIST_BINS = 64
 _MAX_CATEGORIES = 4096  # scalars with at most this many distinct values also get a per-value scorer
 _GRID = 300  # thresholds per tail on the geometric grid
 _LOGISTIC_ROWS = 20_000
+_FEATURE_CELLS = 1 << 22  # largest feature matrix built at once (32 MiB of float64)
 
 
 class OutputKind(enum.Enum):
@@ -275,10 +276,12 @@ class LogisticScorer:
     def fit(
         cls, out0: NDArray[Any], out1: NDArray[Any], rng: np.random.Generator, l2: float = 1e-3
     ) -> LogisticScorer:
-        """Fit on (a subsample of at most 20,000 per side of) the selection outputs."""
+        """Fit on a subsample (at most 20,000 rows per side, fewer for wide outputs) of the selection outputs."""
+        width = 3 * max(1, int(np.prod(out0.shape[1:])))
+        rows = max(1000, min(_LOGISTIC_ROWS, _FEATURE_CELLS // width))
         parts = []
         for out in (out0, out1):
-            idx = rng.permutation(out.shape[0])[:_LOGISTIC_ROWS]
+            idx = rng.permutation(out.shape[0])[:rows]
             parts.append(_features(out[idx]))
         x = np.concatenate(parts)
         labels = np.concatenate([np.zeros(parts[0].shape[0]), np.ones(parts[1].shape[0])])
@@ -301,9 +304,13 @@ class LogisticScorer:
         return cls(mean, scale, np.asarray(res.x, dtype=np.float64))
 
     def score(self, outputs: NDArray[Any]) -> NDArray[np.float64]:
-        z = (_features(outputs) - self.mean) / self.scale
+        step = max(1, _FEATURE_CELLS // self.mean.size)
+        out = np.empty(outputs.shape[0])
         with _single_blas_thread():
-            return z @ self.weights[:-1] + self.weights[-1]
+            for start in range(0, outputs.shape[0], step):
+                z = (_features(outputs[start : start + step]) - self.mean) / self.scale
+                out[start : start + step] = z @ self.weights[:-1] + self.weights[-1]
+        return out
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 _INT_LIMIT = 2**62
-_DEN_LIMIT = 2**56
+_DEN_LIMIT = 2**55  # times K <= 128 in Algorithm 1 stays below 2**62
 _MAX_CHAIN = 128
 _TAIL_SIGMAS = 40
 #: Largest σ whose CKS acceptance test fits exactly into int64 arithmetic.
@@ -81,7 +81,7 @@ def bernoulli_exp_neg(num: NDArray[np.int64], den: NDArray[np.int64] | int, rng:
     Args:
         num: Non-negative int64 numerators, any shape.
         den: Positive denominators (int64 array broadcastable to ``num``, or an int),
-            at most 2**56.
+            at most 2**55.
         rng: Source of randomness.
 
     Returns:
@@ -94,7 +94,7 @@ def bernoulli_exp_neg(num: NDArray[np.int64], den: NDArray[np.int64] | int, rng:
     num = np.asarray(num, dtype=np.int64)
     den = np.broadcast_to(np.asarray(den, dtype=np.int64), num.shape).copy()
     if np.any(num < 0) or np.any(den <= 0) or np.any(den > _DEN_LIMIT):
-        raise ConfigError("bernoulli_exp_neg needs num >= 0 and 0 < den <= 2**56")
+        raise ConfigError("bernoulli_exp_neg needs num >= 0 and 0 < den <= 2**55")
     flat_num, flat_den = num.ravel(), den.ravel()
     whole = flat_num // flat_den
     frac = flat_num - whole * flat_den

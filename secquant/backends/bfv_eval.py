@@ -91,7 +91,12 @@ class PrimeKit:
     def encode(self, values: NDArray[Any]) -> Any:
         """Batch-encode ``values`` (length N, any integers) mod t."""
         pt = seal().Plaintext()
-        self.encoder.encode(np.mod(np.asarray(values, dtype=object), self.t).astype(np.uint64).tolist(), pt)
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iu" and arr.size and int(np.max(np.abs(arr.astype(np.int64)))) < 2**62:
+            reduced = np.mod(arr.astype(np.int64), self.t)
+        else:
+            reduced = np.mod(arr.astype(object), self.t)
+        self.encoder.encode(reduced.astype(np.uint64).tolist(), pt)
         return pt
 
     def encrypt_zero(self) -> Any:
@@ -140,14 +145,23 @@ def _throughput_affine(kit: PrimeKit, prog: _ScalarAffine, xs: list[Any]) -> lis
             if len(plus) == 1 and not minus and mag != 1:
                 ev.multiply_plain(xs[plus[0]], kit.constant(mag), s)
             else:
-                if plus:
-                    ev.add_many([xs[j] for j in plus], s)
-                    for j in minus:
-                        ev.sub_inplace(s, xs[j])
+                # out-of-place first step: no copies (pybind copies every list element)
+                if len(plus) >= 2:
+                    ev.add(xs[plus[0]], xs[plus[1]], s)
+                    rest_plus, rest_minus = plus[2:], minus
+                elif len(plus) == 1 and minus:
+                    ev.sub(xs[plus[0]], xs[minus[0]], s)
+                    rest_plus, rest_minus = (), minus[1:]
+                elif len(plus) == 1:
+                    ev.add_many([xs[plus[0]]], s)  # one copy
+                    rest_plus, rest_minus = (), ()
                 else:
                     ev.negate(xs[minus[0]], s)
-                    for j in minus[1:]:
-                        ev.sub_inplace(s, xs[j])
+                    rest_plus, rest_minus = (), minus[1:]
+                for j in rest_plus:
+                    ev.add_inplace(s, xs[j])
+                for j in rest_minus:
+                    ev.sub_inplace(s, xs[j])
                 if mag != 1:
                     ev.multiply_plain_inplace(s, kit.constant(mag))
             if total is None:

@@ -43,7 +43,7 @@ _MATERIAL = "public material"
 _BATCH = "batch"
 _RESULT = "result"
 _PUBLIC_PARTS = ("public_key", "relin_keys", "galois_keys")
-_OPTIONS = ("mode", "security", "precision_bits", "poly_degree", "scale_bits")
+_OPTIONS = ("mode", "security", "precision_bits", "poly_degree", "scale_bits", "client_rotations")
 
 
 def _fingerprint(plan: CKKSPlan) -> str:
@@ -110,7 +110,9 @@ class _CKKSClient(ClientRole):
             for row in arr:
                 v = np.zeros(period)
                 v[: row.size] = row
-                cts.append(self._encrypt_vector(np.tile(v, slots // period).tolist()))
+                tiled = np.tile(v, slots // period)
+                for b in range(self.plan.input_copies):
+                    cts.append(self._encrypt_vector(np.roll(tiled, -b).tolist()))
         else:
             for start in range(0, arr.shape[0], slots):
                 chunk = arr[start:start + slots].astype(np.float64)
@@ -127,7 +129,7 @@ class _CKKSClient(ClientRole):
         n_out = int(np.prod(self.qm.output_shape))
         slots = self.plan.slots
         mode = self.plan.options.mode
-        expected = n if mode is Mode.LATENCY else n_out * -(-n // slots) if isinstance(n, int) else -1
+        expected = -1 if not isinstance(n, int) else n if mode is Mode.LATENCY else n_out * -(-n // slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS result: {len(blobs)} ciphertexts for n={n!r}")
         cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS result ciphertext")
@@ -198,7 +200,8 @@ class _CKKSServer(ServerRole):
         n = meta.get("n")
         slots = self.plan.slots
         latency = self.plan.options.mode is Mode.LATENCY
-        expected = n if latency else self.n_in * -(-n // slots) if isinstance(n, int) else -1
+        copies = self.plan.input_copies
+        expected = -1 if not isinstance(n, int) else n * copies if latency else self.n_in * -(-n // slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS batch: {len(blobs)} ciphertexts for n={n!r}")
         cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")
@@ -209,7 +212,7 @@ class _CKKSServer(ServerRole):
             if not np.isclose(ct.scale, self.plan.input_scale, rtol=1e-12, atol=0):
                 raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs {self.plan.input_scale}")
         if latency:
-            outs = [self.evaluator.run_latency(ct) for ct in cts]
+            outs = [self.evaluator.run_latency(cts[k:k + copies]) for k in range(0, len(cts), copies)]
         else:
             outs = []
             for k in range(0, len(cts), self.n_in):

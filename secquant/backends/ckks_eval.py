@@ -127,13 +127,14 @@ class Evaluator:
         self.ev.relinearize_inplace(ct, self.relin)
         self.ev.rescale_to_next_inplace(ct)
 
-    def _affine_latency(self, x: Any, sp: StagePlan, pts: list[list[Any]]) -> Any:
+    def _affine_latency(self, xs: list[Any], sp: StagePlan, pts: list[list[Any]]) -> Any:
         lay = sp.layout
         if lay is None:
             raise ParameterError("internal: latency stage without layout")
         ev = self.ev
-        rots = [x]
-        for b in range(1, lay.baby):
+        x = xs[0]
+        rots = list(xs)  # the client may have sent the baby-step rotations
+        for b in range(len(rots), lay.baby):
             r = self._new()
             ev.rotate_vector(x, b, self.galois, r)
             rots.append(r)
@@ -190,13 +191,14 @@ class Evaluator:
             out.append(acc)
         return out
 
-    def run_latency(self, x: Any) -> Any:
-        """Evaluate one replicated input ciphertext; returns the output ciphertext."""
+    def run_latency(self, xs: list[Any]) -> Any:
+        """Evaluate one input (its replicated ciphertext and any client-made rotations of it)."""
         period = self.plan.input_period
-        for sp, prep in zip(self.plan.stages, self._prepared):
+        x = xs[0]
+        for k, (sp, prep) in enumerate(zip(self.plan.stages, self._prepared)):
             kind = sp.stage.kind
             if kind is StageKind.AFFINE:
-                x = self._affine_latency(x, sp, prep)
+                x = self._affine_latency(xs if k == 0 else [x], sp, prep)
                 period = sp.layout.n_out_pad if sp.layout is not None else period
             elif kind is StageKind.SQUARE:
                 self._square(x)

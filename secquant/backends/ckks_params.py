@@ -71,6 +71,9 @@ class PlanOptions:
             |output| seen on calibration data, else the proven bound).
         poly_degree: Force N (else the smallest that meets the target).
         scale_bits: Force B, the bit size of the middle primes (w = B - 1).
+        client_rotations: LATENCY: the client encrypts the baby-step rotations
+            of its input (b1 ciphertexts instead of one), so the server makes
+            no rotation at the top level, where rotations cost the most.
     """
 
     mode: Mode = Mode.LATENCY
@@ -78,6 +81,7 @@ class PlanOptions:
     precision_bits: float = 12.0
     poly_degree: int | None = None
     scale_bits: int | None = None
+    client_rotations: bool = True
 
     def __post_init__(self) -> None:
         from secquant.quant.primitives import coerce_enum
@@ -92,6 +96,8 @@ class PlanOptions:
             raise ConfigError(f"precision_bits must lie in [0, 50], got {self.precision_bits!r}")
         if self.poly_degree is not None and self.poly_degree not in DEGREES:
             raise ConfigError(f"poly_degree must be one of {DEGREES}, got {self.poly_degree!r}")
+        if not isinstance(self.client_rotations, bool):
+            raise ConfigError(f"client_rotations must be True or False, got {self.client_rotations!r}")
         if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):
             raise ConfigError(f"scale_bits must lie in [{MIN_SCALE_BITS}, {MAX_PRIME_BITS - 1}], got {self.scale_bits!r}")
 
@@ -169,6 +175,15 @@ class CKKSPlan:
         return self.poly_degree // 2
 
     @property
+    def input_copies(self) -> int:
+        """Ciphertexts per input in LATENCY mode (the client's baby-step rotations)."""
+        first = self.stages[0] if self.stages else None
+        if (self.options.mode is Mode.LATENCY and self.options.client_rotations and first is not None
+                and first.layout is not None):
+            return first.layout.baby
+        return 1
+
+    @property
     def depth(self) -> int:
         """Rescales along the circuit (primes consumed)."""
         return sum(1 for s in self.stages if s.stage.consumes_level)
@@ -220,6 +235,7 @@ class CKKSPlan:
             "q0_headroom_bits": math.log2(self.primes[0] / 2) - math.log2(
                 self.output_scale * self.output_bound + self.output_scale * self.max_abs_error),
             "galois_steps": list(self.galois_steps),
+            "input_ciphertexts_per_input": self.input_copies if self.options.mode is Mode.LATENCY else None,
             "rotations_per_input": n_rot,
             "packing": ("one input per ciphertext, replicated over slots; hybrid diagonal BSGS matmul"
                         if self.options.mode is Mode.LATENCY else
@@ -280,7 +296,8 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
             if opts.mode is Mode.LATENCY:
                 layout = diag_layout(st.n_in, st.n_out, period)
                 period = layout.n_out_pad
-                e_in_rot = e_in + (ks if layout.baby > 1 else 0.0)
+                client_baby = opts.client_rotations and not plans
+                e_in_rot = e_in + (ks if layout.baby > 1 and not client_baby else 0.0)
                 per_block = (layout.n_out_pad * m_in * noise.rounding + (layout.giant - 1) * ks
                              + layout.n_out_pad * FFT_REL * q * target)
                 prod = st.row_l1 * s_pt * e_in_rot + layout.blocks * per_block
@@ -357,9 +374,10 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
                            f"reference output magnitude {reference:.3g}")
             continue
         steps: set[int] = set()
-        for sp in plans:
+        for k, sp in enumerate(plans):
             if sp.layout is not None:
-                steps.update(sp.layout.steps)
+                skip = set(range(1, sp.layout.baby)) if k == 0 and opts.client_rotations else set()
+                steps.update(set(sp.layout.steps) - skip)
         return CKKSPlan(opts, n, tuple(primes), b, plans[0].scale_in if plans else 1.0, input_period, tuple(plans),
                         err, reference, out_bound, tuple(sorted(steps)))
     raise ParameterError(

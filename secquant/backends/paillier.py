@@ -230,8 +230,9 @@ class PaillierClient(ClientRole):
         block = plan.blocks[msg.round]
         layout = backend.layouts[msg.round]
         total = msg.batch * block.out_features
-        if msg.features != block.out_features or len(msg.ciphertexts) != layout.plaintexts_for(total):
-            raise ConfigError("response shape does not match the model's packing layout")
+        if (msg.features != block.out_features or len(msg.ciphertexts) != layout.plaintexts_for(total)
+                or msg.meta.get("slot_bits") != layout.slot_bits or msg.meta.get("slots") != layout.slots):
+            raise ConfigError("response shape or packing does not match this model's layout (compiled differently?)")
         n = self.key.public.n
         values: list[int] = []
         for i, residue in enumerate(self._decryptor.decrypt(msg.ciphertexts)):

@@ -167,6 +167,9 @@ class Encryptor:
         """One fresh n-th residue ``rho`` mod n**2 (from the pool when one is precomputed)."""
         if self._pool:
             return self._pool.pop()
+        return self._fresh()
+
+    def _fresh(self) -> Any:
         if self.tables is not None:
             return self._join(*_pow_pair(self.tables[0], self.tables[1], self._random_exponent()))
         g2 = _gmpy2()
@@ -179,8 +182,7 @@ class Encryptor:
         """Make ``count`` randomizers ahead of time (offline phase); encryption then costs one product."""
         if count < 0:
             raise ConfigError(f"count must be >= 0, got {count}")
-        for _ in range(int(count)):
-            self._pool.append(self.randomizer())
+        self._pool.extend(self._fresh() for _ in range(int(count)))
 
     @property
     def pooled(self) -> int:

@@ -22,6 +22,7 @@ Parties (``protocols/secure-aggregation.md``):
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
@@ -100,18 +101,14 @@ class KeyHolder:
     """
 
     def __init__(self, key_bits: int = 3072, *, allow_insecure_key_bits: bool = False) -> None:
-        from phe import paillier
+        from secquant.backends.paillier_keys import generate_keypair
 
         low = 512 if allow_insecure_key_bits else 2048
         if isinstance(key_bits, bool) or not isinstance(key_bits, int) or not low <= key_bits <= 8192:
             raise ConfigError(f"key_bits must be an int in [{low}, 8192], got {key_bits!r}")
-        if key_bits < 2048:
-            log.warning("INSECURE: Paillier key of %d bits (< 2048) for secure aggregation", key_bits)
-        self.key_bits = key_bits
-        self.public_key, self._private_key = paillier.generate_paillier_keypair(n_length=key_bits)
-        if self.public_key.n.bit_length() != key_bits:  # phe may return n one bit short
-            self.public_key, self._private_key = paillier.generate_paillier_keypair(n_length=key_bits + 1)
-            self.key_bits = self.public_key.n.bit_length()
+        self._private_key = generate_keypair(key_bits, allow_insecure=allow_insecure_key_bits)
+        self.public_key = self._private_key.public
+        self.key_bits = int(self.public_key.bits)
         self._configs: dict[str, RoundConfig] = {}
         self._released: set[str] = set()
 
@@ -125,7 +122,8 @@ class KeyHolder:
         if config.key_bits != self.key_bits:
             raise ConfigError(f"config.key_bits={config.key_bits} but this key has {self.key_bits} bits")
         with _http(url, token, verify) as http:
-            r = http.post("/v1/rounds", json={"config": config.to_json(), "public_key_n": str(self.public_key.n)})
+            material = base64.b64encode(self.public_key.to_bytes()).decode()
+            r = http.post("/v1/rounds", json={"config": config.to_json(), "public_key": material})
             raise_for_status(r)
             rid = str(r.json()["round_id"])
         self._configs[rid] = config
@@ -218,11 +216,14 @@ class AggregationClient:
         self.timings: dict[str, float] = {}
 
     def _round(self, http: Any, rid: str) -> tuple[RoundConfig, Any, dict[str, Any]]:
-        from phe import paillier
+        from secquant.backends.paillier_keys import load_public_key
 
         status = _status(http, rid)
         config = RoundConfig.from_json(status["config"])
-        return config, paillier.PaillierPublicKey(int(status["public_key_n"])), status
+        key = load_public_key(base64.b64decode(status["public_key"]), allow_insecure=config.allow_insecure_key_bits)
+        if key.bits != config.key_bits:
+            raise ConfigError(f"the round's public key has {key.bits} bits; its config says {config.key_bits}")
+        return config, key, status
 
     def _send(self, http: Any, rid: str, kind: str, values: NDArray[np.int64], config: RoundConfig,
               key: Any, shares: int | None = None) -> None:

@@ -132,22 +132,54 @@ def decode_ciphertexts(payload: bytes, public_n: int, count: int) -> list[int]:
 
 
 def encrypt_residues(residues: NDArray[np.int64], config: RoundConfig, public_key: Any) -> list[int]:
-    """Pack centered residues into plaintexts and encrypt each (phe ``raw_encrypt``, fresh randomness)."""
+    """Pack centered residues into plaintexts and encrypt each under ``public_key``.
+
+    Encryption is ``(1 + n)^m · hs^a mod n²`` with fresh DJN randomness (a random
+    exponent ``a`` of ceil(k/2) bits from :mod:`secrets`), the scheme of
+    :mod:`secquant.backends.paillier_math`.
+
+    Args:
+        residues: Centered residues mod 2^b, shape (dim,).
+        config: The round.
+        public_key: A :class:`secquant.backends.paillier_keys.PaillierPublicKey`.
+    """
+    from secquant.backends.paillier_math import Randomness, fresh_randomizer
+
     layout = config.layout()
-    n = int(public_key.n)
-    return [int(public_key.raw_encrypt(layout.encode_mod([int(v) for v in chunk], n)))
-            for chunk in layout.chunks(list(residues))]
+    n, n2 = public_key.n, public_key.nsquare
+    out = []
+    for chunk in layout.chunks([int(v) for v in residues]):
+        m = layout.encode_mod(chunk, int(n))
+        out.append(int((1 + m * n) * fresh_randomizer(public_key, Randomness.DJN) % n2))
+    return out
 
 
 def decrypt_sum(cts: list[int], config: RoundConfig, private_key: Any) -> NDArray[np.int64]:
-    """Decrypt summed ciphertexts and unpack: the sum mod 2^b as residues in ``[0, 2^b)``."""
+    """Decrypt summed ciphertexts (CRT) and unpack: the sum mod 2^b as residues in ``[0, 2^b)``.
+
+    Args:
+        cts: The aggregate's ciphertexts.
+        config: The round.
+        private_key: A :class:`secquant.backends.paillier_keys.PaillierPrivateKey`.
+
+    Raises:
+        ModulusOverflowError: a slot overflowed its guard bits (more summands than planned, or another key).
+    """
+    from secquant.backends.paillier_math import Decryptor
+
     layout = config.layout()
-    n = int(private_key.public_key.n)
+    n = int(private_key.public.n)
     values: list[int] = []
-    for i, c in enumerate(cts):
+    for i, residue in enumerate(Decryptor(private_key).decrypt([_mpz(c) for c in cts])):
         count = min(layout.slots, config.dim - i * layout.slots)
-        values.extend(layout.decode_mod(int(private_key.raw_decrypt(c)), n, count))
+        values.extend(layout.decode_mod(int(residue), n, count))
     return np.mod(np.asarray(values, dtype=object), config.modulus).astype(np.int64)
+
+
+def _mpz(value: int) -> Any:
+    import gmpy2
+
+    return gmpy2.mpz(value)
 
 
 def released_sum_mechanism(config: RoundConfig, others: ArrayLike, *, noise_in_sum: int | None = None,

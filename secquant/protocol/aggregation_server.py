@@ -22,6 +22,7 @@ assigned top-up arrived.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from secquant.backends.paillier_keys import load_public_key
 from secquant.errors import ConfigError
 from secquant.protocol.aggregation_config import DropoutPolicy, RoundConfig
 from secquant.protocol.aggregation_encoding import decode_ciphertexts, encode_ciphertexts
@@ -74,7 +76,7 @@ class RoundOpen(BaseModel):
     """Body of ``POST /v1/rounds``."""
 
     config: dict[str, Any]
-    public_key_n: str
+    public_key: str
 
 
 class RoundStatus(BaseModel):
@@ -83,7 +85,7 @@ class RoundStatus(BaseModel):
     round_id: str
     state: str
     config: dict[str, Any]
-    public_key_n: str
+    public_key: str
     contributors: list[str]
     noise_shares: int
     topup_assignments: dict[str, int]
@@ -96,6 +98,7 @@ class _Round:
     rid: str
     config: RoundConfig
     n: int
+    public_key: str
     expires: float
     state: str = "collecting"
     acc: list[int] = field(default_factory=list)
@@ -106,7 +109,8 @@ class _Round:
     reason: str = ""
 
     def status(self) -> RoundStatus:
-        return RoundStatus(round_id=self.rid, state=self.state, config=self.config.to_json(), public_key_n=str(self.n),
+        return RoundStatus(round_id=self.rid, state=self.state, config=self.config.to_json(),
+                           public_key=self.public_key,
                            contributors=list(self.contributors), noise_shares=self.noise_shares,
                            topup_assignments=dict(self.assignments), topups_received=list(self.topups),
                            reason=self.reason)
@@ -163,11 +167,14 @@ def create_aggregator_app(config: AggregatorConfig) -> FastAPI:
         """Open a round with its public configuration and the key-holder's Paillier public key."""
         check_token(authorization, config.token)
         cfg = RoundConfig.from_json(body.config)
-        if not body.public_key_n.isdigit():
-            raise ConfigError("public_key_n must be the Paillier modulus n in decimal")
-        n = int(body.public_key_n)
-        if n.bit_length() != cfg.key_bits or n % 2 == 0:
-            raise ConfigError(f"public_key_n has {n.bit_length()} bits; the config says key_bits={cfg.key_bits}")
+        try:
+            material = base64.b64decode(body.public_key, validate=True)
+        except ValueError as exc:
+            raise MessageError(f"public_key must be base64: {exc}") from exc
+        key = load_public_key(material, allow_insecure=cfg.allow_insecure_key_bits)  # refuses private keys (403)
+        n = int(key.n)
+        if key.bits != cfg.key_bits:
+            raise ConfigError(f"the public key has {key.bits} bits; the config says key_bits={cfg.key_bits}")
         with lock:
             now = time.time()
             for key in [k for k, r in rounds.items() if r.expires <= now]:
@@ -175,7 +182,7 @@ def create_aggregator_app(config: AggregatorConfig) -> FastAPI:
             if len(rounds) >= config.max_rounds:
                 raise SessionLimitError(f"the aggregator holds its maximum of {config.max_rounds} rounds")
             rid = secrets.token_urlsafe(16)
-            rounds[rid] = _Round(rid=rid, config=cfg, n=n, expires=now + config.round_ttl)
+            rounds[rid] = _Round(rid=rid, config=cfg, n=n, public_key=body.public_key, expires=now + config.round_ttl)
             return rounds[rid].status()
 
     @app.get("/v1/rounds/{round_id}", response_model=RoundStatus, responses=errors)

@@ -234,7 +234,7 @@ def infer_remote(url: str, x: ArrayLike, *, token: str | None = None,
     Args:
         url: The server's base URL.
         x: Float inputs of shape (n, *input_shape).
-        token: Bearer token.
+        token: Bearer token (default ``$SECQUANT_TOKEN``, which keeps it out of the process list).
         model: Local copy of the model; downloaded when None.
         verify: TLS verification (bool or CA bundle path).
         timeout: Seconds per HTTP request.
@@ -243,6 +243,9 @@ def infer_remote(url: str, x: ArrayLike, *, token: str | None = None,
         RemoteError: the server refused a request.
         ParameterMismatchError: the local model is not the server's.
     """
+    import os
+
+    token = token or os.environ.get("SECQUANT_TOKEN")
     t0 = time.perf_counter()
     with Client(url, token, model=model, verify=verify, timeout=timeout) as client:
         setup = time.perf_counter() - t0

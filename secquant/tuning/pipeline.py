@@ -203,6 +203,7 @@ class PipelineResult:
     ptq8_modulus: int
     search: TuneResult
     search_test_accuracy: float
+    qat_fake: FakeQuantModel
     qat_model: QuantizedModel
     qat_accuracy: float
     qat_int_accuracy: float
@@ -269,6 +270,6 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = False) -> PipelineResu
                                 encrypted=min(cfg.encrypted, len(yt)), scheme=cfg.scheme)
     return PipelineResult(
         prep, f_acc, p_acc, accuracy(q8.predict, xt, yt), int(q8.modulus_needed), found,
-        accuracy(found.model.predict, xt, yt), qm, float(np.mean(fq_pred == yt)), float(np.mean(qm_pred == yt)),
+        accuracy(found.model.predict, xt, yt), fq, qm, float(np.mean(fq_pred == yt)), float(np.mean(qm_pred == yt)),
         bool(np.array_equal(fq_pred, qm_pred)), report,
     )

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from secquant.audit.estimators import (
@@ -95,3 +97,21 @@ def test_estimator_rejects_bad_input(kwargs: dict[str, float]) -> None:
         epsilon_lower_bound_from_counts(**args)  # type: ignore[arg-type]
     with pytest.raises(ValueError):  # ConfigError is a ValueError
         epsilon_lower_bound_from_counts(**args)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 10**6), frac=st.floats(0, 1), alpha=st.floats(1e-6, 0.5))
+def test_clopper_pearson_brackets_the_estimate(n: int, frac: float, alpha: float) -> None:
+    """Known property: lower <= k/n <= upper, and both lie in [0, 1]."""
+    k = int(round(frac * n))
+    lo, hi = clopper_pearson_lower(k, n, alpha), clopper_pearson_upper(k, n, alpha)
+    assert 0.0 <= lo <= k / n + 1e-12 and k / n - 1e-12 <= hi <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(p1=st.floats(0, 1), p0=st.floats(1e-9, 1), delta=st.floats(0, 0.5))
+def test_epsilon_bound_never_exceeds_what_the_probabilities_allow(p1: float, p0: float, delta: float) -> None:
+    """Oracle: if p1 <= e^ε p0 + δ at ε = epsilon_from_probabilities(...) the formula is tight and >= 0."""
+    eps = epsilon_from_probabilities(p1, p0, delta)
+    assert eps >= 0.0
+    assert p1 <= math.exp(eps) * p0 + delta + 1e-9

@@ -30,7 +30,6 @@ from secquant.errors import ConfigError
 
 CASES = builtin_cases()
 SAMPLES = 200_000
-SLOW = {"svt_alg3", "distributed_dg_mod_2^16", "distributed_dg_dropout", "discrete_gaussian_mod_2^16"}
 
 
 def test_laplace_epsilon_one_reaches_0_9_with_a_million_samples() -> None:
@@ -39,9 +38,7 @@ def test_laplace_epsilon_one_reaches_0_9_with_a_million_samples() -> None:
     assert 0.9 <= r.epsilon_lower_bound <= 1.0 and not r.violation
 
 
-@pytest.mark.parametrize(
-    "case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.name in SLOW else []) for c in CASES]
-)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_builtin_verdicts(case) -> None:  # type: ignore[no-untyped-def]
     res = audit_pairs(
         case.mechanism, case.pairs, case.claim.epsilon, case.claim.delta, samples=SAMPLES, seed=0, name=case.name

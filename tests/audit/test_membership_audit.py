@@ -130,6 +130,7 @@ def test_sweep_over_bits_and_policies_writes_a_report(tmp_path) -> None:
         (dict(population=5), "population"),
         (dict(dp_bits=(8,), dp=None), "dp_bits"),
         (dict(attacks=("magic",)), "attack"),
+        (dict(policies=("full",)), "not a release policy"),
     ],
 )
 def test_bad_configuration_raises_config_error(kwargs, match) -> None:

@@ -1,4 +1,4 @@
-"""Trained float models and their integer versions for the CKKS tests (deterministic, seconds to train)."""
+"""TenSEAL's tutorial network, trained for the CKKS overflow demonstration (deterministic, seconds)."""
 
 from __future__ import annotations
 
@@ -11,50 +11,31 @@ from torch import nn
 import secquant
 from secquant.data import load_dataset
 from secquant.nn import Square
-from secquant.quant.config import QuantConfig
 from secquant.quant.model import QuantizedModel
-from secquant.tuning.train import TrainConfig, train
 
-torch.set_num_threads(1)
-
-__all__ = ["digits_mlp", "mnist_cnn", "mnist_tutorial"]
+__all__ = ["mnist_tutorial", "tutorial_net"]
 
 
-def _fit(net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float) -> nn.Module:
-    train(net, list(net.parameters()), x, y, TrainConfig(epochs=epochs, lr=lr, seed=0), modules=(net,))
-    return net.eval()
+def tutorial_net() -> nn.Sequential:
+    """conv(1 -> 4, 7x7, stride 3) -> Square -> flatten -> fc 256->64 -> Square -> fc 64->10."""
+    return nn.Sequential(nn.Conv2d(1, 4, 7, stride=3), Square(), nn.Flatten(), nn.Linear(256, 64), Square(),
+                         nn.Linear(64, 10))
 
 
 @lru_cache(maxsize=None)
-def digits_mlp() -> tuple[nn.Module, QuantizedModel, np.ndarray, np.ndarray]:
-    """Digits MLP 64 -> 32 -> Square -> 10: (float model, integer model, x_test, y_test)."""
-    d = load_dataset("digits")
-    torch.manual_seed(0)
-    net = _fit(nn.Sequential(nn.Linear(64, 32), Square(), nn.Linear(32, 10)), d.x_train, d.y_train, 30, 3e-3)
-    qm = secquant.quantize_model(net, d.x_train, config=QuantConfig(input_range=(0.0, 1.0)))
-    return net, qm, d.x_test, d.y_test
-
-
-@lru_cache(maxsize=None)
-def mnist_cnn() -> tuple[nn.Module, QuantizedModel, np.ndarray, np.ndarray]:
-    """MNIST CNN conv(4, 7x7, stride 3) -> Square -> avgpool 2 -> linear 64 -> 10."""
+def mnist_tutorial(epochs: int = 40) -> tuple[nn.Module, QuantizedModel, np.ndarray, np.ndarray]:
+    """(float model, integer model, x_test, y_test), full-batch Adam with a fixed seed on one thread."""
+    torch.set_num_threads(1)
     m = load_dataset("mnist")
     xtr, xte = m.images()
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 7, stride=3), Square(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64, 10))
-    net = _fit(net, xtr, m.y_train, 10, 3e-3)
-    qm = secquant.quantize_model(net, xtr, config=QuantConfig(input_range=(0.0, 1.0)))
-    return net, qm, xte, m.y_test
-
-
-@lru_cache(maxsize=None)
-def mnist_tutorial() -> tuple[nn.Module, QuantizedModel, np.ndarray, np.ndarray]:
-    """TenSEAL's tutorial network: conv(4, 7x7, stride 3) -> Square -> fc 256->64 -> Square -> fc 64->10."""
-    m = load_dataset("mnist")
-    xtr, xte = m.images()
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 7, stride=3), Square(), nn.Flatten(), nn.Linear(256, 64), Square(),
-                        nn.Linear(64, 10))
-    net = _fit(net, xtr, m.y_train, 10, 1e-3)
-    qm = secquant.quantize_model(net, xtr, config=QuantConfig(input_range=(0.0, 1.0)))
+    net = tutorial_net()
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    xt, yt = torch.tensor(xtr), torch.tensor(m.y_train)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    net.eval()
+    qm = secquant.quantize_model(net, xtr[:512])
     return net, qm, xte, m.y_test

@@ -141,3 +141,48 @@ def test_simulate_predicts_success(digits_deep):
     ref = digits_deep.qm.forward_int(digits_deep.qm.quantize_input(digits_deep.x_test[:50]))
     np.testing.assert_array_equal(np.asarray(rep.output, dtype=object), np.asarray(ref, dtype=object))
     json.dumps(rep.details)
+
+
+def test_planted_bug_is_refused_not_returned(digits_mlp, monkeypatch):
+    """A server that squares twice (a planted bug) yields values outside the proven bound: refused."""
+    from secquant.backends import bfv_eval
+
+    real_square = bfv_eval._square
+    monkeypatch.setattr(bfv_eval, "_square", lambda kit, xs: real_square(kit, real_square(kit, xs)))
+    em = secquant.compile(digits_mlp.qm, "bfv")
+    with pytest.raises(ModulusOverflowError):
+        em.forward_int(digits_mlp.qm.quantize_input(digits_mlp.x_test[:64]))
+
+
+def test_check_output_refuses_out_of_bound(digits_mlp):
+    em = secquant.compile(digits_mlp.qm, "bfv")
+    top = digits_mlp.qm.bounds().output.max_abs
+    with pytest.raises(ModulusOverflowError):
+        em.backend.check_output(np.full((1, 10), top + 1, dtype=object))
+
+
+def test_plan_parameters_pick_crt_from_bounds(digits_deep):
+    from secquant.backends._seal_io import crt_combine, is_prime
+
+    p = secquant.compile(digits_deep.qm, "bfv").backend.params
+    assert all(is_prime(t) and (t - 1) % (2 * p.poly_degree) == 0 for t in p.plain_moduli)
+    assert len(set(p.plain_moduli)) == len(p.plain_moduli)
+    assert p.total_plain_modulus >= digits_deep.qm.modulus_needed
+    # CRT recombination is exact on known answers
+    values = np.array([0, 1, -5, p.total_plain_modulus // 2], dtype=object)
+    res = [np.mod(values, t) for t in p.plain_moduli]
+    back = crt_combine(res, p.plain_moduli)
+    np.testing.assert_array_equal(np.mod(values, p.total_plain_modulus), back)
+
+
+def test_coefficient_primes_match_seal():
+    """Plaintext primes are chosen to avoid SEAL's coefficient primes; both searches must agree."""
+    from secquant.backends._seal_io import primes_1_mod, seal
+
+    sa = seal()
+    for n, bits in ((8192, [54, 54, 54]), (16384, [60, 60, 59])):
+        ours = []
+        for b in sorted(set(bits)):
+            ours += primes_1_mod(2 * n, b, bits.count(b))
+        theirs = [m.value() for m in sa.CoeffModulus.Create(n, bits)]
+        assert sorted(ours) == sorted(theirs)

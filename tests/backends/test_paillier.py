@@ -111,7 +111,9 @@ def test_nonlinear_model_needs_interactive(square_mlp: secquant.QuantizedModel) 
         _compile(square_mlp)
 
 
-def test_interactive_square_mlp_is_bit_exact(square_mlp: secquant.QuantizedModel, digits) -> None:  # type: ignore[no-untyped-def]
+def test_interactive_square_mlp_is_bit_exact(  # type: ignore[no-untyped-def]
+    square_mlp: secquant.QuantizedModel, digits
+) -> None:
     _, _, x_test = digits
     em = _compile(square_mlp, interactive=True)
     xq = square_mlp.quantize_input(x_test[:8])

@@ -7,6 +7,7 @@ for each bad input; the auditor for the noise (statistical, see its test).
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ N, DIM = 10, 300
 
 @pytest.fixture(scope="module")
 def key_holder() -> KeyHolder:
-    return KeyHolder(2048)
+    return KeyHolder(2048)  # the smallest secure size; 3072 is the default
 
 
 @pytest.fixture()
@@ -131,7 +132,7 @@ def test_bad_submissions_are_4xx(aggregator, key_holder) -> None:
     rid = key_holder.open_round(url, token, cfg)
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
     cts = encrypt_residues(np.zeros(20, dtype=np.int64), cfg, key_holder.public_key)
-    payload = encode_ciphertexts(cts, key_holder.public_key.n)
+    payload = encode_ciphertexts(cts, int(key_holder.public_key.n))
 
     def body(meta: dict, data: bytes = payload) -> bytes:
         return encode_frame(Frame(SUBMISSION, 1, {"round_id": rid, "client_id": "a", "kind": "update", **meta}, data))
@@ -148,9 +149,14 @@ def test_bad_submissions_are_4xx(aggregator, key_holder) -> None:
     assert post(body({})).status_code == 200
     r = post(body({}))
     assert r.status_code == 409 and "already submitted" in r.json()["detail"]
-    r = httpx.post(f"{url}/v1/rounds", json={"config": {**cfg.to_json(), "dim": 0}, "public_key_n": "15"},
-                   headers=auth | {"Content-Type": "application/json"})
+    pk = base64.b64encode(key_holder.public_key.to_bytes()).decode()
+    r = httpx.post(f"{url}/v1/rounds", json={"config": {**cfg.to_json(), "dim": 0}, "public_key": pk},
+                   headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 422 and "dim" in r.json()["detail"]
+    secret = base64.b64encode(key_holder._private_key.to_bytes()).decode()
+    r = httpx.post(f"{url}/v1/rounds", json={"config": cfg.to_json(), "public_key": secret},
+                   headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and r.json()["error"] == "KeyMaterialError"  # the aggregator never holds the key
     with pytest.raises(RemoteError) as info:
         AggregationClient(url, token, "a").submit(rid, np.zeros(20))
     assert info.value.status == 409

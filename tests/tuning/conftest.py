@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,15 @@ from torch import nn
 from secquant.data import Dataset, load_dataset
 from secquant.nn import approximate_activations
 from secquant.tuning.train import TrainConfig, mlp, train
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """These models are tiny: one thread avoids oversubscribing the shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +30,7 @@ def digits() -> Dataset:
 @pytest.fixture(scope="session")
 def relu_mlp(digits: Dataset) -> nn.Module:
     model = mlp(64, (24,), 10, seed=0)
-    train(model, list(model.parameters()), digits.x_train, digits.y_train, TrainConfig(epochs=15, lr=3e-3),
+    train(model, list(model.parameters()), digits.x_train, digits.y_train, TrainConfig(epochs=12, lr=5e-3, batch_size=128),
           modules=(model,))
     return model
 
@@ -27,7 +38,7 @@ def relu_mlp(digits: Dataset) -> nn.Module:
 @pytest.fixture(scope="session")
 def poly_mlp(digits: Dataset, relu_mlp: nn.Module) -> nn.Module:
     model = approximate_activations(relu_mlp, 2, calibration=digits.x_train[:300])
-    train(model, list(model.parameters()), digits.x_train, digits.y_train, TrainConfig(epochs=5, lr=1e-3),
+    train(model, list(model.parameters()), digits.x_train, digits.y_train, TrainConfig(epochs=3, lr=1e-3, batch_size=128),
           modules=(model,))
     return model
 

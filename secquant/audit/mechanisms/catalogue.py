@@ -62,6 +62,7 @@ _SVT_PAIRS: tuple[tuple[Any, Any], ...] = (
     ((0,) * 5 + (1,) * 5, (1,) * 5 + (0,) * 5),
     ((0,) * 10, (1,) * 9 + (0,)),
 )
+_TWO_RELEASE_PAIRS: tuple[tuple[Any, Any], ...] = (((0.0, 0.0), (1.0, 0.0)), ((0.0, 0.0), (1.0, 1.0)))
 _RNM_PAIRS: tuple[tuple[Any, Any], ...] = (
     ((0,) * 5, (1,) * 5),
     ((0,) * 5, (1,) + (0,) * 4),
@@ -96,7 +97,7 @@ def _correct() -> list[BuiltinCase]:
         _accounted(
             "fixed_point_laplace", FixedPointLaplace(16.0, 1.0, 1.0), 0.0, ((0.0, 1.0),), "noise scaled by C = 16",
         ),
-        _accounted("two_laplace_releases", RepeatedLaplace(2.0), 0.0, (((0.0, 0.0), (1.0, 0.0)),), "fresh noise"),
+        _accounted("two_laplace_releases", RepeatedLaplace(2.0), 0.0, _TWO_RELEASE_PAIRS, "fresh noise"),
         BuiltinCase(
             "report_noisy_max_index", rnm, PrivacyClaim(1.0, 0.0, "Dwork & Roth 2014, Claim 3.9"), _RNM_PAIRS,
             False, rnm.accountant_epsilon(0.0, 5), "index of the noisy max of 5 queries",
@@ -129,7 +130,7 @@ def _broken() -> list[BuiltinCase]:
         ),
         BuiltinCase(
             "noise_reused", reused, PrivacyClaim(1.0, 0.0, "bug: one noise draw for two releases"),
-            (((0.0, 0.0), (1.0, 0.0)),), True, reused.accountant_epsilon(0.0), "y1 - y2 is exact",
+            _TWO_RELEASE_PAIRS, True, reused.accountant_epsilon(0.0), "y1 - y2 is exact",
         ),
     ]
     for variant in (SvtVariant.ALG3, SvtVariant.ALG5, SvtVariant.ALG6):

@@ -154,6 +154,4 @@ class DistributedSum:
 
     def accountant_epsilon(self, delta: float) -> float:
         """KLS Prop. 14 through dp-accounting (inf at δ = 0)."""
-        import math as _m
-
-        return _m.inf if delta == 0 else self.config.epsilon(delta, self.surviving)
+        return math.inf if delta == 0 else self.config.epsilon(delta, self.surviving)

@@ -134,6 +134,10 @@ class MembershipAuditConfig:
             raise ConfigError("nothing to audit: give bits, include_float=True or dp")
         if not self.policies:
             raise ConfigError("give at least one release policy")
+        for p in self.policies:
+            if not (hasattr(p, "features") and hasattr(p, "label")):
+                raise ConfigError(f"{p!r} is not a release policy; use FullScores(), RoundedScores(k), TopLabel() "
+                                  "or DiscreteGaussianScores(sigma) (or parse_policy('round4'))")
         labels = [p.label for p in self.policies]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"release policies repeat: {labels}")
@@ -167,6 +171,9 @@ class MembershipAuditConfig:
 @dataclass(frozen=True, eq=False)
 class AuditRow:
     """One (target, policy, attack) measurement.
+
+    Its ε bounds are taken at confidence ``1 - (1 - c) / attacks`` (Bonferroni over the attacks),
+    so the largest bound over the attacks of one (target, policy) holds at the configured ``c``.
 
     Attributes:
         target, policy, attack: Labels.
@@ -220,6 +227,14 @@ class MembershipAudit:
             if (r.target, r.policy, r.attack) == (target, policy, attack):
                 return r
         raise ConfigError(f"no row for target={target!r}, policy={policy!r}, attack={attack!r}")
+
+    def max_epsilon(self, target: str, policy: str) -> tuple[float, float]:
+        """Largest (split, one-run) ε bound over the attacks of one cell, valid at the configured confidence."""
+        cell = [r for r in self.rows if (r.target, r.policy) == (target, policy)]
+        if not cell:
+            raise ConfigError(f"no rows for target={target!r}, policy={policy!r}")
+        return (max(r.metrics.epsilon.epsilon for r in cell),
+                max((r.one_run.epsilon for r in cell if r.one_run is not None), default=0.0))
 
     def table(self) -> str:
         """A fixed-width text table of every row."""
@@ -314,6 +329,10 @@ def run_membership_audit(config: MembershipAuditConfig | None = None, **override
             shift = rng.integers(1, n_classes, cfg.canaries.count)
             y_train[canary] = (y[canary] + shift) % n_classes
     counts = included.astype(np.int64) * repeats
+    early_notes = []
+    if cfg.dp is not None and cfg.canaries is not None and cfg.canaries.repeats > 1:
+        early_notes.append(f"DP-SGD's accountant ε protects one training row; a canary repeated {cfg.canaries.repeats} "
+                           "times is only covered by group privacy, so its bounds may exceed the accountant ε")
     targets = cfg.targets()
     jobs = []
     for family in Family:
@@ -328,8 +347,12 @@ def run_membership_audit(config: MembershipAuditConfig | None = None, **override
         by_family.setdefault(out.family, []).append(out)
     rows: list[AuditRow] = []
     info: dict[str, dict[str, Any]] = {}
-    notes: list[str] = []
+    notes: list[str] = list(early_notes)
     plain = ~canary
+    # Each attack's bounds are taken at a Bonferroni-corrected level, so the largest bound over
+    # the attacks of one (target, policy) is valid at cfg.confidence.
+    per_attack = 1.0 - (1.0 - cfg.confidence) / len(cfg.attacks)
+    float_acc: float | None = None
     for ti, target in enumerate(targets):
         outs = by_family[target.family]
         usable = [o.index for o in outs if target.label in o.logits]
@@ -347,9 +370,14 @@ def run_membership_audit(config: MembershipAuditConfig | None = None, **override
         }
         if errors:
             notes.append(f"{target.label}: quantize_model failed for {models - len(usable)} of {models} models ({errors[0]})")
+        if acc_out and target.label == "float":
+            float_acc = float(np.mean(acc_out))
         if acc_out and np.mean(acc_out) < 2.0 / n_classes:
             notes.append(f"{target.label}: test accuracy {np.mean(acc_out):.1%} is near chance ({1 / n_classes:.0%}); "
                          "its low leakage comes with a useless model")
+        elif acc_out and float_acc is not None and target.family is Family.STANDARD and np.mean(acc_out) < float_acc - 0.1:
+            notes.append(f"{target.label}: test accuracy {np.mean(acc_out):.1%} vs {float_acc:.1%} in float; "
+                         "lower leakage here comes with a much worse model")
         evaluated = [t for t in range(cfg.evaluated) if t in logits]
         if not evaluated:
             notes.append(f"{target.label}: no attacked model could be built; no measurement")
@@ -374,10 +402,10 @@ def run_membership_audit(config: MembershipAuditConfig | None = None, **override
                     notes.append(f"{target.label}/{policy.label}/{attack.value}: too few shadow models; skipped")
                     continue
                 metrics = attack_metrics(np.concatenate(pooled), np.concatenate(members), delta=cfg.delta,
-                                         confidence=cfg.confidence, seed=cfg.seed)
+                                         confidence=per_attack, seed=cfg.seed)
                 one = None
                 if first is not None:
                     sel = canary if cfg.canaries is not None else np.ones(n, dtype=bool)
-                    one = one_run_audit(first[sel], included[evaluated[0]][sel], delta=cfg.delta, confidence=cfg.confidence)
+                    one = one_run_audit(first[sel], included[evaluated[0]][sel], delta=cfg.delta, confidence=per_attack)
                 rows.append(AuditRow(target.label, policy.label, attack.value, metrics, one, acct))
     return MembershipAudit(cfg.to_dict(), tuple(rows), info, tuple(dict.fromkeys(notes)), time.perf_counter() - start)

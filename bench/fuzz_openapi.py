@@ -1,0 +1,117 @@
+"""Fuzz the services' OpenAPI schemas with schemathesis, bounded in time.
+
+Starts the inference service (plain backend, small digits model, strict
+limits) and the aggregator on free ports of 127.0.0.1, each in a thread. Then
+it runs ``schemathesis run <url>/openapi.json`` against each, with the bearer
+token, a time budget (``--seconds``, split between the two) and a fixed seed.
+The checks:
+
+* no 5xx (``not_a_server_error``);
+* the status codes, content types and response bodies that the schema declares.
+
+``positive_data_acceptance`` is excluded. A random byte string that matches
+``format: binary`` is not a valid ciphertext frame, and the server is meant to
+refuse it with a 4xx. After the run, the script checks that the server still
+answers its health check.
+
+Prints a summary and writes ``bench/results/fuzz_openapi.json``. It needs
+``pip install schemathesis`` (see the report on which extra to add).
+
+    python bench/fuzz_openapi.py --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write_json  # noqa: E402
+
+CHECKS_EXCLUDED = "positive_data_acceptance"
+
+
+def _tiny_model() -> Any:
+    import torch
+    from torch import nn
+
+    from secquant import quantize_model
+    from secquant.data import load_dataset
+
+    torch.manual_seed(0)
+    data = load_dataset("digits")
+    return quantize_model(nn.Sequential(nn.Linear(64, 10)).eval(), data.x_train, bits=6)
+
+
+def _schemathesis() -> str:
+    exe = Path(sys.executable).with_name("schemathesis")
+    found = str(exe) if exe.exists() else shutil.which("schemathesis")
+    if not found:
+        raise SystemExit("schemathesis is not installed: pip install schemathesis")
+    return found
+
+
+def fuzz(name: str, url: str, token: str, seconds: float, seed: int, report_dir: Path) -> dict[str, Any]:
+    """One bounded schemathesis run; returns its summary."""
+    import httpx
+
+    ndjson = report_dir / f"{name}.ndjson"
+    cmd = [_schemathesis(), "run", f"{url}/openapi.json", "--url", url, "-H", f"Authorization: Bearer {token}",
+           "--checks", "all", "--exclude-checks", CHECKS_EXCLUDED, "--max-time", str(int(seconds)),
+           "--seed", str(seed), "--request-timeout", "30", "--report", "ndjson", "--report-ndjson-path",
+           str(ndjson), "--workers", "1"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300)
+    wall = time.perf_counter() - t0
+    events = [json.loads(line) for line in ndjson.read_text().splitlines()] if ndjson.exists() else []
+    cases = sum(1 for e in events if "ScenarioFinished" in e)
+    alive = httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
+    tail = proc.stdout.strip().splitlines()[-25:]
+    return {"target": name, "exit_code": proc.returncode, "passed": proc.returncode == 0 and alive,
+            "scenarios": cases, "wall_s": wall, "server_alive_after": alive, "summary": tail}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="total time budget, split over the targets")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--targets", default="service,aggregator")
+    args = parser.parse_args(argv)
+
+    from secquant.protocol.aggregation_server import AggregatorConfig, create_aggregator_app
+    from secquant.protocol.binding import ModelBinding
+    from secquant.protocol.runner import ServerThread
+    from secquant.protocol.server import ServiceConfig, create_app
+
+    token = secrets.token_urlsafe(32)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="secquant-fuzz-") as tmp:
+        for name in targets:
+            if name == "service":
+                app = create_app(ModelBinding.build(_tiny_model(), "plain"),
+                                 ServiceConfig(token=token, cache_dir=f"{tmp}/keys", max_request_bytes=1 << 20,
+                                               max_sessions=64, session_ttl=600))
+            elif name == "aggregator":
+                app = create_aggregator_app(AggregatorConfig(token=token, max_request_bytes=1 << 20, max_rounds=64))
+            else:
+                raise SystemExit(f"unknown target {name!r}")
+            with ServerThread(app) as server:
+                rows.append(fuzz(name, server.url, token, args.seconds / len(targets), args.seed, Path(tmp)))
+            print("\n".join(rows[-1]["summary"]))
+    print(table(rows, ["target", "passed", "exit_code", "scenarios", "wall_s", "server_alive_after"]))
+    path = write_json("fuzz_openapi", {"config": vars(args), "excluded_checks": CHECKS_EXCLUDED, "results": rows})
+    print(f"wrote {path}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

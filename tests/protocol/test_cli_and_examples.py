@@ -1,0 +1,127 @@
+"""``secquant serve`` / ``secquant infer --server`` / ``secquant aggregate`` as processes, and the examples.
+
+Each server is a child process on a free port of 127.0.0.1, polled with a
+bounded loop and terminated by the test.  Oracles: the local integer model's
+predictions, and the examples' own checks.  Deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 90.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not become healthy in {seconds} s")
+
+
+def _spawn(args: list[str], token: str) -> subprocess.Popen:
+    env = dict(os.environ, SECQUANT_TOKEN=token)
+    return subprocess.Popen([sys.executable, "-m", "secquant", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def test_serve_and_infer_commands(digits_mlp_qm, tmp_path: Path) -> None:
+    model = tmp_path / "model.npz"
+    digits_mlp_qm.save(model)
+    token, port = secrets.token_urlsafe(24), _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _spawn(["serve", str(model), "--scheme", "plain", "--port", str(port),
+                   "--cache-dir", str(tmp_path / "keys")], token)
+    try:
+        _wait_healthy(url, proc)
+        assert httpx.get(f"{url}/v1/info").status_code == 401  # token required
+        env = dict(os.environ, SECQUANT_TOKEN=token)
+        out = subprocess.run([sys.executable, "-m", "secquant", "infer", str(model), "--data", "digits", "--limit",
+                              "20", "--scheme", "plain", "--server", url, "--json"],
+                             capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        info = json.loads(out.stdout)
+        from secquant.data import load_dataset
+
+        x = load_dataset("digits").x_test[:20]
+        assert info["predictions"] == [int(v) for v in digits_mlp_qm.predict(x).argmax(axis=1)]
+    finally:
+        _stop(proc)
+
+
+def test_aggregate_command_round() -> None:
+    from secquant.protocol.aggregation import AggregationClient, KeyHolder, RoundConfig
+
+    token, port = secrets.token_urlsafe(24), _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _spawn(["aggregate", "--port", str(port)], token)
+    try:
+        _wait_healthy(url, proc)
+        kh = KeyHolder(2048)
+        cfg = RoundConfig(n_clients=2, dim=5, sigma=5.0, key_bits=kh.key_bits)
+        rid = kh.open_round(url, token, cfg)
+        clients = [AggregationClient(url, token, f"c{i}", reveal_noise_for_testing=True) for i in range(2)]
+        for c in clients:
+            c.submit(rid, np.full(5, 0.1))
+        release = kh.release(url, token, rid)
+        expected = sum(c.revealed["update"] + c.revealed["noise"] for c in clients)
+        np.testing.assert_array_equal(release.residues, np.mod(expected, cfg.modulus))
+    finally:
+        _stop(proc)
+
+
+def _run_example(name: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["plain", "bfv"])
+def test_serve_and_infer_example(scheme: str) -> None:
+    out = _run_example("serve_and_infer.py", "--scheme", scheme, "--n", "4", "--epochs", "20")
+    assert "remote equals local em.predict: True" in out
+
+
+@pytest.mark.slow
+def test_secure_aggregation_example() -> None:
+    out = _run_example("secure_aggregation.py", "--clients", "3", "--dim", "20", "--key-bits", "2048",
+                       "--dropouts", "1")
+    assert "survivors added 1 extra noise shares" in out and "with 3 noise shares" in out
+    out = _run_example("secure_aggregation.py", "--clients", "3", "--dim", "20", "--key-bits", "2048",
+                       "--dropouts", "1", "--policy", "refuse")
+    assert "key-holder refused to release" in out
