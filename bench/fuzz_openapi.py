@@ -14,7 +14,8 @@ The checks:
 refuse it with a 4xx. After the run, the script checks that the server still
 answers its health check.
 
-Prints a summary and writes ``bench/results/fuzz_openapi.json``. It needs
+Prints a summary and writes ``bench/results/fuzz_openapi.json``, which holds
+the failing checks with their messages; the full event log stays in a temporary directory. It needs
 ``pip install schemathesis`` (see the report on which extra to add).
 
     python bench/fuzz_openapi.py --seconds 60
@@ -73,10 +74,18 @@ def fuzz(name: str, url: str, token: str, seconds: float, seed: int, report_dir:
     wall = time.perf_counter() - t0
     events = [json.loads(line) for line in ndjson.read_text().splitlines()] if ndjson.exists() else []
     cases = sum(1 for e in events if "ScenarioFinished" in e)
+    failures = []
+    for e in events:
+        for checks in e.get("ScenarioFinished", {}).get("checks", {}).values():
+            for check in checks:
+                if check.get("status") == "failure":
+                    info = check.get("failure_info", {}).get("failure", {})
+                    failures.append({"check": check.get("name"), "operation": info.get("operation"),
+                                     "message": str(info.get("message", ""))[:500]})
     alive = httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
     tail = proc.stdout.strip().splitlines()[-25:]
     return {"target": name, "exit_code": proc.returncode, "passed": proc.returncode == 0 and alive,
-            "scenarios": cases, "wall_s": wall, "server_alive_after": alive, "summary": tail}
+            "scenarios": cases, "failures": failures[:20], "wall_s": wall, "server_alive_after": alive, "summary": tail}
 
 
 def main(argv: list[str] | None = None) -> int:

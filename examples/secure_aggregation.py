@@ -42,7 +42,8 @@ def main() -> None:
     t0 = time.perf_counter()
     kh = KeyHolder(args.key_bits)
     keygen = time.perf_counter() - t0
-    config = RoundConfig(n_clients=args.clients, dim=args.dim, clip_norm=1.0, granularity=args.granularity, sigma=args.sigma,
+    config = RoundConfig(n_clients=args.clients, dim=args.dim, clip_norm=1.0, granularity=args.granularity,
+                         sigma=args.sigma,
                          modulus_bits=32, dropout_policy=args.policy, key_bits=kh.key_bits)
     print(f"round: {args.clients} clients, dim {args.dim}, σ {args.sigma} per client, "
           f"ε = {config.epsilon():.3f} at δ = {config.delta:g}, {config.ciphertexts_per_message()} "

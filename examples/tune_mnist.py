@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from secquant.tuning.pipeline import PipelineConfig, run_pipeline
 
 
@@ -30,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qat-epochs", type=int, default=10)
     parser.add_argument("--qat-bits", type=int, default=4)
     parser.add_argument("--encrypted", type=int, default=0, help="test images to run under BFV (if installed)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the models are small)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     cfg = PipelineConfig(
         dataset=args.dataset, hidden=(args.hidden,), train_limit=args.train_limit, test_limit=args.test_limit,
         validation=args.validation, calibration=min(1000, (args.train_limit or 4000) - args.validation),

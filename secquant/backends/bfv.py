@@ -29,7 +29,15 @@ from numpy.typing import NDArray
 from secquant.artifact import encode_artifact, read_artifact
 from secquant.backends._seal_io import Scratch, crt_combine, seal
 from secquant.backends.base import Backend, ClientRole, Mode, ServerRole, SimulationReport
-from secquant.backends.bfv_eval import PrimeKit, ServerProgram, galois_elements, pack_latency, transfer, unpack_latency
+from secquant.backends.bfv_eval import (
+    PrimeKit,
+    ServerProgram,
+    galois_elements,
+    pack_gather,
+    pack_latency,
+    transfer,
+    unpack_latency,
+)
 from secquant.backends.bfv_params import DEFAULT_MARGIN, BFVParameters, choose_parameters
 from secquant.backends.bfv_plan import Stage, build_plan, simulate_mod
 from secquant.backends.compile import Scheme, register_backend
@@ -151,7 +159,8 @@ class BFVClient(ClientRole):
             batches = [flat[i:i + p.poly_degree] for i in range(0, n, p.poly_degree)]
             total = len(p.plain_moduli) * len(batches) * d
         else:
-            batches = [flat[i:i + 2] for i in range(0, n, 2)]
+            per_ct = p.layout.inputs_per_ciphertext
+            batches = [flat[i:i + per_ct] for i in range(0, n, per_ct)]
             total = len(p.plain_moduli) * len(batches)
         done = 0
         for kit in self._kits:
@@ -166,6 +175,10 @@ class BFVClient(ClientRole):
                         done += 1
                         if progress:
                             progress(done, total)
+                elif p.layout.gather is not None:
+                    for slots in pack_gather(batch[0], p.layout.gather, p.layout.period, p.poly_degree):
+                        per.append(self._encrypt_slots(kit, slots))
+                    done += 1
                 else:
                     per.append(self._encrypt_slots(kit, pack_latency(batch, p.layout.period, p.poly_degree)))
                     done += 1
@@ -211,8 +224,11 @@ class BFVClient(ClientRole):
                 cols = [np.stack(values[b * d_out:(b + 1) * d_out], axis=1) for b in range(batches)]
                 res = np.concatenate(cols, axis=0)[:n] if cols else np.zeros((0, d_out), np.uint64)
             else:
-                rows = [unpack_latency(v, d_out, p.poly_degree) for v in values]
+                per_ct = p.layout.inputs_per_ciphertext
+                rows = [unpack_latency(v, d_out, p.poly_degree)[:per_ct] for v in values]
                 res = np.concatenate(rows, axis=0)[:n] if rows else np.zeros((0, d_out), np.uint64)
+                if res.shape[0] != n:
+                    raise ConfigError("BFV result holds the wrong number of ciphertexts")
             residues.append(res.astype(object))
         self.last_noise_budget = worst
         total = p.total_plain_modulus
@@ -289,9 +305,17 @@ class BFVServer(ServerRole):
                 for b in range(batches):
                     results.extend(prog.run_throughput(cts[b * d_in:(b + 1) * d_in]))
             else:
-                if len(cts) != (int(meta["n"]) + 1) // 2:
-                    raise ConfigError("BFV payload holds the wrong number of ciphertexts for this model")
-                results = [prog.run_latency(ct) for ct in cts]
+                lay = p.layout
+                n_in = int(meta["n"])
+                if lay.gather is not None:
+                    chunks = lay.gather.chunks(p.poly_degree, lay.period)
+                    if len(cts) != n_in * chunks:
+                        raise ConfigError("BFV payload holds the wrong number of ciphertexts for this model")
+                    results = [prog.run_latency(cts[i * chunks:(i + 1) * chunks]) for i in range(n_in)]
+                else:
+                    if len(cts) != (n_in + 1) // 2:
+                        raise ConfigError("BFV payload holds the wrong number of ciphertexts for this model")
+                    results = [prog.run_latency([ct]) for ct in cts]
             out.append([self._scratch.dump(ct) for ct in results])
         return _frame(_RESULT, p, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
 
@@ -387,7 +411,9 @@ class BFVBackend(Backend):
                 "galois_keys_bytes_per_prime": galois,
                 "public_material_bytes": k * (public + galois),
                 "request_bytes_per_batch": k * ct_fresh * (int(np.prod(self.qm.input_shape))
-                                                            if p.mode is Mode.THROUGHPUT else 1),
+                                                            if p.mode is Mode.THROUGHPUT else
+                                                            (p.layout.gather.chunks(p.poly_degree, p.layout.period)
+                                                             if p.layout and p.layout.gather else 1)),
             }
             scratch.close()
         return dict(self._sizes)

@@ -23,11 +23,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends._seal_io import Scratch, galois_elt, seal
-from secquant.backends.bfv_params import BFVParameters, LatencyLayout, StageLayout
+from secquant.backends.bfv_params import BFVParameters, GatherLayout, LatencyLayout, StageLayout
 from secquant.backends.bfv_plan import AffineStage, PolyStage, SquareStage, Stage
 from secquant.errors import ConfigError
 
-__all__ = ["NTT_CACHE_BYTES", "PrimeKit", "ServerProgram", "pack_latency", "unpack_latency"]
+__all__ = ["NTT_CACHE_BYTES", "PrimeKit", "ServerProgram", "pack_gather", "pack_latency", "unpack_latency"]
 
 #: Per stage and prime, keep the NTT forms of the diagonals when they fit in this many bytes.
 NTT_CACHE_BYTES = 256 * 2**20
@@ -383,6 +383,8 @@ class ServerProgram:
             if isinstance(st, AffineStage):
                 if layout is None:
                     self._compiled.append(_scalar_affine(st, kit.t))
+                elif i == 0 and layout.gather is not None:
+                    self._compiled.append(_gather_affine(kit, st, layout.gather, layout.period))
                 else:
                     lay = layout.stages[i]
                     if lay is None:  # pragma: no cover - layout built from the same stages
@@ -413,11 +415,14 @@ class ServerProgram:
             xs = self._switch(xs, i)
         return xs
 
-    def run_latency(self, x: Any) -> Any:
-        """One packed ciphertext (two inputs) in, one out."""
+    def run_latency(self, cts: list[Any]) -> Any:
+        """The ciphertexts of one packed input (or of two, one per row, without gathering) in, one out."""
         period = self.params.layout.period if self.params.layout else 0
+        x = cts[0]
         for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
-            if isinstance(st, AffineStage):
+            if isinstance(prog, _GatherAffine):
+                x = _latency_gather(self.kit, prog, cts)
+            elif isinstance(st, AffineStage):
                 x = _latency_affine(self.kit, prog, x)
             elif isinstance(st, SquareStage):
                 x = _square(self.kit, [x])[0]
@@ -428,10 +433,71 @@ class ServerProgram:
 
 
 def galois_elements(params: BFVParameters) -> list[int]:
-    """Galois elements of the rotation steps the latency layout uses."""
+    """Galois elements of the rotations the latency layout uses (row steps, and the row swap)."""
     if params.layout is None:
         return []
-    return [galois_elt(s, params.poly_degree) for s in params.layout.steps]
+    n = params.poly_degree
+    elts = [galois_elt(s, n) for s in params.layout.all_steps(n)]
+    if params.layout.gather is not None:
+        elts.append(2 * n - 1)  # rotate_columns: swap the two rows
+    return elts
+
+
+def pack_gather(x: NDArray[Any], gather: GatherLayout, period: int, n: int) -> list[NDArray[Any]]:
+    """Slots of the ciphertexts for one flat input ``x``: block k holds ``x[cols[:, k]]``."""
+    blocks = n // period
+    chunks = gather.chunks(n, period)
+    d_out, width = gather.cols.shape
+    grid = np.zeros((chunks * blocks, period), dtype=np.int64)
+    safe = np.where(gather.cols >= 0, gather.cols, 0)
+    vals = np.where(gather.cols >= 0, np.asarray(x, dtype=np.int64)[safe], 0)  # (d_out, width)
+    grid[:width, :d_out] = vals.T
+    return [grid[c * blocks:(c + 1) * blocks].reshape(-1) for c in range(chunks)]
+
+
+@dataclass(eq=False)
+class _GatherAffine:
+    weights: list[Any]  # one plaintext per chunk
+    folds: list[int]
+    bias: Any
+
+
+def _gather_affine(kit: PrimeKit, stage: AffineStage, gather: GatherLayout, period: int) -> _GatherAffine:
+    a, b = stage.reduced(kit.t)
+    n = kit.slots
+    blocks = n // period
+    chunks = gather.chunks(n, period)
+    d_out, width = gather.cols.shape
+    grid = np.zeros((chunks * blocks, period), dtype=np.int64)
+    safe = np.where(gather.cols >= 0, gather.cols, 0)
+    w = np.where(gather.cols >= 0, a[np.arange(d_out)[:, None], safe], 0)  # (d_out, width)
+    grid[:width, :d_out] = w.T
+    weights = [kit.encode(grid[c * blocks:(c + 1) * blocks].reshape(-1)) for c in range(chunks)]
+    bias = None
+    if np.any(b):
+        vec = np.zeros(period, dtype=np.int64)
+        vec[:d_out] = b
+        bias = kit.encode(_tile_row(vec, n))
+    return _GatherAffine(weights, gather.fold_steps(n, period), bias)
+
+
+def _latency_gather(kit: PrimeKit, prog: _GatherAffine, cts: list[Any]) -> Any:
+    sa, ev = seal(), kit.evaluator
+    z = sa.Ciphertext()
+    ev.multiply_plain(cts[0], prog.weights[0], z)
+    prod = sa.Ciphertext()
+    for ct, w in zip(cts[1:], prog.weights[1:]):
+        ev.multiply_plain(ct, w, prod)
+        ev.add_inplace(z, prod)
+    tmp = sa.Ciphertext()
+    for step in prog.folds:
+        ev.rotate_rows(z, step, kit.galois, tmp)
+        ev.add_inplace(z, tmp)
+    ev.rotate_columns(z, kit.galois, tmp)
+    ev.add_inplace(z, tmp)
+    if prog.bias is not None:
+        ev.add_plain_inplace(z, prog.bias)
+    return z
 
 
 def transfer(scratch: Scratch, src: Any, dst: Any, context: Any) -> Any:

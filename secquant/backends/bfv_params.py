@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from secquant.backends._seal_io import is_prime, primes_1_mod
 from secquant.backends.base import Mode
@@ -35,7 +36,7 @@ from secquant.backends.security import estimate_security, max_coeff_modulus_bits
 from secquant.errors import ConfigError, ModulusOverflowError, ParameterError
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["BFVParameters", "LatencyLayout", "StageLayout", "choose_parameters", "latency_layout", "noise_trace"]
+__all__ = ["BFVParameters", "GatherLayout", "LatencyLayout", "StageLayout", "choose_parameters", "latency_layout", "noise_trace"]
 
 POLY_DEGREES = (4096, 8192, 16384, 32768)
 MAX_PRIME_BITS = 60
@@ -65,16 +66,50 @@ class StageLayout:
         return sum(1 for b in self.baby_steps if b) + sum(1 for k in self.giant_steps if k)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class GatherLayout:
+    """Client-side gathering for the first affine stage in latency mode.
+
+    Output ``o`` of the first stage reads inputs ``cols[o, :]`` (``-1``: none).
+    The client packs block k of the slots (block size = the period M) with
+    ``x[cols[:, k]]``, so the server computes the whole stage with one plaintext
+    multiply per ciphertext and ``log2(N/(2M)) + 1`` rotations that sum the
+    blocks (the last one swaps the two rows).  Only the sparsity pattern (the
+    layer's geometry) is used by the client, never a weight.
+    """
+
+    cols: NDArray[np.int64] = field(repr=False)
+
+    @property
+    def width(self) -> int:
+        """K: inputs read per output (blocks needed)."""
+        return int(self.cols.shape[1])
+
+    def chunks(self, n: int, period: int) -> int:
+        """Ciphertexts per input (N/M blocks each)."""
+        return -(-self.width // (n // period))
+
+    def fold_steps(self, n: int, period: int) -> list[int]:
+        """Row rotations that sum the blocks of a row."""
+        return [period << s for s in range(((n // 2) // period).bit_length() - 1)]
+
+
+@dataclass(frozen=True, eq=False)
 class LatencyLayout:
-    """Slot layout of latency mode: every vector repeats with ``period`` along each row."""
+    """Slot layout of latency mode: every vector repeats with ``period`` along each row.
+
+    With ``gather`` (the first stage is affine), one input fills both rows and
+    the first stage is computed from client-gathered blocks; otherwise each row
+    holds one input and every affine stage uses baby-step giant-step diagonals.
+    """
 
     period: int
     stages: tuple[StageLayout | None, ...]
+    gather: GatherLayout | None = None
 
     @property
     def steps(self) -> tuple[int, ...]:
-        """Every rotation step any stage uses (left rotations of rows)."""
+        """Every baby-step giant-step rotation step (left rotations of rows)."""
         used: set[int] = set()
         for st in self.stages:
             if st is None:
@@ -83,25 +118,40 @@ class LatencyLayout:
             used.update(k * st.baby for k in st.giant_steps if k)
         return tuple(sorted(used))
 
-    @property
-    def rotations(self) -> int:
+    def all_steps(self, n: int) -> tuple[int, ...]:
+        """Row rotation steps including the gather fold."""
+        extra = set(self.gather.fold_steps(n, self.period)) if self.gather else set()
+        return tuple(sorted(set(self.steps) | extra))
+
+    def rotations(self, n: int) -> int:
         """Key switches per evaluation (per CRT prime)."""
-        return sum(st.rotations for st in self.stages if st is not None)
+        total = sum(st.rotations for st in self.stages if st is not None)
+        if self.gather:
+            total += len(self.gather.fold_steps(n, self.period)) + 1
+        return total
+
+    @property
+    def inputs_per_ciphertext(self) -> int:
+        """2 (one per row) without gathering, 1 with."""
+        return 1 if self.gather else 2
 
 
 def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _bsgs(diagonals: list[int], period: int) -> StageLayout:
-    best: tuple[int, int, StageLayout] | None = None
+def _bsgs(diagonals: list[int], period: int, keys: set[int] | None = None, key_weight: float = 1.0) -> StageLayout:
+    """The baby step g minimizing rotations + ``key_weight`` x (Galois keys not already in ``keys``)."""
+    have = keys or set()
+    best: tuple[float, int, StageLayout] | None = None
     g = 1
     while g <= period:
         baby = sorted({i % g for i in diagonals})
         giant = sorted({i // g for i in diagonals})
         rots = sum(1 for b in baby if b) + sum(1 for k in giant if k)
+        steps = {b for b in baby if b} | {k * g for k in giant if k}
         cand = StageLayout(tuple(diagonals), g, tuple(baby), tuple(giant))
-        key = (rots, len(baby) + len(giant))
+        key = (rots + key_weight * len(steps - have), len(baby) + len(giant))
         if best is None or key < best[:2]:
             best = (key[0], key[1], cand)
         g *= 2
@@ -110,25 +160,41 @@ def _bsgs(diagonals: list[int], period: int) -> StageLayout:
     return best[2]
 
 
+def _gather(stage: AffineStage) -> GatherLayout:
+    nz = np.asarray(stage.matrix) != 0
+    width = max(1, int(nz.sum(axis=1).max()) if nz.size else 1)
+    cols = np.full((stage.d_out, width), -1, dtype=np.int64)
+    for o in range(stage.d_out):
+        idx = np.nonzero(nz[o])[0]
+        cols[o, : idx.size] = idx
+    return GatherLayout(cols)
+
+
 def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
-    """Period and BSGS schedules for packing one input per row of slots."""
-    dims = [d_in]
+    """Period, gathering and BSGS schedules of latency mode."""
+    gather = _gather(stages[0]) if stages and isinstance(stages[0], AffineStage) else None
+    dims = [] if gather else [d_in]
     for st in stages:
         dims.append(st.d_out if isinstance(st, AffineStage) else st.dim)
-    period = _pow2_at_least(max(dims))
-    layouts: list[StageLayout | None] = []
+    period = _pow2_at_least(max(dims or [1]))
     rows = np.arange(period)
-    for st in stages:
-        if not isinstance(st, AffineStage):
-            layouts.append(None)
-            continue
-        nz = np.zeros((period, period), dtype=bool)
-        nz[: st.d_out, : st.d_in] = np.asarray(st.matrix) != 0
-        cols = (rows[None, :] + rows[:, None]) % period  # cols[i, j] = (j + i) mod period
-        used = np.any(nz[rows[None, :], cols], axis=1)
-        diagonals = [int(i) for i in np.nonzero(used)[0]] or [0]
-        layouts.append(_bsgs(diagonals, period))
-    return LatencyLayout(period=period, stages=tuple(layouts))
+    diags: dict[int, list[int]] = {}
+    for idx, st in enumerate(stages):
+        if isinstance(st, AffineStage) and not (idx == 0 and gather):
+            nz = np.zeros((period, period), dtype=bool)
+            nz[: st.d_out, : st.d_in] = np.asarray(st.matrix) != 0
+            cols = (rows[None, :] + rows[:, None]) % period  # cols[i, j] = (j + i) mod period
+            used = np.any(nz[rows[None, :], cols], axis=1)
+            diags[idx] = [int(i) for i in np.nonzero(used)[0]] or [0]
+    # largest stages first; later ones prefer steps whose Galois keys already exist
+    keys: set[int] = set()
+    chosen: dict[int, StageLayout] = {}
+    for idx in sorted(diags, key=lambda i: -len(diags[i])):
+        lay = _bsgs(diags[idx], period, keys)
+        chosen[idx] = lay
+        keys |= {b for b in lay.baby_steps if b} | {k * lay.baby for k in lay.giant_steps if k}
+    layouts = tuple(chosen.get(i) for i in range(len(stages)))
+    return LatencyLayout(period=period, stages=layouts, gather=gather)
 
 
 @functools.lru_cache(maxsize=256)
@@ -164,7 +230,12 @@ def _consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: Latenc
                 out.append(_row_l1_bits(st, t) + 1)
             else:
                 lay = layout.stages[i] if layout else None
-                nd = len(lay.diagonals) if lay else st.d_in
+                if lay is not None:
+                    nd = len(lay.diagonals)
+                elif layout is not None and layout.gather is not None and i == 0:
+                    nd = layout.gather.width
+                else:
+                    nd = st.d_in
                 out.append(tb + lg / 2 + math.log2(max(1, nd)) / 2 + 3 + 2)
         elif isinstance(st, SquareStage):
             out.append(mult)
@@ -276,7 +347,9 @@ class BFVParameters:
     @property
     def slots(self) -> int:
         """Inputs per ciphertext: N in throughput mode, 2 in latency mode (one per row)."""
-        return self.poly_degree if self.mode is Mode.THROUGHPUT else 2
+        if self.mode is Mode.THROUGHPUT:
+            return self.poly_degree
+        return self.layout.inputs_per_ciphertext if self.layout else 2
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (sizes are filled in by the backend)."""
@@ -286,8 +359,8 @@ class BFVParameters:
             "mode": self.mode.value,
             "packing": ("throughput: one ciphertext per feature, one input per slot (N inputs per batch)"
                         if self.mode is Mode.THROUGHPUT else
-                        f"latency: one input per row of N/2 slots, repeated with period {self.layout.period if self.layout else 0}; "
-                        "baby-step giant-step diagonal products"),
+                        f"latency: one input per ciphertext, repeated with period {self.layout.period if self.layout else 0}; "
+                        "first stage from client-gathered blocks, then baby-step giant-step diagonal products"),
             "poly_degree": self.poly_degree,
             "coeff_modulus_bits": list(self.coeff_bits),
             "coeff_modulus_total_bits": total,
@@ -304,10 +377,14 @@ class BFVParameters:
             "noise_estimate_note": "conservative heuristic estimate (SEAL noise model rounded up), not a proof",
         }
         if self.layout is not None:
+            n = self.poly_degree
             out["period"] = self.layout.period
-            out["rotation_steps"] = list(self.layout.steps)
-            out["galois_keys"] = len(self.layout.steps)
-            out["rotations_per_prime"] = self.layout.rotations
+            out["rotation_steps"] = list(self.layout.all_steps(n))
+            out["galois_keys"] = len(self.layout.all_steps(n)) + (1 if self.layout.gather else 0)
+            out["rotations_per_prime"] = self.layout.rotations(n)
+            if self.layout.gather is not None:
+                out["first_stage"] = (f"client-gathered blocks: {self.layout.gather.width} inputs per output, "
+                                      f"{self.layout.gather.chunks(n, self.layout.period)} ciphertext(s) per input")
         return out
 
 

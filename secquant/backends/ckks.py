@@ -226,7 +226,7 @@ def _refuse_tenseal_private(material: bytes) -> None:
         import tenseal as ts
 
         ctx = ts.context_from(material)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a context"
+    except (ValueError, RuntimeError, TypeError) as exc:  # TenSEAL's parse failures
         raise ConfigError(f"not CKKS public material: {type(exc).__name__}") from exc
     if ctx.is_private():
         raise KeyMaterialError("this TenSEAL context carries a secret key; a server must never hold it")

@@ -139,17 +139,18 @@ class Evaluator:
             ev.rotate_vector(x, b, self.galois, r)
             rots.append(r)
         acc = None
+        tmp = self._new()
         for g, row in enumerate(pts):
             inner = None
             for b, pt in enumerate(row):
                 if pt is None:
                     continue
-                prod = self._new()
-                ev.multiply_plain(rots[b], pt, prod)
                 if inner is None:
-                    inner = prod
+                    inner = self._new()
+                    ev.multiply_plain(rots[b], pt, inner)
                 else:
-                    ev.add_inplace(inner, prod)
+                    ev.multiply_plain(rots[b], pt, tmp)
+                    ev.add_inplace(inner, tmp)
             if inner is None:
                 continue
             if g:
@@ -173,15 +174,16 @@ class Evaluator:
         ev = self.ev
         bias = sp.stage.bias_float()
         out = []
+        tmp = self._new()  # one buffer for every product: SEAL reuses its allocation
         for i, terms in enumerate(rows):
             acc = None
             for j, pt in terms:
-                prod = self._new()
-                ev.multiply_plain(xs[j], pt, prod)
                 if acc is None:
-                    acc = prod
+                    acc = self._new()
+                    ev.multiply_plain(xs[j], pt, acc)
                 else:
-                    ev.add_inplace(acc, prod)
+                    ev.multiply_plain(xs[j], pt, tmp)
+                    ev.add_inplace(acc, tmp)
             if acc is None:
                 acc = self._zero_like(xs[0])
                 acc.scale = xs[0].scale * sp.plain_scale

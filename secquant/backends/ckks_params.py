@@ -208,6 +208,27 @@ class CKKSPlan:
         """Δ of the result."""
         return self.stages[-1].scale_out if self.stages else self.input_scale
 
+    def sizes(self) -> dict[str, int]:
+        """Uncompressed sizes of keys and ciphertexts (8 bytes per coefficient per prime).
+
+        SEAL's zstd and the seeded (secret-key) encryption make the wire smaller:
+        fresh inputs and keys travel at about half these sizes.
+        """
+        n, k_all = self.poly_degree, len(self.primes)
+        k_data = k_all - 1
+        k_out = k_data - self.depth
+        switch_key = k_data * 2 * k_all * n * 8
+        per_input = self.input_copies if self.options.mode is Mode.LATENCY else 1
+        return {
+            "fresh_ciphertext": 2 * n * k_data * 8,
+            "output_ciphertext": 2 * n * k_out * 8,
+            "public_key": 2 * n * k_all * 8,
+            "relin_keys": switch_key,
+            "galois_keys": switch_key * len(self.galois_steps),
+            "request_ciphertexts_per_input" if self.options.mode is Mode.LATENCY else "request_ciphertexts_per_batch":
+                per_input if self.options.mode is Mode.LATENCY else (self.stages[0].stage.n_in if self.stages else 0),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of every choice."""
         n_rot = sum(s.layout.rotations for s in self.stages if s.layout is not None)
@@ -241,6 +262,7 @@ class CKKSPlan:
                         if self.options.mode is Mode.LATENCY else
                         "inputs across slots, one ciphertext per feature (CryptoNets)"),
             "stages": [s.summary() for s in self.stages],
+            "sizes_bytes_uncompressed": self.sizes(),
             "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",
         }
 

@@ -15,6 +15,9 @@ This module removes it in three ways, each exact and each standard:
   w-bit digit d; one encryption is then ``ceil(k/(2w))`` table multiplications
   per prime and no squarings.
 
+:class:`PublicEncryptor` is the same DJN table mod n**2 for parties that hold
+only the public key (e.g. secure-aggregation clients).
+
 :attr:`Randomness.FULL` keeps the textbook distribution (``r**n`` for uniform
 ``r``), computed by the key owner as ``u**p mod p**2`` and ``u**q mod q**2``.
 
@@ -42,6 +45,7 @@ __all__ = [
     "Decryptor",
     "Encryptor",
     "FixedBaseTable",
+    "PublicEncryptor",
     "Randomness",
     "array_to_ciphertexts",
     "ciphertexts_to_array",
@@ -199,9 +203,39 @@ class Encryptor:
         out = []
         for m in values:
             rho = self.randomizer()
-            c = rho + n * ((int(m) % n) * rho % n)
-            out.append(c - n2 if c >= n2 else c)
+            m = int(m)
+            if m >= 0:
+                c = rho + n * (m * rho % n)
+                out.append(c - n2 if c >= n2 else c)
+            else:  # (1 + n)**m = 1 - n·|m|: keeps the product small for negative messages
+                c = rho - n * (-m * rho % n)
+                out.append(c + n2 if c < 0 else c)
         return out
+
+
+class PublicEncryptor:
+    """Encryption with the public key only (DJN ``hs**a`` from a fixed-base table mod n**2).
+
+    For parties without the primes (e.g. secure-aggregation clients).  Building
+    the table costs about ``ceil(k/16)·256`` multiplications mod n**2 (and
+    about 38 MB at 3072 bits); afterwards one encryption is ``ceil(k/16)``
+    multiplications instead of a ``k/2``-bit exponentiation.  Worth it from a
+    few hundred encryptions per key on.
+    """
+
+    def __init__(self, public: PaillierPublicKey) -> None:
+        self.public = public
+        self.table = FixedBaseTable(public.hs, public.nsquare, public.djn_exponent_bits)
+
+    def randomizer(self) -> Any:
+        """A fresh ``hs**a`` with ``a`` uniform on ceil(k/2) bits."""
+        bits = self.public.djn_exponent_bits
+        return self.table.pow(secrets.randbits(bits))
+
+    def encrypt(self, values: Sequence[int]) -> list[Any]:
+        """Encrypt integers (any sign; taken mod n) to ciphertexts mod n**2."""
+        n, n2 = self.public.n, self.public.nsquare
+        return [(1 + n * (int(m) % n)) * self.randomizer() % n2 for m in values]
 
 
 class Decryptor:

@@ -173,7 +173,7 @@ class KeyHolder:
         t2 = time.perf_counter()
         frame = decode_frame(r.content, AGGREGATE)
         shares = int(frame.meta.get("noise_shares", 0))
-        if shares < int(config.min_noise_shares):  # type: ignore[arg-type]
+        if shares < config.required_shares:
             raise ReleaseRefusedError(f"the sum carries {shares} noise shares; the accounting needs "
                                       f"{config.min_noise_shares}")
         cts = decode_ciphertexts(bytes(frame.payload), int(self.public_key.n), config.ciphertexts_per_message())

@@ -110,6 +110,11 @@ class RoundConfig:
 
     # -- derived -----------------------------------------------------------
     @property
+    def required_shares(self) -> int:
+        """``min_noise_shares`` as an int (resolved from None in ``__post_init__``)."""
+        return int(self.min_noise_shares)  # type: ignore[arg-type]
+
+    @property
     def modulus(self) -> int:
         """2^b."""
         return 1 << self.modulus_bits
@@ -135,18 +140,20 @@ class RoundConfig:
         """The auditor's :class:`DistributedDiscreteGaussian` for the required shares."""
         from secquant.audit.mechanisms import DistributedDiscreteGaussian
 
-        return DistributedDiscreteGaussian(sigma=self.sigma, n_clients=int(self.min_noise_shares),  # type: ignore[arg-type]
+        return DistributedDiscreteGaussian(sigma=self.sigma, n_clients=self.required_shares,
                                            l2_sensitivity=self.l2_sensitivity, dim=self.dim,
                                            modulus_bits=self.modulus_bits)
 
     def epsilon(self, noise_shares: int | None = None) -> float:
         """ε at ``delta`` of a release carrying ``noise_shares`` shares (default: the required count).
 
+        More shares than ``min_noise_shares`` are accounted as ``min_noise_shares``
+        (extra independent noise is post-processing).
+
         Raises:
-            ConfigError: ``noise_shares`` is not in [1, min_noise_shares]; more shares are
-                accounted as ``min_noise_shares`` (post-processing).
+            ConfigError: ``noise_shares`` < 1.
         """
-        shares = int(self.min_noise_shares) if noise_shares is None else min(noise_shares, int(self.min_noise_shares))  # type: ignore[arg-type]
+        shares = self.required_shares if noise_shares is None else min(noise_shares, self.required_shares)
         return float(self.ddg().epsilon(self.delta, surviving=shares))
 
     def layout(self) -> Any:

@@ -200,7 +200,7 @@ def released_sum_mechanism(config: RoundConfig, others: ArrayLike, *, noise_in_s
         ``mechanism(x, rng, n)``: n released sums (n, dim) for the target update x.
     """
     rest = np.atleast_2d(np.asarray(others, dtype=np.float64)).reshape(-1, config.dim)
-    shares = int(config.min_noise_shares if noise_in_sum is None else noise_in_sum)  # type: ignore[arg-type]
+    shares = config.required_shares if noise_in_sum is None else int(noise_in_sum)
 
     def mechanism(x: Any, rng: np.random.Generator, n: int) -> NDArray[np.int64]:
         target = np.broadcast_to(np.asarray(x, dtype=np.float64).reshape(1, config.dim), (n, config.dim))

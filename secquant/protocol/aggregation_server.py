@@ -39,7 +39,14 @@ from secquant.protocol.aggregation_config import DropoutPolicy, RoundConfig
 from secquant.protocol.aggregation_encoding import decode_ciphertexts, encode_ciphertexts
 from secquant.protocol.aggregation_messages import AGGREGATE, SUBMISSION
 from secquant.protocol.errors import MessageError, RoundStateError, SessionLimitError, SessionNotFoundError
-from secquant.protocol.http import BINARY_BODY, ErrorBody, binary_response_doc, check_token, install_error_handlers, read_body
+from secquant.protocol.http import (
+    BINARY_BODY,
+    ErrorBody,
+    binary_response_doc,
+    check_token,
+    install_error_handlers,
+    read_body,
+)
 from secquant.protocol.messages import Frame, decode_frame, encode_frame, require
 
 __all__ = ["AggregatorConfig", "RoundStatus", "create_aggregator_app"]
@@ -121,7 +128,7 @@ class _Round:
 
     def decide(self) -> None:
         """Close collection: ready, topup or refused."""
-        need = int(self.config.min_noise_shares)  # type: ignore[arg-type]
+        need = self.config.required_shares
         k = len(self.contributors)
         if self.noise_shares >= need:
             self.state = "ready"

@@ -100,4 +100,19 @@ def install_error_handlers(app: Any) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
 
+    async def invalid(request: Any, exc: Exception) -> Any:
+        errors = getattr(exc, "errors", lambda: [])()
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors[:5]]
+        return JSONResponse({"error": "RequestValidationError", "detail": "invalid request: " + "; ".join(parts)},
+                            status_code=422)
+
+    async def http_error(request: Any, exc: Any) -> Any:  # framework errors: bad JSON, 404 route, 405
+        return JSONResponse({"error": "HTTPError", "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
     app.add_exception_handler(SecquantError, handle)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)

@@ -158,7 +158,8 @@ def decode_frame(data: bytes, expected_type: str, versions: tuple[int, ...] = (1
     if header["type"] != expected_type:
         raise MessageError(f"expected a {expected_type} message, got {header['type']!r}")
     if header["version"] not in versions:
-        raise MessageError(f"{expected_type} version {header['version']!r} is not supported (supported: {list(versions)})")
+        raise MessageError(
+            f"{expected_type} version {header['version']!r} is not supported (supported: {list(versions)})")
     payload = data[_PREFIX.size + hlen:]
     if header["payload_len"] != len(payload):
         raise MessageError(

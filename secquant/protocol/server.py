@@ -94,7 +94,8 @@ class ServiceConfig:
         if self.token is None and not self.allow_no_auth:
             raise ConfigError("the service needs a bearer token; pass token=... (or allow_no_auth=True to opt out)")
         if self.token is not None and (not isinstance(self.token, str) or len(self.token) < 16):
-            raise ConfigError("the bearer token must be a string of at least 16 characters (use secrets.token_urlsafe())")
+            raise ConfigError("the bearer token must be a string of at least 16 characters "
+                              "(use secrets.token_urlsafe())")
         for name, low in (("max_request_bytes", 1024), ("max_sessions", 1), ("max_live_roles", 1),
                           ("max_batch", 1), ("max_concurrent_evaluations", 1)):
             value = getattr(self, name)
@@ -193,11 +194,11 @@ def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
     install_error_handlers(app)
     app.state.secquant = state
 
-    def ready(authorization: str | None) -> _State:
+    def ready(authorization: str | None) -> tuple[ModelBinding, SessionStore]:
         check_token(authorization, config.token)
         if state.binding is None or state.store is None:
             raise ConfigError("this app was built without a model (schema export only)")
-        return state
+        return state.binding, state.store
 
     auth_errors = {401: {"model": ErrorBody, "description": "missing or wrong bearer token"}}
 
@@ -209,60 +210,60 @@ def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
     @app.get("/v1/info", response_model=ServiceInfo, responses=auth_errors)
     def info(authorization: str | None = Header(default=None)) -> Any:
         """Scheme, digests, compile options, shapes and limits."""
-        return ready(authorization).info
+        ready(authorization)
+        return state.info
 
     @app.get("/v1/model", response_class=Response,
              responses=binary_response_doc("the model artifact (QuantizedModel.save)", (401, 404)))
     def model(authorization: str | None = Header(default=None)) -> Response:
         """The quantized model artifact, so the client can compile matching parameters."""
-        st = ready(authorization)
+        binding, _ = ready(authorization)
         if not config.publish_model:
             raise SessionNotFoundError("this server does not publish its model; load your own copy of it")
-        return Response(st.binding.artifact, media_type="application/octet-stream")  # type: ignore[union-attr]
+        return Response(binding.artifact, media_type="application/octet-stream")
 
     @app.post("/v1/sessions", response_model=SessionInfo, openapi_extra=BINARY_BODY,
               responses={code: {"model": ErrorBody, "description": "see detail"}
                          for code in (400, 401, 403, 409, 413, 422, 429)})
     async def create_session(request: Request, authorization: str | None = Header(default=None)) -> SessionInfo:
         """Upload public and evaluation material once (a SessionCreate frame); refused if it holds a secret key."""
-        st = ready(authorization)
+        binding, store = ready(authorization)
         frame = decode_frame(await read_body(request, config.max_request_bytes), SESSION_CREATE)
-        if require(frame.meta, "fingerprint", str, "SessionCreate") != st.binding.fingerprint:  # type: ignore[union-attr]
+        if require(frame.meta, "fingerprint", str, "SessionCreate") != binding.fingerprint:
             raise ParameterMismatchError(
                 "the session material was made for other parameters (fingerprint mismatch); "
                 "fetch GET /v1/info and compile the same scheme, model and options")
-        sid, session = await asyncio.to_thread(st.store.create, bytes(frame.payload))  # type: ignore[union-attr]
-        return SessionInfo(session_id=sid, expires_in=session.expires - time.time(),
-                           fingerprint=st.binding.fingerprint)  # type: ignore[union-attr]
+        sid, session = await asyncio.to_thread(store.create, bytes(frame.payload))
+        return SessionInfo(session_id=sid, expires_in=session.expires - time.time(), fingerprint=binding.fingerprint)
 
     @app.post("/v1/sessions/{session_id}/evaluate", response_class=Response, openapi_extra=BINARY_BODY,
               responses=binary_response_doc("an EvaluateResponse frame", (400, 401, 404, 409, 413, 422)))
     async def evaluate(session_id: str, request: Request, authorization: str | None = Header(default=None)) -> Response:
         """Evaluate the model on an encrypted batch (an EvaluateRequest frame)."""
-        st = ready(authorization)
+        binding, store = ready(authorization)
         body = await read_body(request, config.max_request_bytes)
-        session, role = await asyncio.to_thread(st.store.get, session_id)  # type: ignore[union-attr]
+        session, role = await asyncio.to_thread(store.get, session_id)
         frame = decode_frame(body, EVALUATE_REQUEST)
-        if require(frame.meta, "fingerprint", str, "EvaluateRequest") != st.binding.fingerprint:  # type: ignore[union-attr]
+        if require(frame.meta, "fingerprint", str, "EvaluateRequest") != binding.fingerprint:
             raise ParameterMismatchError("the ciphertexts were made for other parameters (fingerprint mismatch)")
         batch = require(frame.meta, "batch", int, "EvaluateRequest")
         if not 1 <= batch <= config.max_batch:
             raise MessageError(f"batch must lie in [1, {config.max_batch}], got {batch}; split the inputs")
-        if st.gate is None:
-            st.gate = asyncio.Semaphore(config.max_concurrent_evaluations)
-        async with st.gate:
+        if state.gate is None:
+            state.gate = asyncio.Semaphore(config.max_concurrent_evaluations)
+        async with state.gate:
             t0 = time.perf_counter()
             result = await asyncio.to_thread(_evaluate, session.lock, role, bytes(frame.payload))
             seconds = time.perf_counter() - t0
-        out = encode_frame(Frame(EVALUATE_RESPONSE, 1, {"fingerprint": st.binding.fingerprint,  # type: ignore[union-attr]
-                                                        "batch": batch, "seconds": seconds}, result))
+        meta = {"fingerprint": binding.fingerprint, "batch": batch, "seconds": seconds}
+        out = encode_frame(Frame(EVALUATE_RESPONSE, 1, meta, result))
         return Response(out, media_type="application/octet-stream")
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, response_class=Response, response_model=None,
                 responses={code: {"model": ErrorBody, "description": "see detail"} for code in (401, 404)})
     def delete_session(session_id: str, authorization: str | None = Header(default=None)) -> Response:
         """End a session and delete its cached material."""
-        ready(authorization).store.delete(session_id)  # type: ignore[union-attr]
+        ready(authorization)[1].delete(session_id)
         return Response(status_code=204)
 
     return app

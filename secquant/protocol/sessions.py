@@ -177,7 +177,8 @@ class SessionStore:
         try:
             return decode_frame(session.path.read_bytes(), CACHED_SESSION).payload
         except (OSError, MessageError) as exc:
-            raise SessionNotFoundError(f"the session's cached material is unreadable ({exc}); create a new session") from exc
+            raise SessionNotFoundError(
+                f"the session's cached material is unreadable ({exc}); create a new session") from exc
 
     def _resume(self) -> None:
         now = self.clock()

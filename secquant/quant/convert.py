@@ -10,14 +10,15 @@ from torch import nn
 
 import secquant.quant.converters  # noqa: F401  (registers the built-in converters)
 from secquant.errors import ConfigError, UnsupportedLayerError
-from secquant.quant.calibration import MinMax, Symmetry, qmax
+from secquant.quant.calibration import Symmetry, qmax
 from secquant.quant.config import QuantConfig
 from secquant.quant.graph import ChainLayer, extract_chain, fold_batchnorm
 from secquant.quant.intops import IntAddConst, IntOp
+from secquant.quant.primitives import Rounding, round_values
 from secquant.quant.model import InputQuant, QuantizedModel, observed_max
 from secquant.quant.registry import ConvState, converter_for, suggestion_for
 
-__all__ = ["prepare_chain", "quantize_model"]
+__all__ = ["calibration_array", "fit_input_quant", "prepare_chain", "quantize_model"]
 
 #: Calibration examples used to measure observed ranges for reports.
 OBSERVED_SAMPLES = 512
@@ -39,7 +40,12 @@ def prepare_chain(model: nn.Module) -> list[ChainLayer]:
     return chain
 
 
-def _calibration_array(calibration: Any) -> NDArray[np.float64]:
+def calibration_array(calibration: Any) -> NDArray[np.float64]:
+    """Calibration inputs as a finite float64 array of shape (n, ...), n >= 1.
+
+    Raises:
+        ConfigError: empty, wrongly shaped or non-finite data.
+    """
     if hasattr(calibration, "detach"):
         calibration = calibration.detach().cpu().numpy()
     arr = np.asarray(calibration, dtype=np.float64)
@@ -50,7 +56,13 @@ def _calibration_array(calibration: Any) -> NDArray[np.float64]:
     return arr
 
 
-def _input_quant(data: NDArray[np.float64], cfg: QuantConfig) -> InputQuant:
+def fit_input_quant(data: NDArray[np.float64], cfg: QuantConfig) -> InputQuant:
+    """The input quantization ``quantize_model`` uses for calibration ``data`` under ``cfg``.
+
+    The range is ``cfg.input_range`` or the input method's range of the data;
+    SYMMETRIC maps it onto ±qmax, ASYMMETRIC onto all 2**bits levels centred on
+    zero by an integer offset.
+    """
     bits = cfg.effective_input_bits
     if cfg.input_range is not None:
         lo, hi = cfg.input_range
@@ -65,10 +77,10 @@ def _input_quant(data: NDArray[np.float64], cfg: QuantConfig) -> InputQuant:
             hi = lo + 1.0
         scale = (2**bits - 1) / (hi - lo)
         offset = -int(np.floor(scale * (lo + hi) / 2 + 0.5))
-    v_lo = int(np.floor(scale * lo + offset + (0.0 if cfg.input_rounding.value == "floor" else 0.5)))
-    v_hi = int(np.floor(scale * hi + offset + (0.0 if cfg.input_rounding.value == "floor" else 0.5)))
-    if cfg.input_rounding.value == "stochastic":
+    if cfg.input_rounding is Rounding.STOCHASTIC:
         v_lo, v_hi = int(np.floor(scale * lo + offset)), int(np.ceil(scale * hi + offset))
+    else:
+        v_lo, v_hi = (int(v) for v in round_values(np.array([scale * lo + offset, scale * hi + offset]), cfg.input_rounding))
     return InputQuant(scale=float(scale), offset=offset, lo=v_lo, hi=v_hi, rounding=cfg.input_rounding,
                       on_overflow=cfg.input_overflow, shape=tuple(data.shape[1:]))
 
@@ -104,12 +116,12 @@ def quantize_model(
         cfg = QuantConfig(bits=8 if bits is None else bits)
     else:
         cfg = config if bits is None else config.with_(bits=bits)
-    data = _calibration_array(calibration)
+    data = calibration_array(calibration)
     was_training = model.training
     model.eval()
     try:
         chain = prepare_chain(model)
-        iq = _input_quant(data, cfg)
+        iq = fit_input_quant(data, cfg)
         state = ConvState(shape=iq.shape, scale=np.asarray(iq.scale), offset=np.asarray(iq.offset, dtype=np.int64))
         ops: list[IntOp] = []
         for layer in chain:

@@ -233,7 +233,7 @@ class PipelineResult:
         """Human-readable lines: accuracies, both moduli, and the per-stage table."""
         b = self.search.best
         lines = [
-            f"float ReLU {100 * self.float_accuracy:.2f}%   polynomial {100 * self.poly_accuracy:.2f}%",
+            f"float ReLU {100 * self.float_accuracy:.2f}%   polynomial (before QAT) {100 * self.poly_accuracy:.2f}%",
             f"uniform 8-bit PTQ {100 * self.ptq8_accuracy:.2f}%, modulus {self.ptq8_modulus.bit_length()} bits",
             f"search: {b.describe()}: test {100 * self.search_test_accuracy:.2f}%, modulus {b.modulus_bits} bits "
             f"(ratio to 8-bit: 2^{np.log2(b.modulus / self.ptq8_modulus):.1f})",

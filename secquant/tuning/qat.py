@@ -40,7 +40,7 @@ from secquant.errors import ConfigError
 from secquant.nn.layers import Poly
 from secquant.quant.calibration import qmax
 from secquant.quant.config import QuantConfig
-from secquant.quant.convert import _calibration_array, _input_quant, prepare_chain, quantize_model
+from secquant.quant.convert import calibration_array, fit_input_quant, prepare_chain, quantize_model
 from secquant.quant.graph import ChainLayer
 from secquant.quant.intops import (
     IntAddConst,
@@ -88,7 +88,9 @@ def _ste(surrogate: torch.Tensor, exact: NDArray[Any], limit: float | None = Non
 
 
 def _row_sum(w: NDArray[Any]) -> int:
-    arr = np.abs(np.asarray(w).astype(object))
+    """Largest sum of |w| over one output channel (weights are at most 32-bit, so int64 holds it)."""
+    arr = np.asarray(w)
+    arr = np.abs(arr.astype(object) if arr.dtype == object else arr.astype(np.int64))
     return int(arr.reshape(arr.shape[0], -1).sum(axis=1).max()) if arr.size else 0
 
 
@@ -145,9 +147,9 @@ class FakeQuantModel(nn.Module):
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             raise ConfigError("fold BatchNorm into the previous layer before QAT (the fold is not trained through)")
         self.model = model
-        self.calibration = _calibration_array(calibration)
+        self.calibration = calibration_array(calibration)
         self.chain: list[ChainLayer] = prepare_chain(model)
-        self.input_quant: InputQuant = _input_quant(self.calibration, self.config)
+        self.input_quant: InputQuant = fit_input_quant(self.calibration, self.config)
 
     # -- input ---------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor | ArrayLike) -> NDArray[np.int64]:

@@ -30,7 +30,7 @@ from secquant.errors import ConfigError, SecquantError
 from secquant.nn.layers import Poly
 from secquant.quant.calibration import MinMax, MSEOptimal, Percentile, RangeMethod, check_bits
 from secquant.quant.config import QuantConfig
-from secquant.quant.convert import prepare_chain, quantize_model
+from secquant.quant.convert import calibration_array, prepare_chain, quantize_model
 from secquant.quant.model import QuantizedModel
 from secquant.tuning.train import accuracy
 
@@ -331,7 +331,7 @@ def tune(
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}")
     x, y = _split(validation, "validation")
-    calib = np.asarray(calibration.detach().numpy() if hasattr(calibration, "detach") else calibration, dtype=np.float64)
+    calib = calibration_array(calibration)
     layers = quantized_layers(model)
     was_training = model.training
     model.eval()
@@ -346,9 +346,11 @@ def tune(
     finally:
         model.train(was_training)
     if best is None:
+        errors = [t.error for t in ev.trials if t.error]
+        cause = f"; {len(errors)} failed to convert, e.g. {errors[0]}" if errors else ""
         raise TargetNotMetError(
-            f"none of {len(ev.trials)} configurations meets {target!r} (float accuracy {100 * float_acc:.2f}%); "
-            "widen the search space (more bits, other clipping) or relax the target",
+            f"none of {len(ev.trials)} configurations meets {target!r} (float accuracy {100 * float_acc:.2f}%)"
+            f"{cause}; widen the search space (more bits, other clipping) or relax the target",
             tuple(ev.trials),
         )
     qm = quantize_model(model, calib, config=best.config)  # deterministic: the model that was scored

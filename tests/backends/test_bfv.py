@@ -59,7 +59,7 @@ def test_crt_model_exact(digits_deep):
 def test_digits_mlp_latency_exact(digits_mlp):
     em = _exact(digits_mlp, n=6, mode="latency")
     p = em.parameters()
-    assert p["mode"] == "latency" and p["galois_keys"] == len(p["rotation_steps"]) > 0
+    assert p["mode"] == "latency" and p["galois_keys"] >= len(p["rotation_steps"]) > 0
     assert em._client.last_noise_budget >= p["noise_budget_estimate"][-1]["budget_bits"]
 
 

@@ -25,7 +25,14 @@ from secquant.backends.paillier_keys import (
     load_public_key,
     security_bits,
 )
-from secquant.backends.paillier_math import Decryptor, Encryptor, Randomness, fresh_randomizer, multi_pow
+from secquant.backends.paillier_math import (
+    Decryptor,
+    Encryptor,
+    PublicEncryptor,
+    Randomness,
+    fresh_randomizer,
+    multi_pow,
+)
 from secquant.errors import ConfigError, KeyMaterialError, ParameterError
 
 try:
@@ -122,3 +129,15 @@ def test_server_refuses_a_private_key(tiny_model: secquant.QuantizedModel) -> No
         em.server(key.to_bytes())
     with pytest.raises(ConfigError):
         em.server(b"garbage")
+
+
+def test_public_encryptor_matches_djn_distribution_and_decrypts() -> None:
+    key = known_key(2048)
+    enc = PublicEncryptor(key.public)
+    a = 0x1234_5678_9ABC_DEF0 << 900
+    n2 = int(key.public.nsquare)
+    assert int(enc.table.pow(a)) == pow(int(key.public.hs), a, n2)
+    values = [5, -5, 0, 2**30]
+    n = int(key.public.n)
+    decrypted = [(int(r) + n // 2) % n - n // 2 for r in Decryptor(key).decrypt(enc.encrypt(values))]
+    assert decrypted == values

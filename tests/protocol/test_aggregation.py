@@ -42,7 +42,8 @@ def aggregator() -> Iterator[tuple[str, str]]:
 
 
 def _config(kh: KeyHolder, **kw) -> RoundConfig:
-    base = dict(n_clients=N, dim=DIM, clip_norm=1.0, granularity=1e-3, sigma=20.0, modulus_bits=24, key_bits=kh.key_bits)
+    base = dict(n_clients=N, dim=DIM, clip_norm=1.0, granularity=1e-3, sigma=20.0, modulus_bits=24,
+                key_bits=kh.key_bits)
     return RoundConfig(**{**base, **kw})
 
 

@@ -39,7 +39,7 @@ def _check(scheme: str, client: Client, binding: ModelBinding, x: np.ndarray) ->
 
 
 @pytest.mark.parametrize(("scheme", "model", "options"), [
-    ("bfv", "digits_mlp_qm", None),
+    pytest.param("bfv", "digits_mlp_qm", None, marks=pytest.mark.slow),  # ~15-30 s on the shared machine
     ("ckks", "digits_mlp_qm", None),
     ("paillier", "digits_linear_qm", None),  # one round
     ("paillier", "digits_mlp_qm", {"interactive": True}),  # two rounds, client applies Square

@@ -33,7 +33,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 90.0) -> No
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"server exited early: {err[-2000:]}")
         try:
             if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
                 return

@@ -39,7 +39,7 @@ def test_cli_bad_sizes_exit_2_with_a_message(capsys: pytest.CaptureFixture[str])
 def test_tune_mnist_example_runs_small() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "tune_mnist.py"), "--train-limit", "900", "--test-limit", "200",
-         "--validation", "300", "--epochs", "3", "--finetune-epochs", "1", "--qat-epochs", "1"],
+         "--hidden", "32", "--validation", "300", "--epochs", "3", "--finetune-epochs", "1", "--qat-epochs", "1"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

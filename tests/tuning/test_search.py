@@ -95,5 +95,7 @@ def test_bad_calls_raise_config_error(digits: Dataset, poly_mlp: nn.Module) -> N
         tune(poly_mlp, calib, (digits.x_test, digits.y_test[:3]))
     with pytest.raises(ConfigError, match="SearchSpace"):
         tune(poly_mlp, calib, val, space={"bits": (4,)})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="NaN"):
+        tune(poly_mlp, np.full((4, 64), np.nan), val)
     with pytest.raises(ConfigError, match="nn.Module"):
         tune("model", calib, val)  # type: ignore[arg-type]
