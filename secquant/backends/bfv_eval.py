@@ -262,11 +262,12 @@ def _diag_affine(kit: PrimeKit, stage: AffineStage, lay: StageLayout, period: in
     ext = np.zeros((period, period), dtype=np.int64)
     ext[: stage.d_out, : stage.d_in] = a
     rows = np.arange(period)
+    width = lay.out_width or period
     n = kit.slots
     plains = {}
     g = lay.baby
     for i in lay.diagonals:
-        diag = ext[rows, (rows + i) % period]
+        diag = ext[rows % width, (rows + i) % period]
         if not diag.any():
             continue
         k, bb = divmod(i, g)
@@ -274,9 +275,9 @@ def _diag_affine(kit: PrimeKit, stage: AffineStage, lay: StageLayout, period: in
         plains[(k, bb)] = kit.encode(_tile_row(shifted, n))
     bias = None
     if np.any(b):
-        vec = np.zeros(period, dtype=np.int64)
+        vec = np.zeros(width, dtype=np.int64)
         vec[: stage.d_out] = b
-        bias = kit.encode(_tile_row(vec, n))
+        bias = kit.encode(_tile_row(np.tile(vec, period // width), n))
     primes = len(kit.context.first_context_data().parms().coeff_modulus())
     cache = len(plains) * n * primes * 8 <= NTT_CACHE_BYTES
     return _DiagAffine(lay, plains, bias, cache)
@@ -331,6 +332,10 @@ def _latency_affine(kit: PrimeKit, prog: _DiagAffine, x: Any) -> Any:
             ev.add_inplace(y, inner)
     if y is None:
         y = kit.encrypt_zero()
+    tmp = sa.Ciphertext()
+    for step in lay.fold_steps:
+        ev.rotate_rows(y, step, kit.galois, tmp)
+        ev.add_inplace(y, tmp)
     if prog.bias is not None:
         ev.add_plain_inplace(y, prog.bias)
     return y

@@ -59,11 +59,27 @@ class StageLayout:
     baby: int
     baby_steps: tuple[int, ...]
     giant_steps: tuple[int, ...]
+    out_width: int = 0
+    period: int = 0
+
+    @property
+    def fold_steps(self) -> tuple[int, ...]:
+        """Rotations that fold a period-M result down to period ``out_width`` (hybrid method)."""
+        if not self.out_width or self.out_width >= self.period:
+            return ()
+        return tuple(self.out_width << s for s in range((self.period // self.out_width).bit_length() - 1))
+
+    @property
+    def steps(self) -> set[int]:
+        """Row rotation steps used."""
+        return ({b for b in self.baby_steps if b} | {k * self.baby for k in self.giant_steps if k}
+                | set(self.fold_steps))
 
     @property
     def rotations(self) -> int:
         """Key switches per evaluation."""
-        return sum(1 for b in self.baby_steps if b) + sum(1 for k in self.giant_steps if k)
+        return (sum(1 for b in self.baby_steps if b) + sum(1 for k in self.giant_steps if k)
+                + len(self.fold_steps))
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,10 +128,8 @@ class LatencyLayout:
         """Every baby-step giant-step rotation step (left rotations of rows)."""
         used: set[int] = set()
         for st in self.stages:
-            if st is None:
-                continue
-            used.update(b for b in st.baby_steps if b)
-            used.update(k * st.baby for k in st.giant_steps if k)
+            if st is not None:
+                used |= st.steps
         return tuple(sorted(used))
 
     def all_steps(self, n: int) -> tuple[int, ...]:
@@ -140,7 +154,8 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _bsgs(diagonals: list[int], period: int, keys: set[int] | None = None, key_weight: float = 1.0) -> StageLayout:
+def _bsgs(diagonals: list[int], period: int, keys: set[int] | None = None, key_weight: float = 1.0,
+          out_width: int = 0) -> StageLayout:
     """The baby step g minimizing rotations + ``key_weight`` x (Galois keys not already in ``keys``)."""
     have = keys or set()
     best: tuple[float, int, StageLayout] | None = None
@@ -148,16 +163,22 @@ def _bsgs(diagonals: list[int], period: int, keys: set[int] | None = None, key_w
     while g <= period:
         baby = sorted({i % g for i in diagonals})
         giant = sorted({i // g for i in diagonals})
-        rots = sum(1 for b in baby if b) + sum(1 for k in giant if k)
-        steps = {b for b in baby if b} | {k * g for k in giant if k}
-        cand = StageLayout(tuple(diagonals), g, tuple(baby), tuple(giant))
-        key = (rots + key_weight * len(steps - have), len(baby) + len(giant))
+        cand = StageLayout(tuple(diagonals), g, tuple(baby), tuple(giant), out_width or period, period)
+        key = (cand.rotations + key_weight * len(cand.steps - have), len(baby) + len(giant))
         if best is None or key < best[:2]:
             best = (key[0], key[1], cand)
         g *= 2
     if best is None:  # pragma: no cover - period >= 1
         raise ConfigError("empty period")
     return best[2]
+
+
+def _nonzero_diagonals(nz: NDArray[np.bool_], period: int, width: int) -> list[int]:
+    """Indices i < width with a non-zero ``diag_i[j] = A[j mod width, (j + i) mod period]``."""
+    j = np.arange(period)
+    i = np.arange(width)
+    used = np.any(nz[(j % width)[None, :], (j[None, :] + i[:, None]) % period], axis=1)
+    return [int(v) for v in np.nonzero(used)[0]] or [0]
 
 
 def _gather(stage: AffineStage) -> GatherLayout:
@@ -183,16 +204,21 @@ def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
         if isinstance(st, AffineStage) and not (idx == 0 and gather):
             nz = np.zeros((period, period), dtype=bool)
             nz[: st.d_out, : st.d_in] = np.asarray(st.matrix) != 0
-            cols = (rows[None, :] + rows[:, None]) % period  # cols[i, j] = (j + i) mod period
-            used = np.any(nz[rows[None, :], cols], axis=1)
-            diags[idx] = [int(i) for i in np.nonzero(used)[0]] or [0]
+            diags[idx] = _nonzero_diagonals(nz, period, period)
     # largest stages first; later ones prefer steps whose Galois keys already exist
     keys: set[int] = set()
     chosen: dict[int, StageLayout] = {}
     for idx in sorted(diags, key=lambda i: -len(diags[i])):
         lay = _bsgs(diags[idx], period, keys)
+        width = _pow2_at_least(stages[idx].d_out)
+        if width < period:  # hybrid: out_width diagonals, then fold
+            nz = np.zeros((period, period), dtype=bool)
+            nz[: stages[idx].d_out, : stages[idx].d_in] = np.asarray(stages[idx].matrix) != 0
+            hybrid = _bsgs(_nonzero_diagonals(nz, period, width), period, keys, out_width=width)
+            if hybrid.rotations + len(hybrid.steps - keys) < lay.rotations + len(lay.steps - keys):
+                lay = hybrid
         chosen[idx] = lay
-        keys |= {b for b in lay.baby_steps if b} | {k * lay.baby for k in lay.giant_steps if k}
+        keys |= lay.steps
     layouts = tuple(chosen.get(i) for i in range(len(stages)))
     return LatencyLayout(period=period, stages=layouts, gather=gather)
 
@@ -231,7 +257,7 @@ def _consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: Latenc
             else:
                 lay = layout.stages[i] if layout else None
                 if lay is not None:
-                    nd = len(lay.diagonals)
+                    nd = len(lay.diagonals) * (lay.period // max(1, lay.out_width))
                 elif layout is not None and layout.gather is not None and i == 0:
                     nd = layout.gather.width
                 else:

@@ -46,6 +46,7 @@ __all__ = [
     "keypair_from_primes",
     "load_private_key",
     "load_public_key",
+    "require_gmpy2",
     "security_bits",
 ]
 
@@ -62,7 +63,12 @@ _NIST_LEVELS = ((15360, 256), (7680, 192), (3072, 128), (2048, 112), (1024, 80))
 _MR_ROUNDS = 40
 
 
-def _gmpy2() -> Any:
+def require_gmpy2() -> Any:
+    """The gmpy2 module (imported lazily so that ``import secquant`` stays cheap).
+
+    Raises:
+        ConfigError: gmpy2 is not installed.
+    """
     try:
         import gmpy2
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -172,7 +178,7 @@ class PaillierPrivateKey:
     @cached_property
     def crt(self) -> dict[str, Any]:
         """p**2, q**2, the CRT coefficients and the decryption constants hp, hq."""
-        g2 = _gmpy2()
+        g2 = require_gmpy2()
         p, q, n = self.p, self.q, self.public.n
         p2, q2 = p * p, q * q
         # h_p = L_p((n+1)**(p-1) mod p**2)**-1 mod p, as in phe's CRT decryption.
@@ -202,7 +208,7 @@ class PaillierPrivateKey:
 
 def _random_prime(bits: int) -> Any:
     """A prime of exactly ``bits`` bits with its top two bits set, from :mod:`secrets`."""
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     while True:
         candidate = g2.mpz(secrets.randbits(bits)) | (3 << (bits - 2)) | 1
         p = g2.next_prime(candidate)
@@ -211,7 +217,7 @@ def _random_prime(bits: int) -> Any:
 
 
 def _djn_hs(n: Any, x: int | None) -> Any:
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     if x is None:
         while True:
             x = secrets.randbelow(int(n) - 2) + 2
@@ -239,7 +245,7 @@ def keypair_from_primes(
             the modulus size is odd.
         ParameterError: the modulus is below 2048 bits without the opt-out.
     """
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     p, q = g2.mpz(int(p)), g2.mpz(int(q))
     if p == q or not (g2.is_prime(p, _MR_ROUNDS) and g2.is_prime(q, _MR_ROUNDS)):
         raise ConfigError("p and q must be distinct primes")
@@ -263,7 +269,7 @@ def generate_keypair(key_bits: int = DEFAULT_KEY_BITS, *, allow_insecure: bool =
         ConfigError / ParameterError: see :func:`check_key_bits`.
     """
     check_key_bits(key_bits, allow_insecure=allow_insecure)
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     half = key_bits // 2
     while True:
         p, q = _random_prime(half), _random_prime(half)
@@ -276,7 +282,7 @@ def generate_keypair(key_bits: int = DEFAULT_KEY_BITS, *, allow_insecure: bool =
 
 
 def _meta_int(meta: dict[str, Any], name: str) -> Any:
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     value = meta.get(name)
     if not isinstance(value, str) or not value.isdigit():
         raise ConfigError(f"Paillier key material lacks a decimal {name!r}")

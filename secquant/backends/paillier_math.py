@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.backends.paillier_keys import PaillierPrivateKey, PaillierPublicKey, _gmpy2
+from secquant.backends.paillier_keys import PaillierPrivateKey, PaillierPublicKey, require_gmpy2
 from secquant.errors import ConfigError
 
 __all__ = [
@@ -78,7 +78,7 @@ class FixedBaseTable:
     window = TABLE_WINDOW_BITS
 
     def __init__(self, base: Any, modulus: Any, exponent_bits: int) -> None:
-        g2 = _gmpy2()
+        g2 = require_gmpy2()
         self.modulus = g2.mpz(modulus)
         self.exponent_bits = int(exponent_bits)
         self.exponent_bytes = -(-self.exponent_bits // 8)
@@ -176,7 +176,7 @@ class Encryptor:
     def _fresh(self) -> Any:
         if self.tables is not None:
             return self._join(*_pow_pair(self.tables[0], self.tables[1], self._random_exponent()))
-        g2 = _gmpy2()
+        g2 = require_gmpy2()
         p, q = self.key.p, self.key.q
         up = g2.mpz(secrets.randbelow(int(p) - 1) + 1)
         uq = g2.mpz(secrets.randbelow(int(q) - 1) + 1)
@@ -249,7 +249,7 @@ class Decryptor:
 
     def decrypt(self, ciphertexts: Sequence[Any]) -> list[Any]:
         """Residues in ``[0, n)`` of the ciphertexts."""
-        g2 = _gmpy2()
+        g2 = require_gmpy2()
         p, q, p2, q2 = self._p, self._q, self._p2, self._q2
         out = []
         for c in ciphertexts:
@@ -264,7 +264,7 @@ def fresh_randomizer(public: PaillierPublicKey, randomness: Randomness) -> Any:
 
     DJN: ``hs**a`` with ``a`` of ceil(k/2) bits; FULL: ``r**n`` for uniform r.
     """
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     if randomness is Randomness.DJN:
         return g2.powmod(public.hs, secrets.randbits(public.djn_exponent_bits), public.nsquare)
     while True:
@@ -279,7 +279,7 @@ def _window_cost(count: int, bits: int, c: int) -> int:
 
 
 def _multi_pow_unsigned(pairs: list[tuple[Any, int]], modulus: Any) -> Any:
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     if not pairs:
         return g2.mpz(1)
     bits = max(e.bit_length() for _, e in pairs)
@@ -322,7 +322,7 @@ def multi_pow(bases: Sequence[Any], exponents: Sequence[int], modulus: Any) -> A
     """
     if len(bases) != len(exponents):
         raise ConfigError(f"{len(bases)} bases but {len(exponents)} exponents")
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     pos = [(b, int(e)) for b, e in zip(bases, exponents) if e > 0]
     neg = [(b, -int(e)) for b, e in zip(bases, exponents) if e < 0]
     result = _multi_pow_unsigned(pos, modulus)
@@ -337,7 +337,7 @@ def pack_ciphertexts(ciphertexts: Sequence[Any], slot_bits: int, modulus: Any) -
     Costs ``(len-1)·slot_bits`` squarings; whether the slots decode is the
     caller's :class:`~secquant.backends.paillier_packing.PackingLayout` check.
     """
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     if not ciphertexts:
         raise ConfigError("nothing to pack")
     acc = ciphertexts[-1]
@@ -359,7 +359,7 @@ def array_to_ciphertexts(array: NDArray[Any], width: int, modulus: Any) -> list[
     Raises:
         ConfigError: wrong dtype or shape, or a value out of range.
     """
-    g2 = _gmpy2()
+    g2 = require_gmpy2()
     arr = np.asarray(array)
     if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != width:
         raise ConfigError(f"ciphertexts must be a uint8 array of shape (count, {width}), got {arr.dtype} {arr.shape}")

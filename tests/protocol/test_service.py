@@ -245,3 +245,17 @@ def test_openapi_document_is_current() -> None:
     on_disk = json.loads(path.read_text())
     assert on_disk == json.loads(json.dumps(openapi_schema())), (
         "protocols/openapi.json is stale: regenerate with `python -m secquant.protocol.openapi --write`")
+
+
+def test_unpublished_model_needs_a_local_copy(digits_mlp_qm, token, tmp_path: Path, digits) -> None:
+    server, binding = start_server(digits_mlp_qm, "plain", token, tmp_path / "keys", publish_model=False)
+    try:
+        r = httpx.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 404 and "does not publish" in r.json()["detail"]
+        with pytest.raises(RemoteError) as info:
+            Client(server.url, token=token).open()
+        assert info.value.status == 404
+        with Client(server.url, token=token, model=digits_mlp_qm) as client:
+            np.testing.assert_array_equal(client.predict(digits.x_test[:3]), binding.em.predict(digits.x_test[:3]))
+    finally:
+        server.stop()

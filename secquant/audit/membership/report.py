@@ -88,7 +88,9 @@ def _plots(result: MembershipAudit, out: Path) -> list[str]:
             if t in targets:
                 ax.scatter([t], [e], marker="_", s=400, color="red", label=f"accountant ε ({t})")
         ax.set(title=title, xlabel="target (float, bit-width, DP-SGD)", ylabel="ε (nats)")
+        ax.tick_params(axis="x", rotation=30)
         ax.legend(fontsize=7)
+    fig.tight_layout()
     _save_png(fig, out / "epsilon.png")
     plt.close(fig)
     written.append("epsilon.png")
@@ -98,6 +100,8 @@ def _plots(result: MembershipAudit, out: Path) -> list[str]:
         xs = [t for t in targets if (t, policy) in best]
         ax.plot(xs, [best[(t, policy)].metrics.tpr_at[0.001] for t in xs], marker="o", label=policy)
     ax.set(title="TPR at 0.1% FPR (best attack)", xlabel="target", ylabel="TPR")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
     ax.legend(fontsize=7)
     _save_png(fig, out / "tpr.png")
     plt.close(fig)
