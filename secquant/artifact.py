@@ -134,6 +134,24 @@ def write_artifact(
     return write_bytes_atomic(path, encode_artifact(kind, version, meta, arrays), mode=mode)
 
 
+def _refuse_compressed(source: Any) -> None:
+    """Refuse archives with compressed entries: inflating one could exhaust memory.
+
+    We only ever write stored (uncompressed) entries, so an artifact can never
+    expand beyond its own size when read.
+    """
+    try:
+        with zipfile.ZipFile(source) as archive:
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip archive: np.load reports it below
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    if packed:
+        raise ArtifactError(f"artifact entries {packed[:3]} are compressed; secquant artifacts are never compressed")
+
+
 def read_artifact(
     path: str | os.PathLike[str] | bytes,
     kind: str,
@@ -154,6 +172,7 @@ def read_artifact(
         IntegrityError: the digest does not match the content.
     """
     source: Any = io.BytesIO(path) if isinstance(path, bytes) else path
+    _refuse_compressed(source)
     try:
         loaded = np.load(source, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):

@@ -216,3 +216,16 @@ def test_quantize_model_rejects_bad_calibration() -> None:
     with pytest.raises(ConfigError):
         quantize_model(model, np.zeros((2, 2)), bits=1)
     assert secquant.quantize_model is quantize_model
+
+
+def test_compressed_archives_are_refused(tmp_path) -> None:
+    """A deflated entry could inflate far past the payload size; artifacts are always stored."""
+    qm = quantize_model(nn.Sequential(nn.Linear(4, 2)), np.random.default_rng(0).random((8, 4)))
+    path = qm.save(tmp_path / "m.sqm")
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    np.savez_compressed(tmp_path / "c.npz", **entries)
+    with pytest.raises(ArtifactError, match="compressed"):
+        QuantizedModel.load(tmp_path / "c.npz")
+    with pytest.raises(ArtifactError, match="compressed"):
+        QuantizedModel.load((tmp_path / "c.npz").read_bytes())
