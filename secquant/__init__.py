@@ -10,8 +10,7 @@ Heavy parts (torch conversion, TenSEAL, phe) are imported lazily, on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from secquant._lazy import lazy_getattr
 
 from secquant.errors import (
     ArtifactError,
@@ -68,10 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'secquant' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -10,8 +10,7 @@ built-in mechanisms in :mod:`secquant.audit.mechanisms`; exact integer noise in
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from secquant._lazy import lazy_getattr
 
 _LAZY = {
     "audit_mechanism": "secquant.audit.auditor",
@@ -33,10 +32,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'secquant.audit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

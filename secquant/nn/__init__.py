@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from secquant._lazy import lazy_getattr
 
 from secquant.nn.layers import Poly, Square
 
@@ -18,8 +17,4 @@ __all__ = ["Poly", "Square", "approximate_activations"]
 _LAZY = {"approximate_activations": "secquant.nn.approx"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'secquant.nn' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

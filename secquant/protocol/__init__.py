@@ -12,8 +12,7 @@ FastAPI, uvicorn and httpx are imported only when these modules load.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from secquant._lazy import lazy_getattr
 
 _LAZY = {
     "Client": "secquant.protocol.client",
@@ -30,10 +29,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'secquant.protocol' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

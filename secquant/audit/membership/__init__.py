@@ -18,41 +18,34 @@ Names are imported lazily so ``import secquant.audit.membership`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from secquant._lazy import lazy_getattr
 
 _LAZY = {
-    "AttackKind": "attacks",
-    "AuditRow": "audit",
-    "Backend": "shadows",
-    "CanarySpec": "audit",
-    "DPSpec": "training",
-    "DiscreteGaussianScores": "policies",
-    "Family": "targets",
-    "FullScores": "policies",
-    "MembershipAudit": "audit",
-    "MembershipAuditConfig": "audit",
-    "OneRunResult": "one_run",
-    "RoundedScores": "policies",
-    "Target": "targets",
-    "TopLabel": "policies",
-    "TrainSpec": "training",
-    "attack_metrics": "metrics",
-    "lira_scores": "attacks",
-    "one_run_audit": "one_run",
-    "parse_policy": "policies",
-    "parse_target": "targets",
-    "run_membership_audit": "audit",
-    "write_report": "report",
+    "AttackKind": ".attacks",
+    "AuditRow": ".audit",
+    "Backend": ".shadows",
+    "CanarySpec": ".audit",
+    "DPSpec": ".training",
+    "DiscreteGaussianScores": ".policies",
+    "Family": ".targets",
+    "FullScores": ".policies",
+    "MembershipAudit": ".audit",
+    "MembershipAuditConfig": ".audit",
+    "OneRunResult": ".one_run",
+    "RoundedScores": ".policies",
+    "Target": ".targets",
+    "TopLabel": ".policies",
+    "TrainSpec": ".training",
+    "attack_metrics": ".metrics",
+    "lira_scores": ".attacks",
+    "one_run_audit": ".one_run",
+    "parse_policy": ".policies",
+    "parse_target": ".targets",
+    "run_membership_audit": ".audit",
+    "write_report": ".report",
 }
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
