@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         name, qm = net["name"], net["qm"]
         entry: dict[str, Any] = {"float_accuracy": net["float_acc"], "int_accuracy": net["int_acc"],
                                  "bound_bits": qm.bounds().bits, "schemes": {}}
-        base = _baseline(net, args.baseline_limit)
+        base = _baseline(net, args.baseline_limit) if "latency" in args.modes else None
         entry["baseline"] = base if base is not None else {"note": "bench/tenseal_baseline.py not present yet"}
         base_total = (base or {}).get("evaluate_s")
         if base and base_total is not None:

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["Backend", "ClientRole", "Mode", "Scheme", "ServerRole", "SimulationReport"]
+__all__ = ["Backend", "ClientRole", "Mode", "Scheme", "ServerRole", "SimulationReport", "run_rounds"]
 
 
 class Scheme(enum.Enum):
@@ -82,11 +82,20 @@ class ClientRole(abc.ABC):
 
     @abc.abstractmethod
     def decrypt(self, payload: bytes) -> NDArray[Any]:
-        """Decrypt a server result to centered integers of shape (n, *qm.output_shape).
+        """Decrypt a server's final result to centered integers of shape (n, *qm.output_shape).
 
         Raises:
             ModulusOverflowError: a decrypted value cannot be trusted to be in range.
         """
+
+    def next_request(self, result: bytes) -> bytes | None:
+        """The next round's request built from a server result, or None when it is final.
+
+        One-round schemes never need another request.  Interactive schemes
+        (Paillier with activations) decrypt intermediate values here, apply
+        what the server cannot, and encrypt the next round's input.
+        """
+        return None
 
 
 class ServerRole(abc.ABC):
@@ -132,3 +141,17 @@ class Backend(abc.ABC):
     def reference(self, xq: NDArray[Any]) -> NDArray[Any]:
         """The plaintext integer oracle for these inputs."""
         return self.qm.forward_int(np.asarray(xq))
+
+
+def run_rounds(client: ClientRole, server: ServerRole, payload: bytes) -> tuple[bytes, int]:
+    """Send ``payload`` and every follow-up request until the result is final.
+
+    Returns:
+        The final result and the number of rounds it took.
+    """
+    result = server.evaluate(payload)
+    rounds = 1
+    while (request := client.next_request(result)) is not None:
+        result = server.evaluate(request)
+        rounds += 1
+    return result, rounds

@@ -199,6 +199,18 @@ def _powers(kit: PrimeKit, x: Any, degree: int) -> list[Any]:
     return powers
 
 
+def _scalar_mul(kit: PrimeKit, x: Any, c: int, out: Any) -> None:
+    """out = c * x for a residue c mod t, multiplying by the centered |c| (SEAL does not center
+    constant plaintexts: multiplying by t - 1 instead of negating would grow the noise by t)."""
+    ev = kit.evaluator
+    c %= kit.t
+    if c > kit.t // 2:
+        ev.multiply_plain(x, kit.constant(kit.t - c), out)
+        ev.negate_inplace(out)
+    else:
+        ev.multiply_plain(x, kit.constant(c), out)
+
+
 def _throughput_poly(kit: PrimeKit, stage: PolyStage, xs: list[Any]) -> list[Any]:
     ev = kit.evaluator
     c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
@@ -211,7 +223,7 @@ def _throughput_poly(kit: PrimeKit, stage: PolyStage, xs: list[Any]) -> list[Any
             if ci == 0:
                 continue
             term = seal().Ciphertext()
-            ev.multiply_plain(powers[i], kit.constant(ci), term)
+            _scalar_mul(kit, powers[i], ci, term)
             if total is None:
                 total = term
             else:
@@ -283,7 +295,7 @@ def _diag_affine(kit: PrimeKit, stage: AffineStage, lay: StageLayout, period: in
     return _DiagAffine(lay, plains, bias, cache)
 
 
-def _latency_affine(kit: PrimeKit, prog: _DiagAffine, x: Any) -> Any:
+def _latency_affine(kit: PrimeKit, prog: _DiagAffine, x: Any, target: list[int] | None = None) -> Any:
     sa, ev = seal(), kit.evaluator
     lay = prog.layout
     g = lay.baby
@@ -324,6 +336,8 @@ def _latency_affine(kit: PrimeKit, prog: _DiagAffine, x: Any) -> Any:
         if inner is None:
             continue
         ev.transform_from_ntt_inplace(inner)
+        if target is not None and list(inner.parms_id()) != target:
+            ev.mod_switch_to_inplace(inner, target)  # giant steps and folds on the shorter chain
         if k:
             ev.rotate_rows_inplace(inner, g * k, kit.galois)
         if y is None:
@@ -351,7 +365,7 @@ def _latency_poly(kit: PrimeKit, stage: PolyStage, period: int, x: Any) -> Any:
             continue
         term = sa.Ciphertext()
         if np.all(c[i] == c[i, 0]):
-            ev.multiply_plain(powers[i], kit.constant(int(c[i, 0])), term)
+            _scalar_mul(kit, powers[i], int(c[i, 0]), term)
         else:
             vec = np.zeros(period, dtype=object)
             vec[: stage.dim] = c[i]
@@ -425,10 +439,11 @@ class ServerProgram:
         period = self.params.layout.period if self.params.layout else 0
         x = cts[0]
         for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
+            target = self._parms[self.params.levels[i]]
             if isinstance(prog, _GatherAffine):
-                x = _latency_gather(self.kit, prog, cts)
+                x = _latency_gather(self.kit, prog, cts, target)
             elif isinstance(st, AffineStage):
-                x = _latency_affine(self.kit, prog, x)
+                x = _latency_affine(self.kit, prog, x, target)
             elif isinstance(st, SquareStage):
                 x = _square(self.kit, [x])[0]
             else:
@@ -486,7 +501,7 @@ def _gather_affine(kit: PrimeKit, stage: AffineStage, gather: GatherLayout, peri
     return _GatherAffine(weights, gather.fold_steps(n, period), bias)
 
 
-def _latency_gather(kit: PrimeKit, prog: _GatherAffine, cts: list[Any]) -> Any:
+def _latency_gather(kit: PrimeKit, prog: _GatherAffine, cts: list[Any], target: list[int] | None = None) -> Any:
     sa, ev = seal(), kit.evaluator
     z = sa.Ciphertext()
     ev.multiply_plain(cts[0], prog.weights[0], z)
@@ -494,6 +509,8 @@ def _latency_gather(kit: PrimeKit, prog: _GatherAffine, cts: list[Any]) -> Any:
     for ct, w in zip(cts[1:], prog.weights[1:]):
         ev.multiply_plain(ct, w, prod)
         ev.add_inplace(z, prod)
+    if target is not None and list(z.parms_id()) != target:
+        ev.mod_switch_to_inplace(z, target)  # rotate on the shorter chain
     tmp = sa.Ciphertext()
     for step in prog.folds:
         ev.rotate_rows(z, step, kit.galois, tmp)

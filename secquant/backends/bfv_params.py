@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from secquant.backends._seal_io import is_prime, primes_1_mod
 from secquant.backends.base import Mode
-from secquant.backends.bfv_plan import AffineStage, PolyStage, SquareStage, Stage
+from secquant.backends.bfv_plan import AffineStage, SquareStage, Stage
 from secquant.backends.security import estimate_security, max_coeff_modulus_bits
 from secquant.errors import ConfigError, ModulusOverflowError, ParameterError
 from secquant.quant.model import QuantizedModel

@@ -187,7 +187,8 @@ class Evaluator:
             if acc is None:
                 acc = self._zero_like(xs[0])
                 acc.scale = xs[0].scale * sp.plain_scale
-            ev.rescale_to_next_inplace(acc)
+            if sp.prime:  # else: integer weights at scale 1, nothing to rescale
+                ev.rescale_to_next_inplace(acc)
             if bias[i]:
                 ev.add_plain_inplace(acc, self._plain(float(bias[i]), acc.parms_id(), acc.scale))
             out.append(acc)

@@ -24,7 +24,6 @@ and stated in output-integer units.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,7 +185,7 @@ class CKKSPlan:
     @property
     def depth(self) -> int:
         """Rescales along the circuit (primes consumed)."""
-        return sum(1 for s in self.stages if s.stage.consumes_level)
+        return sum(1 for s in self.stages if s.prime)
 
     @property
     def bit_sizes(self) -> list[int]:
@@ -275,14 +274,19 @@ def _check_message(what: str, message: float, modulus: int) -> str | None:
 
 
 def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int], w: int,
-               input_period: int) -> tuple[list[StagePlan], float, list[str]]:
-    """Scales, message bounds and errors of every stage for one candidate chain."""
+               input_period: int, free_first: bool = False) -> tuple[list[StagePlan], float, list[str]]:
+    """Scales, message bounds and errors of every stage for one candidate chain.
+
+    With ``free_first`` (THROUGHPUT), the first affine stage multiplies by its
+    integer weights encoded at scale 1 (exact, no rescale, no level): the input
+    is encrypted at Δ0 = 2**w / P_1 so that the stage's results stay below 2**w.
+    """
     noise = NoiseModel(n)
     special = primes[-1]
     data = primes[:-1]
     target = 2.0**w
     p_in = float(np.max(stages[0].in_bound)) if stages else 1.0
-    scale = target / max(p_in, 1.0)
+    scale = target / max(stages[0].partial if free_first else p_in, 1.0)
     err = (noise.fresh + noise.rounding + FFT_REL * target) / scale  # integer units
     level = list(data)
     period = input_period
@@ -298,6 +302,12 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
             err = err + (noise.rounding if opts.mode is Mode.LATENCY else 0.5) / scale
             problems += filter(None, [_check_message(f"stage {st.names}", msg, math.prod(level))])
             plans.append(StagePlan(st, start, 0, scale, scale, 0.0, msg, err))
+            continue
+        if free_first and not plans:
+            msg = scale * st.partial
+            err = st.row_l1 * err + 0.5 / scale
+            problems += filter(None, [_check_message(f"stage {st.names}", msg, math.prod(level))])
+            plans.append(StagePlan(st, start, 0, scale, scale, 1.0, msg, err))
             continue
         if len(level) < 2:
             raise ParameterError("the chain ran out of primes (internal planning error)")
@@ -360,17 +370,20 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
             security, or none meets the precision target, or forced choices
             cannot hold the values.
     """
-    depth = sum(1 for s in stages if s.consumes_level)
     if not stages:
         raise ParameterError("the model has no operations to evaluate")
+    depth = sum(1 for s in stages if s.consumes_level)
     out_bound = stages[-1].partial
     reference = _reference(observed_output, out_bound)
     n_in = stages[0].n_in
     input_period = next_pow2(n_in)
     degrees = [opts.poly_degree] if opts.poly_degree else list(DEGREES)
     reasons: list[str] = []
-    for n in degrees:
+    free_ok = opts.mode is Mode.THROUGHPUT and stages[0].kind is StageKind.AFFINE
+    candidates = [(n, free) for n in degrees for free in ((True, False) if free_ok else (False,))]
+    for n, free_first in candidates:
         slots = n // 2
+        depth = sum(1 for s in stages if s.consumes_level) - (1 if free_first else 0)
         if opts.mode is Mode.LATENCY:
             widest = max([input_period] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
             if widest > slots:
@@ -387,12 +400,13 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
             reasons.append(f"N={n}: depth {depth} leaves only {b}-bit primes at {opts.security}-bit security")
             continue
         primes = seal_primes(n, [b + 1] + [b] * depth + [b + 1])
-        plans, err, problems = _propagate(stages, opts, n, primes, b - 1, input_period)
+        plans, err, problems = _propagate(stages, opts, n, primes, b - 1, input_period, free_first)
+        label = f"N={n}, B={b}" + (", first stage at scale 1" if free_first else "")
         if problems:
-            reasons.append(f"N={n}, B={b}: " + "; ".join(problems))
+            reasons.append(f"{label}: " + "; ".join(problems))
             continue
         if err > reference * 2.0**-opts.precision_bits:
-            reasons.append(f"N={n}, B={b}: error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the "
+            reasons.append(f"{label}: error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the "
                            f"reference output magnitude {reference:.3g}")
             continue
         steps: set[int] = set()

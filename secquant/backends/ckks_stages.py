@@ -13,6 +13,7 @@ row ``i`` is at most ``sum_j |A_ij| m_j + |c_i|`` for per-element input bounds
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -114,8 +115,6 @@ def _linear_part(op: IntOp, x: NDArray[np.float64]) -> NDArray[np.float64]:
 def _abs_op(op: IntOp) -> IntOp:
     """The op with |weights| (to bound the composed matrix)."""
     if op.kind in ("linear", "conv2d"):
-        import dataclasses
-
         return dataclasses.replace(op, weight=np.abs(np.asarray(op.weight, dtype=np.int64)))  # type: ignore[call-arg]
     return op
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from numpy.typing import ArrayLike, NDArray
 
-from secquant.backends.base import Backend, ClientRole, Mode, Scheme, ServerRole, SimulationReport
+from secquant.backends.base import Backend, ClientRole, Mode, Scheme, ServerRole, SimulationReport, run_rounds
 from secquant.errors import ConfigError
 from secquant.quant.model import QuantizedModel
 from secquant.quant.primitives import coerce_enum
@@ -61,7 +61,8 @@ class EncryptedModel:
 
     Use :meth:`client` and :meth:`server` to split the roles across machines
     (see :mod:`secquant.protocol`).  ``last_timings`` holds the seconds spent in
-    encrypt, evaluate and decrypt by the last :meth:`forward_int`.
+    encrypt, evaluate (every round, including the client's work between
+    interactive rounds) and decrypt by the last :meth:`forward_int`.
     """
 
     def __init__(self, qm: QuantizedModel, backend: Backend) -> None:
@@ -96,11 +97,11 @@ class EncryptedModel:
         t0 = time.perf_counter()
         payload = client.encrypt(xq)  # type: ignore[arg-type]
         t1 = time.perf_counter()
-        result = server.evaluate(payload)
+        result, rounds = run_rounds(client, server, payload)
         t2 = time.perf_counter()
         out = client.decrypt(result)
         t3 = time.perf_counter()
-        self.last_timings = {"encrypt": t1 - t0, "evaluate": t2 - t1, "decrypt": t3 - t2,
+        self.last_timings = {"encrypt": t1 - t0, "evaluate": t2 - t1, "decrypt": t3 - t2, "rounds": float(rounds),
                              "request_bytes": float(len(payload)), "response_bytes": float(len(result))}
         return out
 

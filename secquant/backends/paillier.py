@@ -22,16 +22,13 @@ pre-activations, applies the integer activation exactly as
 :mod:`secquant.quant.intops` does and encrypts the next round's input; what
 each party learns is written down in ``protocols/paillier-inference.md``.
 
-Driving the rounds: :func:`run_protocol` (or, per round,
-:meth:`PaillierClient.next_request`).  When both roles live in one process
-(``EncryptedModel``), the backend links the client to the server it built, so
-``client.decrypt`` of an intermediate result finishes the remaining rounds
-locally and ``em.forward_int`` / ``em.predict`` work for interactive models too.
+Rounds are driven by :meth:`PaillierClient.next_request` (the backend
+contract's :func:`~secquant.backends.base.run_rounds`, which ``EncryptedModel``
+and the service client use); the server never touches the client.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +59,12 @@ from secquant.backends.paillier_math import (
     pack_ciphertexts,
 )
 from secquant.backends.paillier_packing import PackingLayout
-from secquant.backends.paillier_plan import AffineBlock, PaillierPlan, build_plan
+from secquant.backends.paillier_plan import PaillierPlan, build_plan
 from secquant.errors import ArtifactError, ConfigError, InputRangeError, ModulusOverflowError, ParameterError
 from secquant.quant.model import QuantizedModel
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["PaillierBackend", "PaillierClient", "PaillierServer", "Randomness", "run_protocol"]
+__all__ = ["PaillierBackend", "PaillierClient", "PaillierServer", "Randomness"]
 
 REQUEST_TYPE = "secquant.PaillierRequest"
 RESPONSE_TYPE = "secquant.PaillierResponse"
@@ -132,7 +129,6 @@ class PaillierClient(ClientRole):
         self.key = key
         self._encryptor = Encryptor(key, backend.randomness)
         self._decryptor = Decryptor(key)
-        self._server: weakref.ReferenceType[PaillierServer] | None = None
 
     # -- the ClientRole contract ------------------------------------------------
     def public_material(self) -> bytes:
@@ -161,26 +157,19 @@ class PaillierClient(ClientRole):
     def decrypt(self, payload: bytes) -> NDArray[Any]:
         """Decrypt the final response to centered integers of shape (n, *output_shape).
 
-        An intermediate response (interactive models) is finished locally when
-        this client is linked to an in-process server; otherwise use
-        :meth:`next_request`.
-
         Raises:
-            ConfigError: malformed payload, or an intermediate response with no
-                linked server.
+            ConfigError: malformed payload, or an intermediate response (call
+                :meth:`next_request` and send it to the server first).
             ModulusOverflowError: a decrypted value exceeds its proven bound
                 (corruption or a wrong key).
         """
         plan = self._backend.plan
         msg = _decode(payload, RESPONSE_TYPE, self.key.public)
-        while msg.round < plan.rounds - 1:
-            server = self._server() if self._server is not None else None
-            if server is None:
-                raise ConfigError(
-                    f"this is the result of round {msg.round + 1} of {plan.rounds} (interactive mode); call "
-                    "client.next_request(result) and send it to the server, or use paillier.run_protocol"
-                )
-            msg = _decode(server.evaluate(self._next_from(msg)), RESPONSE_TYPE, self.key.public)
+        if msg.round < plan.rounds - 1:
+            raise ConfigError(
+                f"this is the result of round {msg.round + 1} of {plan.rounds} (interactive mode); call "
+                "client.next_request(result) and send it to the server first"
+            )
         return self._final(msg)
 
     # -- interactive rounds ------------------------------------------------------
@@ -209,9 +198,6 @@ class PaillierClient(ClientRole):
     def export_private_key(self, path: str) -> None:
         """Write the private key with mode 0600 (an npz artifact; keep it secret)."""
         self.key.write(path)
-
-    def _link(self, server: PaillierServer) -> None:
-        self._server = weakref.ref(server)
 
     # -- internals ------------------------------------------------------------------
     def _request(self, rnd: int, values: NDArray[Any]) -> bytes:
@@ -315,14 +301,6 @@ class PaillierServer(ServerRole):
         return _encode(RESPONSE_TYPE, self.public, meta, packed)
 
 
-def run_protocol(client: PaillierClient, server: PaillierServer, xq: NDArray[Any]) -> NDArray[Any]:
-    """Run every round between ``client`` and ``server`` (as a network transport would) and decrypt."""
-    result = server.evaluate(client.encrypt(xq))
-    while (request := client.next_request(result)) is not None:
-        result = server.evaluate(request)
-    return client.decrypt(result)
-
-
 @register_backend(Scheme.PAILLIER)
 class PaillierBackend(Backend):
     """Paillier compilation of a quantized model.
@@ -355,7 +333,6 @@ class PaillierBackend(Backend):
         if unknown:
             raise ConfigError(f"unknown Paillier option(s) {unknown}; known: {sorted(_OPTIONS)}")
         super().__init__(qm)
-        self._last_client: weakref.ReferenceType[PaillierClient] | None = None
         self.allow_insecure = bool(options.get("allow_insecure", False))
         self.private_key: PaillierPrivateKey | None = options.get("private_key")
         default_bits = self.private_key.public.bits if self.private_key is not None else DEFAULT_KEY_BITS
@@ -397,9 +374,7 @@ class PaillierBackend(Backend):
     def client(self) -> PaillierClient:
         """A client with the configured key, or fresh keys from system randomness."""
         key = self.private_key or generate_keypair(self.key_bits, allow_insecure=self.allow_insecure)
-        client = PaillierClient(self, key)
-        self._last_client = weakref.ref(client)
-        return client
+        return PaillierClient(self, key)
 
     def server(self, public_material: bytes) -> PaillierServer:
         """A server from public material only.
@@ -411,11 +386,7 @@ class PaillierBackend(Backend):
         public = load_public_key(public_material, allow_insecure=self.allow_insecure)
         if public.bits != self.key_bits:
             raise ConfigError(f"public key has {public.bits} bits but this model was compiled for {self.key_bits}")
-        server = PaillierServer(self, public)
-        client = self._last_client() if self._last_client is not None else None
-        if client is not None and client.key.public.fingerprint == public.fingerprint:
-            client._link(server)
-        return server
+        return PaillierServer(self, public)
 
     # -- description ---------------------------------------------------------------
     def parameters(self) -> dict[str, Any]:

@@ -171,10 +171,9 @@ class Client:
             timings["encrypt"] += t1 - t0
             # interactive schemes (Paillier with activations): the client opens the
             # pre-activations, applies the activation and encrypts the next round
-            next_request = getattr(self._role, "next_request", None)
-            while next_request is not None:
+            while True:
                 t2 = time.perf_counter()
-                request = next_request(answer)
+                request = self._role.next_request(answer)
                 timings["interactive"] = timings.get("interactive", 0.0) + time.perf_counter() - t2
                 if request is None:
                     break

@@ -186,3 +186,29 @@ def test_coefficient_primes_match_seal():
             ours += primes_1_mod(2 * n, b, bits.count(b))
         theirs = [m.value() for m in sa.CoeffModulus.Create(n, bits)]
         assert sorted(ours) == sorted(theirs)
+
+
+@pytest.fixture(scope="module")
+def digits_poly():
+    """Digits 64 -> 16 -> Poly(0.1 - 0.5x + 0.25x^2 + 0.05x^3) -> 10, 6-bit: negative and cubic terms."""
+    import torch
+    from torch import nn
+
+    from secquant.data import load_dataset
+    from secquant.nn import Poly
+
+    from .conftest import TrainedModel, _train
+
+    ds = load_dataset("digits")
+    torch.manual_seed(3)
+    x = ds.x_train.reshape(len(ds.x_train), -1)
+    model = _train(nn.Sequential(nn.Linear(64, 16), Poly([0.1, -0.5, 0.25, 0.05]), nn.Linear(16, 10)),
+                   x, ds.y_train, 30)
+    qm = secquant.quantize_model(model, x[:512], bits=6)
+    return TrainedModel("digits_poly", model, qm, ds.x_test.reshape(len(ds.x_test), -1), ds.y_test)
+
+
+def test_poly_activation_exact_both_modes(digits_poly):
+    assert any(op.kind == "poly" for op in digits_poly.qm.ops)
+    _exact(digits_poly)
+    _exact(digits_poly, n=3, mode="latency")

@@ -73,7 +73,7 @@ def test_mnist_cnn_latency_within_bound(mnist_cnn):
 def test_two_squares_throughput_within_bound(digits_deep):
     qm, x = digits_deep.qm, digits_deep.x_test
     em = secquant.compile(qm, "ckks", mode="throughput")
-    assert em.parameters()["depth"] == 5
+    assert em.parameters()["depth"] == 4  # two squares, two affine stages; the first affine is free (scale 1)
     _check(em, qm.quantize_input(x[:200]))
 
 
@@ -125,3 +125,26 @@ def test_inputs_outside_the_bounds_are_refused(digits_latency):
         client.encrypt(np.full((1, 64), 10_000, dtype=np.int64))
     with pytest.raises(ConfigError):
         client.encrypt(np.zeros((1, 64)))
+
+
+def test_stages_merge_linear_ops_and_shift_costs_no_level(digits):
+    """Square -> Flatten -> Square makes a weightless SHIFT stage; conv/pool/flatten/linear merge into one."""
+    import torch
+    from torch import nn
+
+    from secquant.backends.ckks_stages import StageKind, build_stages
+    from secquant.nn import Square
+
+    _, _, x, _ = digits
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 8), Square(), nn.Flatten(), Square(), nn.Linear(8, 10)).eval()
+    qm = secquant.quantize_model(net, x[:256])
+    kinds = [s.kind for s in build_stages(qm)]
+    assert kinds == [StageKind.AFFINE, StageKind.SQUARE, StageKind.SHIFT, StageKind.SQUARE, StageKind.AFFINE]
+    for mode in ("throughput", "latency"):
+        em = secquant.compile(qm, "ckks", mode=mode)
+        assert em.parameters()["depth"] == (3 if mode == "throughput" else 4)
+        xq = qm.quantize_input(x[:8])
+        out = np.asarray(em.forward_int(xq), dtype=np.float64)
+        ref = np.asarray(qm.forward_int(xq), dtype=np.float64)
+        assert np.max(np.abs(out - ref)) <= em.parameters()["max_abs_error_int"]

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 import secquant
-from secquant.backends.paillier import PaillierBackend, run_protocol
+from secquant.backends.base import run_rounds
+from secquant.backends.paillier import PaillierBackend
 from secquant.backends.paillier_packing import PackingLayout
 from secquant.data import load_dataset
 from secquant.errors import ConfigError, ModulusOverflowError
@@ -93,7 +94,9 @@ def test_mnist_784_to_10_layer_is_bit_exact() -> None:
     client = em.client()
     server = em.server(client.public_material())
     xq = qm.quantize_input(d.x_test[:2].reshape(2, -1))
-    assert np.array_equal(run_protocol(client, server, xq), qm.forward_int(xq))
+    result, rounds = run_rounds(client, server, client.encrypt(xq))
+    assert rounds == em.backend.plan.rounds == 1
+    assert np.array_equal(client.decrypt(result), qm.forward_int(xq))
     details = em.parameters()["round_details"][0]
     assert details["in_features"] == 784 and details["response_ciphertexts_per_input"] == 1
 
@@ -118,19 +121,16 @@ def test_interactive_square_mlp_is_bit_exact(  # type: ignore[no-untyped-def]
     em = _compile(square_mlp, interactive=True)
     xq = square_mlp.quantize_input(x_test[:8])
     expected = square_mlp.forward_int(xq)
-    assert np.array_equal(em.forward_int(xq), expected)  # rounds driven through the linked in-process server
+    assert np.array_equal(em.forward_int(xq), expected)  # EncryptedModel drives the rounds
+    assert em.last_timings["rounds"] == 3
     params = em.parameters()
     assert params["rounds"] == 3 and params["client_ops"] == ["1", "3"]
     # Separate roles, rounds driven explicitly as a transport would.
     client = em.client()
     server = em.server(client.public_material())
-    result = server.evaluate(client.encrypt(xq))
-    rounds = 1
-    while (request := client.next_request(result)) is not None:
-        result = server.evaluate(request)
-        rounds += 1
+    result, rounds = run_rounds(client, server, client.encrypt(xq))
     assert rounds == 3 and np.array_equal(client.decrypt(result), expected)
-    # An intermediate result cannot be decrypted as final without a server to finish the rounds.
+    # An intermediate result cannot be decrypted as final: the client must send the next round.
     lone = PaillierBackend(square_mlp, private_key=known_key(2048), interactive=True)
     lone_client = lone.client()
     other = _compile(square_mlp, interactive=True).server(lone_client.public_material())
@@ -178,3 +178,22 @@ def test_simulate_and_decrypt_catch_a_planted_narrow_slot(breast_cancer) -> None
     assert not report.ok and "overflow" in report.reasons[0]
     with pytest.raises(ModulusOverflowError):
         em.forward_int(qm.quantize_input(x_test[:20]))
+
+
+def test_convolutional_models_fold_into_affine_rounds(digits) -> None:  # type: ignore[no-untyped-def]
+    """Conv2d, AvgPool2d, Flatten and Linear compose into one integer matrix; Square splits rounds."""
+    x_train, y_train, x_test = digits
+    images, test_images = x_train.reshape(-1, 1, 8, 8), x_test[:4].reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(27, 10))
+    qm = secquant.quantize_model(linear, images, bits=6)
+    em = _compile(qm)
+    assert em.parameters()["rounds"] == 1
+    xq = qm.quantize_input(test_images)
+    assert np.array_equal(em.forward_int(xq), qm.forward_int(xq))
+    square = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), Square(), nn.Flatten(), nn.Linear(18, 10))
+    qm2 = secquant.quantize_model(square, images, bits=6)
+    em2 = _compile(qm2, interactive=True)
+    xq2 = qm2.quantize_input(test_images)
+    assert np.array_equal(em2.forward_int(xq2), qm2.forward_int(xq2))
+    assert em2.simulate(test_images).ok
