@@ -50,6 +50,7 @@ from _common import table, write_json  # noqa: E402
 
 import secquant  # noqa: E402
 from secquant import models  # noqa: E402
+from secquant.backends.base import run_rounds  # noqa: E402
 from secquant.data import load_dataset  # noqa: E402
 from secquant.errors import ConfigError, SecquantError  # noqa: E402
 
@@ -78,12 +79,16 @@ def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
     return out
 
 
+#: Scheme-specific options: Paillier evaluates Square layers only interactively.
+SCHEME_OPTIONS: dict[str, dict[str, Any]] = {"paillier": {"interactive": True}}
+
+
 def _compile(qm: Any, scheme: str, mode: str) -> Any:
     try:
-        return secquant.compile(qm, scheme, mode=mode)
+        return secquant.compile(qm, scheme, mode=mode, **SCHEME_OPTIONS.get(scheme, {}))
     except ConfigError as exc:
         if "option" in str(exc) and "mode" in str(exc):
-            return secquant.compile(qm, scheme)
+            return secquant.compile(qm, scheme, **SCHEME_OPTIONS.get(scheme, {}))
         raise
 
 
@@ -101,7 +106,7 @@ def _latency(qm: Any, scheme: str, x: np.ndarray, samples: int) -> dict[str, Any
         t0 = time.perf_counter()
         payload = client.encrypt(xq)
         t1 = time.perf_counter()
-        result = server.evaluate(payload)
+        result, _ = run_rounds(client, server, payload)  # interactive schemes take several
         t2 = time.perf_counter()
         client.decrypt(result)
         t3 = time.perf_counter()
@@ -124,7 +129,7 @@ def _throughput(qm: Any, scheme: str, x: np.ndarray, y: np.ndarray) -> dict[str,
     t0 = time.perf_counter()
     payload = client.encrypt(xq)
     t1 = time.perf_counter()
-    result = server.evaluate(payload)
+    result, _ = run_rounds(client, server, payload)  # interactive schemes take several
     t2 = time.perf_counter()
     out = client.decrypt(result)
     t3 = time.perf_counter()

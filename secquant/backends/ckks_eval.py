@@ -4,7 +4,11 @@
 server, and maps the input ciphertexts of one batch to the output ciphertexts.
 Scales are SEAL's true scales: weights are encoded at ``q·Δ_out/Δ_in`` so each
 rescale lands exactly on the planned Δ_out, and biases are encoded at the
-ciphertext's own scale.
+ciphertext's own scale.  A POLY stage builds its powers by ciphertext products
+(each relinearized and rescaled), mod-switches them to the deepest level,
+multiplies x**i by A_i encoded at ``q·Δ_out/S_i``, sums the terms (whose scales
+agree to a few ulps and are set equal, which the error bound charges), rescales
+once and adds A_0 at the ciphertext's own scale.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
-from secquant.backends.ckks_params import CKKSPlan, StagePlan
+from secquant.backends.ckks_params import POLY_SCALE_REL, CKKSPlan, StagePlan
 from secquant.backends.ckks_stages import StageKind
 from secquant.errors import ParameterError
 
@@ -78,8 +82,32 @@ class Evaluator:
         self.encoder.encode(values, parms_id, scale, pt)
         return pt
 
+    def _prepare_poly(self, sp: StagePlan) -> Any:
+        """LATENCY: one tiled plaintext per power; THROUGHPUT: per feature j, one scalar plaintext per power."""
+        pp, coeffs = sp.poly, sp.stage.coeffs
+        if pp is None or coeffs is None:
+            raise ParameterError("internal: POLY stage without its plan")
+        pid = self._parms_at(pp.coeff_primes)
+        if self.plan.options.mode is Mode.LATENCY:
+            return {i: self._plain(_tile(np.array([float(v) for v in coeffs[i]]), pp.period, self.plan.slots),
+                                   pid, pp.plain_scales[i]) for i in pp.terms}
+        cache: dict[tuple[int, float], Any] = {}
+        per_feature = []
+        for j in range(sp.stage.n_in):
+            pts = {}
+            for i in pp.terms:
+                v = float(coeffs[i][j])
+                if v:
+                    if (i, v) not in cache:
+                        cache[(i, v)] = self._plain(v, pid, pp.plain_scales[i])
+                    pts[i] = cache[(i, v)]
+            per_feature.append(pts)
+        return per_feature
+
     def _prepare(self, index: int, sp: StagePlan) -> Any:
         st = sp.stage
+        if st.kind is StageKind.POLY:
+            return self._prepare_poly(sp)
         if st.kind is not StageKind.AFFINE or st.matrix is None:
             return None
         pid = self._parms_at(len(sp.level_primes))
@@ -126,6 +154,47 @@ class Evaluator:
         self.ev.square_inplace(ct)
         self.ev.relinearize_inplace(ct, self.relin)
         self.ev.rescale_to_next_inplace(ct)
+
+    def _poly(self, x: Any, sp: StagePlan, pts: dict[int, Any], a0: NDArray[np.float64] | float) -> Any:
+        """``sum_i A_i x**i`` of one ciphertext: ``pts[i]`` encodes A_i, ``a0`` is A_0 (tiled vector or scalar)."""
+        pp = sp.poly
+        if pp is None:
+            raise ParameterError("internal: POLY stage without its plan")
+        ev = self.ev
+        powers = {1: x}
+        for i, a, b, n_primes, _q, _scale in pp.products:
+            pid = self._parms_at(n_primes)
+            xa, xb = self._new(), self._new()
+            ev.mod_switch_to(powers[a], pid, xa)
+            if a == b:
+                ev.square_inplace(xa)
+            else:
+                ev.mod_switch_to(powers[b], pid, xb)
+                ev.multiply_inplace(xa, xb)
+            ev.relinearize_inplace(xa, self.relin)
+            ev.rescale_to_next_inplace(xa)
+            powers[i] = xa
+        pid = self._parms_at(pp.coeff_primes)
+        acc, tmp, low = None, self._new(), self._new()
+        for i, pt in pts.items():
+            ev.mod_switch_to(powers[i], pid, low)
+            ev.multiply_plain(low, pt, tmp)
+            if abs(tmp.scale / pp.term_scale - 1.0) > POLY_SCALE_REL:
+                raise ParameterError(f"internal: a POLY term has scale {tmp.scale}, the plan needs {pp.term_scale}")
+            tmp.scale = pp.term_scale  # equal within a few ulps; the error bound charges POLY_SCALE_REL
+            if acc is None:
+                acc, tmp = tmp, self._new()
+            else:
+                ev.add_inplace(acc, tmp)
+        if acc is None:  # every coefficient of x**i (i >= 1) is zero for this ciphertext
+            ev.mod_switch_to(x, pid, low)
+            acc = self._zero_like(low)
+            acc.scale = pp.term_scale
+        ev.rescale_to_next_inplace(acc)
+        if np.any(a0):
+            values = a0.tolist() if isinstance(a0, np.ndarray) else float(a0)
+            ev.add_plain_inplace(acc, self._plain(values, acc.parms_id(), acc.scale))
+        return acc
 
     def _affine_latency(self, xs: list[Any], sp: StagePlan, pts: list[list[Any]]) -> Any:
         lay = sp.layout
@@ -205,6 +274,8 @@ class Evaluator:
                 period = sp.layout.n_out_pad if sp.layout is not None else period
             elif kind is StageKind.SQUARE:
                 self._square(x)
+            elif kind is StageKind.POLY:
+                x = self._poly(x, sp, prep, np.array(_tile(sp.stage.bias_float(), period, self.plan.slots)))
             else:
                 self._add_bias(x, sp.stage.bias_float(), period)
         return x
@@ -218,6 +289,9 @@ class Evaluator:
             elif kind is StageKind.SQUARE:
                 for ct in xs:
                     self._square(ct)
+            elif kind is StageKind.POLY:
+                a0 = sp.stage.bias_float()
+                xs = [self._poly(ct, sp, pts, float(a0[j])) for j, (ct, pts) in enumerate(zip(xs, prep))]
             else:
                 bias = sp.stage.bias_float()
                 for ct, b in zip(xs, bias):

@@ -9,7 +9,13 @@ message ``Δ·P <= 2**w``:
   and rescales by the prime q, so the new scale is exactly Δ_out = 2**w / P_out
   (SEAL keeps the true scale; nothing is reset to a nominal one);
 * a square gives scale Δ_in²/q, and with every middle prime q > 2**w the
-  message stays below 2**w.
+  message stays below 2**w;
+* a polynomial ``sum_i A_i x^i`` builds x^i = x^a · x^(i-a) (a the largest
+  power of two below i) by ciphertext products, each rescaled (scale
+  S_a·S_b/q, message below 2**w as for a square), brings every power to the
+  deepest level, multiplies x^i by A_i encoded at ``q·Δ_out/S_i`` so every term
+  lands on the scale ``q·Δ_out``, sums, rescales once to Δ_out = 2**w / P_out
+  (P_out = sum_i |A_i| m^i bounds every term and partial sum) and adds A_0.
 
 The chain is ``[q0, q_1..q_L, P]`` with L the number of stages that rescale,
 middle primes of B = w + 1 bits and q0, P of B + 1 bits, so the last message
@@ -33,11 +39,11 @@ import numpy as np
 from secquant.backends.base import Mode
 from secquant.backends.ckks_layout import DiagLayout, diag_layout, next_pow2
 from secquant.backends.ckks_noise import FFT_REL, NoiseModel
-from secquant.backends.ckks_stages import Stage, StageKind
+from secquant.backends.ckks_stages import Stage, StageKind, power_depth, power_split, powers_needed
 from secquant.backends.security import estimate_security, max_coeff_modulus_bits
 from secquant.errors import ConfigError, ParameterError
 
-__all__ = ["CKKSPlan", "PlanOptions", "StagePlan", "make_plan", "seal_primes"]
+__all__ = ["CKKSPlan", "PlanOptions", "PolyPlan", "StagePlan", "make_plan", "seal_primes"]
 
 DEGREES = (4096, 8192, 16384, 32768)
 MAX_PRIME_BITS = 60
@@ -102,6 +108,33 @@ class PlanOptions:
 
 
 @dataclass(frozen=True, eq=False)
+class PolyPlan:
+    """How a POLY stage builds its powers and combines its terms.
+
+    Attributes:
+        products: ``(i, a, b, n_primes, prime, scale)`` per power x**i >= 2 in
+            build order: x**a · x**b at the level of ``n_primes`` primes, rescaled
+            by ``prime`` to ``scale`` (SEAL's own double arithmetic).
+        power_scales: Scale S_i of x**i, keyed by i (1: the stage's input).
+        power_errors: Error bound of x**i in integer units, keyed by i.
+        terms: Powers i >= 1 whose coefficient is not all zero.
+        coeff_primes: Primes when the coefficients multiply (the deepest power's level).
+        term_scale: ``q·Δ_out``, the scale every term A_i·x**i is brought to.
+        plain_scales: Scale of the encoded A_i, ``term_scale / S_i``, keyed by i.
+        period: LATENCY slot period of the values (coefficients are tiled with it).
+    """
+
+    products: tuple[tuple[int, int, int, int, int, float], ...]
+    power_scales: dict[int, float]
+    power_errors: dict[int, float]
+    terms: tuple[int, ...]
+    coeff_primes: int
+    term_scale: float
+    plain_scales: dict[int, float]
+    period: int
+
+
+@dataclass(frozen=True, eq=False)
 class StagePlan:
     """A stage with its level, scales and error.
 
@@ -114,6 +147,7 @@ class StagePlan:
         message_bound: Largest message |Δ·value| the stage forms before its rescale.
         error_out: Error bound after the stage, in integer units.
         layout: Diagonal layout (LATENCY AFFINE stages), else None.
+        poly: Powers and term scales (POLY stages), else None.
     """
 
     stage: Stage
@@ -125,6 +159,14 @@ class StagePlan:
     message_bound: float
     error_out: float
     layout: DiagLayout | None = None
+    poly: PolyPlan | None = None
+
+    @property
+    def levels(self) -> int:
+        """Primes this stage drops (0 for SHIFT and the free first stage)."""
+        if self.poly is not None:
+            return self.stage.levels
+        return 1 if self.prime else 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -135,6 +177,10 @@ class StagePlan:
         if self.layout is not None:
             d["layout"] = {"n_in_pad": self.layout.n_in_pad, "n_out_pad": self.layout.n_out_pad,
                            "baby": self.layout.baby, "giant": self.layout.giant, "rotations": self.layout.rotations}
+        if self.poly is not None:
+            d["levels"] = self.levels
+            d["ciphertext_products"] = len(self.poly.products)
+            d["power_error_bounds_int"] = {str(i): e for i, e in sorted(self.poly.power_errors.items())}
         return d
 
 
@@ -185,7 +231,7 @@ class CKKSPlan:
     @property
     def depth(self) -> int:
         """Rescales along the circuit (primes consumed)."""
-        return sum(1 for s in self.stages if s.prime)
+        return sum(s.levels for s in self.stages)
 
     @property
     def bit_sizes(self) -> list[int]:
@@ -309,6 +355,12 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
             problems += filter(None, [_check_message(f"stage {st.names}", msg, math.prod(level))])
             plans.append(StagePlan(st, start, 0, scale, scale, 1.0, msg, err))
             continue
+        if st.kind is StageKind.POLY:
+            sp, level, poly_problems = _plan_poly(st, opts, noise, level, special, scale, err, target, period)
+            problems += poly_problems
+            plans.append(sp)
+            err, scale = sp.error_out, sp.scale_out
+            continue
         if len(level) < 2:
             raise ParameterError("the chain ran out of primes (internal planning error)")
         q = level.pop()
@@ -351,6 +403,84 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
     return plans, err, problems
 
 
+#: Relative scale mismatch allowed between the terms of a POLY stage before they are summed: SEAL
+#: computes S_i·s_i in doubles, so each term's scale is q·Δ_out within a few ulps; the evaluator sets
+#: them equal (SEAL adds only equal scales) and the error bound charges this relative amount.
+POLY_SCALE_REL = 2.0**-48
+#: Relative error of a double (a coefficient A_0 past 2**53 is rounded when encoded).
+DOUBLE_REL = 2.0**-53
+
+
+def _plan_poly(st: Stage, opts: PlanOptions, noise: NoiseModel, level: list[int], special: int, scale: float,
+               err: float, target: float, period: int) -> tuple[StagePlan, list[int], list[str]]:
+    """Scales, levels and error of a POLY stage ``sum_i A_i x^i`` (see the module docstring).
+
+    Errors in integer units: a product x^a·x^b of values with errors e_a, e_b
+    has error ``m^a e_b + m^b e_a + e_a e_b`` (products amplify input error:
+    e_i grows like i·m^(i-1)·e_1), plus relinearization, FFT and rescale noise
+    divided by its scale.  The combination adds ``max_j sum_i |A_ij| e_i``,
+    the rounding of each encoded A_i times the message of x^i, the rescale and
+    the rounding of A_0.
+    """
+    if st.coeffs is None:
+        raise ParameterError("internal: POLY stage without coefficients")
+    latency = opts.mode is Mode.LATENCY
+    start = tuple(level)
+    m = float(np.max(st.in_bound)) if st.in_bound.size else 0.0
+    absc = np.abs(st.coeffs).astype(np.float64)  # (d+1, n)
+    degree = st.degree
+    terms = tuple(i for i in range(1, degree + 1) if np.any(absc[i]))
+    if len(start) < st.levels + 1:
+        raise ParameterError("the chain ran out of primes (internal planning error)")
+    problems: list[str] = []
+    scales: dict[int, float] = {1: scale}
+    errors: dict[int, float] = {1: err}
+    products = []
+    msg_top = scale * m
+    for i in powers_needed(list(terms)):
+        a, b = power_split(i)
+        n_primes = len(start) - power_depth(a)
+        lv = start[:n_primes]
+        q = lv[-1]
+        ks = noise.key_switch(n_primes, float(max(lv)), special)
+        s_prod = scales[a] * scales[b]
+        msg = s_prod * m**a * m**b
+        e_int = m**a * errors[b] + m**b * errors[a] + errors[a] * errors[b]
+        e_msg = s_prod * e_int + ks + FFT_REL * msg
+        scales[i] = s_prod / q
+        errors[i] = (e_msg / q + noise.rescale) / scales[i]
+        products.append((i, a, b, n_primes, q, scales[i]))
+        msg_top = max(msg_top, msg)
+        problems += filter(None, [_check_message(f"stage {st.names}: x**{i} before its rescale", msg,
+                                                 math.prod(lv)),
+                                  _check_message(f"stage {st.names}: x**{i}", msg / q, math.prod(lv[:-1]))])
+    n_coeff = len(start) - power_depth(degree)
+    lv = start[:n_coeff]
+    q = lv[-1]
+    p_out = max(st.partial, 1.0)
+    term_scale = q * (target / p_out)
+    scale_out = term_scale / q  # as SEAL divides on rescale
+    plain_scales = {i: term_scale / scales[i] for i in terms}
+    r_pt = noise.rounding if latency else 0.5  # vector encoding / scalar constant rounding
+    propagated = float(np.max(sum((absc[i] * errors[i] for i in terms), np.zeros(st.n_in)))) if terms else 0.0
+    encode = sum(r_pt * scales[i] * m**i + FFT_REL * term_scale * float(np.max(absc[i])) * m**i for i in terms)
+    e_msg = term_scale * propagated + encode
+    a0_max = float(np.max(absc[0])) if absc.shape[1] else 0.0
+    e_int = ((e_msg / q + noise.rescale + r_pt) / scale_out + (POLY_SCALE_REL + FFT_REL) * p_out
+             + (DOUBLE_REL * a0_max if a0_max >= 2.0**53 else 0.0))
+    for i in terms:
+        encoded = float(np.max(absc[i])) * plain_scales[i]
+        if encoded >= math.prod(lv) / 2:
+            problems.append(f"stage {st.names}: A_{i} encoded at scale 2**{math.log2(plain_scales[i]):.1f} "
+                            f"reaches the modulus 2**{math.log2(math.prod(lv)):.1f}/2")
+    msg = term_scale * p_out
+    msg_top = max(msg_top, msg)
+    problems += filter(None, [_check_message(f"stage {st.names}: terms before their rescale", msg, math.prod(lv))])
+    poly = PolyPlan(tuple(products), scales, errors, terms, n_coeff, term_scale, plain_scales, period)
+    sp = StagePlan(st, start, q, scale, scale_out, 0.0, msg_top, e_int, None, poly)
+    return sp, list(start[:n_coeff - 1]), problems
+
+
 def _reference(qm_observed: int | None, output_bound: float) -> float:
     if qm_observed:
         return float(qm_observed)
@@ -372,7 +502,7 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
     """
     if not stages:
         raise ParameterError("the model has no operations to evaluate")
-    depth = sum(1 for s in stages if s.consumes_level)
+    depth = sum(s.levels for s in stages)
     out_bound = stages[-1].partial
     reference = _reference(observed_output, out_bound)
     n_in = stages[0].n_in
@@ -383,7 +513,7 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
     candidates = [(n, free) for n in degrees for free in ((True, False) if free_ok else (False,))]
     for n, free_first in candidates:
         slots = n // 2
-        depth = sum(1 for s in stages if s.consumes_level) - (1 if free_first else 0)
+        depth = sum(s.levels for s in stages) - (1 if free_first else 0)
         if opts.mode is Mode.LATENCY:
             widest = max([input_period] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
             if widest > slots:
@@ -419,5 +549,5 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
     raise ParameterError(
         f"no CKKS parameters at {opts.security}-bit security evaluate this model (depth {depth}) within the "
         f"precision target: " + " | ".join(reasons)
-        + ". Lower precision_bits, use fewer Square layers, or quantize with fewer bits."
+        + ". Lower precision_bits, use fewer Square/Poly layers (or lower degrees), or quantize with fewer bits."
     )

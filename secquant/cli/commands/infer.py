@@ -75,6 +75,7 @@ def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float]]:
 def run(args: argparse.Namespace) -> int:
     """Load, encrypt, evaluate, decrypt, print."""
     import secquant
+    from secquant.backends.base import run_rounds
     from secquant.cli.io import load_inputs
     from secquant.errors import ConfigError
     from secquant.quant.model import QuantizedModel
@@ -108,13 +109,14 @@ def run(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
         t1 = time.perf_counter()
-        result = server.evaluate(payload)
+        result, rounds = run_rounds(client, server, payload)  # interactive schemes take several
         t2 = time.perf_counter()
         ints = client.decrypt(result)
         t3 = time.perf_counter()
         scores = qm.dequantize_output(ints)
         timings = {"compile": compile_s, "keys": keys_s, "encrypt": t1 - t0, "evaluate": t2 - t1,
-                   "decrypt": t3 - t2, "request_bytes": float(len(payload)), "response_bytes": float(len(result))}
+                   "decrypt": t3 - t2, "rounds": float(rounds), "request_bytes": float(len(payload)),
+                   "response_bytes": float(len(result))}
         if args.scheme in ("bfv", "paillier", "plain"):
             info["bit_exact"] = bool(np.array_equal(np.asarray(ints, dtype=object),
                                                     np.asarray(qm.forward_int(xq), dtype=object)))
@@ -133,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     if "bit_exact" in info:
         print(f"bit-exact vs qm.forward_int: {info['bit_exact']}")
     for key, value in timings.items():
-        unit = "bytes" if key.endswith("bytes") else "s"
-        print(f"{key:>15}: {value:,.0f} {unit}" if unit == "bytes" else f"{key:>15}: {value:.3f} s")
+        if key.endswith("bytes"):
+            print(f"{key:>15}: {value:,.0f} bytes")
+        elif key == "rounds":
+            print(f"{key:>15}: {int(value)}")
+        else:
+            print(f"{key:>15}: {value:.3f} s")
     return 0
