@@ -6,7 +6,9 @@ a background thread, and classifies test digits through
 ``secquant.protocol.Client``: the client makes the keys, uploads only the
 public material, sends ciphertexts and decrypts the answers.  It checks that
 the remote scores equal the local ``em.predict`` (exact schemes) or stay within
-the stated CKKS error bound.
+the stated CKKS error bound.  The client never sees the model: it builds its
+role from the server's client spec (``GET /v1/client-spec``), which carries no
+weight; the script checks that none of the weight arrays occurs in it.
 
     python examples/serve_and_infer.py --scheme bfv --n 20
     python examples/serve_and_infer.py --scheme paillier --n 5     # interactive: the client applies Square
@@ -80,6 +82,10 @@ def main() -> None:
     print(f"sent {timings['request_bytes'] / 2**20:.2f} MiB, received {timings['response_bytes'] / 2**20:.2f} MiB")
     print(f"accuracy on {len(y)} digits: {np.mean(scores.argmax(1) == y):.3f}")
     print(f"remote equals local em.predict: {agrees}")
+    spec = binding.em.backend.client_spec()
+    blobs = [np.asarray(v, dtype=np.int64).tobytes() for op in qm.ops for v in op.arrays().values()
+             if op.kind not in ("square", "poly") and np.size(v) >= 4]
+    print(f"client spec: {len(spec)} bytes, carries no weight: {all(b not in spec for b in blobs)}")
 
 
 if __name__ == "__main__":

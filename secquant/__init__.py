@@ -39,6 +39,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "quantize_model": "secquant.quant.convert",
     "QuantizedModel": "secquant.quant.model",
+    "ModelInterface": "secquant.quant.model",
     "QuantConfig": "secquant.quant.config",
     "compile": "secquant.backends.compile",
     "Scheme": "secquant.backends.compile",

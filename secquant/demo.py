@@ -62,7 +62,7 @@ def run_demo(cfg: DemoConfig, echo: Any = print) -> dict[str, Any]:
 
 def _encrypted(qm: Any, x: np.ndarray, y: np.ndarray, cfg: DemoConfig, echo: Any) -> dict[str, Any]:
     import secquant
-    from tqdm import tqdm
+    from secquant.progress import progress_bar
 
     t0 = time.perf_counter()
     em = secquant.compile(qm, cfg.scheme)
@@ -70,9 +70,12 @@ def _encrypted(qm: Any, x: np.ndarray, y: np.ndarray, cfg: DemoConfig, echo: Any
     echo(f"{cfg.scheme}: parameters chosen from the bounds: " + ", ".join(
         f"{k}={params[k]}" for k in list(params)[:8]))
     xq = qm.quantize_input(x)
+    batch = min(len(xq), int(params.get("inputs_per_ciphertext") or cfg.chunk))
     outs, timings = [], {"encrypt": 0.0, "evaluate": 0.0, "decrypt": 0.0}
-    for start in tqdm(range(0, len(xq), cfg.chunk), desc=f"{cfg.scheme} batches", unit="batch"):
-        outs.append(em.forward_int(xq[start : start + cfg.chunk]))
+    for start in range(0, len(xq), batch):
+        label = f"{cfg.scheme}: encrypting inputs {start}-{min(start + batch, len(xq)) - 1}"
+        with progress_bar(label) as callback:
+            outs.append(em.forward_int(xq[start : start + batch], callback))
         for k in timings:
             timings[k] += em.last_timings[k]
     enc = np.concatenate(outs)

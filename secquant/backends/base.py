@@ -11,6 +11,10 @@ crosses the network in :mod:`secquant.protocol`:
 * :class:`ClientRole` generates the keys and keeps the secret key;
   ``public_material()`` is everything the server needs (public and evaluation
   keys, never the secret); ``encrypt`` and ``decrypt`` work on integers.
+* :meth:`Backend.client_spec` is everything a client needs (the model's
+  :class:`~secquant.quant.model.ModelInterface` and the scheme's parameters and
+  layout), never a weight; :meth:`Backend.client_from_spec` builds the client
+  role from those bytes alone, so a client is weight-free by construction;
 * :class:`ServerRole` is built from the model and the public material only,
   refuses material that carries a secret key (:class:`KeyMaterialError`), and
   maps an encrypted batch to an encrypted result.
@@ -23,15 +27,26 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.quant.model import QuantizedModel
+from secquant.artifact import encode_artifact, read_artifact
+from secquant.errors import ArtifactError, ConfigError
+from secquant.quant.model import ModelInterface, QuantizedModel
 
-__all__ = ["Backend", "ClientRole", "Mode", "Scheme", "ServerRole", "SimulationReport", "run_rounds"]
+__all__ = ["Backend", "ClientRole", "Mode", "Progress", "Scheme", "ServerRole", "SimulationReport",
+           "decode_client_spec", "encode_client_spec", "run_rounds", "spec_type"]
+
+#: Format version of every ``secquant.<Scheme>ClientSpec`` artifact.
+CLIENT_SPEC_VERSION = 1
+
+
+#: ``progress(done, total)`` callback for long client-side work.
+Progress = Callable[[int, int], None]
 
 
 class Scheme(enum.Enum):
@@ -77,8 +92,14 @@ class ClientRole(abc.ABC):
         """Public and evaluation keys for the server; never the secret key."""
 
     @abc.abstractmethod
-    def encrypt(self, xq: NDArray[Any]) -> bytes:
-        """Encrypt integer inputs of shape (n, *qm.input_shape)."""
+    def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
+        """Encrypt integer inputs of shape (n, *qm.input_shape).
+
+        Args:
+            xq: Integers in the model's input range.
+            progress: Called as ``progress(done, total)`` while encrypting
+                (units are the backend's: ciphertexts or inputs).
+        """
 
     @abc.abstractmethod
     def decrypt(self, payload: bytes) -> NDArray[Any]:
@@ -127,8 +148,22 @@ class Backend(abc.ABC):
         """Run the circuit without keys and predict whether the real run succeeds."""
 
     @abc.abstractmethod
+    def client_spec(self) -> bytes:
+        """Everything a client needs, as a ``secquant.<Scheme>ClientSpec`` artifact; no weight ever."""
+
+    @classmethod
+    @abc.abstractmethod
+    def client_from_spec(cls, spec: bytes) -> ClientRole:
+        """Generate fresh keys and return a client role built from :meth:`client_spec` bytes alone.
+
+        Raises:
+            ArtifactError, IntegrityError: the spec is not one, or was modified.
+            ConfigError: the spec is malformed.
+        """
+
     def client(self) -> ClientRole:
-        """Generate fresh keys and return the client role that holds them."""
+        """Generate fresh keys and return the client role that holds them (built from :meth:`client_spec`)."""
+        return type(self).client_from_spec(self.client_spec())
 
     @abc.abstractmethod
     def server(self, public_material: bytes) -> ServerRole:
@@ -141,6 +176,38 @@ class Backend(abc.ABC):
     def reference(self, xq: NDArray[Any]) -> NDArray[Any]:
         """The plaintext integer oracle for these inputs."""
         return self.qm.forward_int(np.asarray(xq))
+
+
+def spec_type(scheme: Scheme) -> str:
+    """Artifact type of a scheme's client spec, e.g. ``secquant.BFVClientSpec``."""
+    names = {Scheme.PLAIN: "Plain", Scheme.BFV: "BFV", Scheme.CKKS: "CKKS", Scheme.PAILLIER: "Paillier"}
+    return f"secquant.{names[scheme]}ClientSpec"
+
+
+def encode_client_spec(scheme: Scheme, interface: ModelInterface, meta: dict[str, Any],
+                       arrays: dict[str, NDArray[Any]] | None = None) -> bytes:
+    """A client spec artifact: the model interface plus the scheme's ``meta`` and ``arrays``."""
+    full = {"scheme": scheme.value, "interface": interface.to_dict(), **meta}
+    return encode_artifact(spec_type(scheme), CLIENT_SPEC_VERSION, full, dict(arrays or {}))
+
+
+def decode_client_spec(scheme: Scheme, spec: bytes) -> tuple[ModelInterface, dict[str, Any], dict[str, NDArray[Any]]]:
+    """Verify and parse a client spec of ``scheme``.
+
+    Returns:
+        (interface, meta, arrays).
+
+    Raises:
+        ArtifactError: not a client spec of this scheme, or of an unknown version.
+        IntegrityError: the digest does not match (the spec was modified).
+        ConfigError: the spec is malformed.
+    """
+    if not isinstance(spec, (bytes, bytearray)):
+        raise ConfigError(f"a client spec must be bytes, got {type(spec).__name__}")
+    _, meta, arrays = read_artifact(bytes(spec), spec_type(scheme), (CLIENT_SPEC_VERSION,))
+    if meta.get("scheme") != scheme.value:
+        raise ArtifactError(f"client spec names scheme {meta.get('scheme')!r}, expected {scheme.value!r}")
+    return ModelInterface.from_dict(meta.get("interface")), meta, arrays
 
 
 def run_rounds(client: ClientRole, server: ServerRole, payload: bytes) -> tuple[bytes, int]:

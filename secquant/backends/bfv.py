@@ -28,7 +28,15 @@ from numpy.typing import NDArray
 
 from secquant.artifact import encode_artifact, read_artifact
 from secquant.backends._seal_io import Scratch, crt_combine, seal
-from secquant.backends.base import Backend, ClientRole, Mode, ServerRole, SimulationReport
+from secquant.backends.base import (
+    Backend,
+    ClientRole,
+    Mode,
+    ServerRole,
+    SimulationReport,
+    decode_client_spec,
+    encode_client_spec,
+)
 from secquant.backends.bfv_eval import (
     PrimeKit,
     ServerProgram,
@@ -38,11 +46,11 @@ from secquant.backends.bfv_eval import (
     transfer,
     unpack_latency,
 )
-from secquant.backends.bfv_params import DEFAULT_MARGIN, BFVParameters, choose_parameters
+from secquant.backends.bfv_params import DEFAULT_MARGIN, BFVClientParams, BFVParameters, choose_parameters
 from secquant.backends.bfv_plan import Stage, build_plan, simulate_mod
 from secquant.backends.compile import Scheme, register_backend
 from secquant.errors import ArtifactError, ConfigError, KeyMaterialError, ModulusOverflowError
-from secquant.quant.model import QuantizedModel
+from secquant.quant.model import ModelInterface, QuantizedModel
 from secquant.quant.primitives import centered_lift, coerce_enum
 
 __all__ = ["BFVBackend", "BFVClient", "BFVServer"]
@@ -55,7 +63,8 @@ _OPTIONS = frozenset({"mode", "plain_modulus", "poly_degree", "security", "margi
 Progress = Callable[[int, int], None]
 
 
-def _frame(kind: str, params: BFVParameters, n: int, blobs: list[list[bytes]], extra: dict[str, Any] | None = None) -> bytes:
+def _frame(kind: str, params: BFVParameters | BFVClientParams, n: int, blobs: list[list[bytes]],
+           extra: dict[str, Any] | None = None) -> bytes:
     flat = [b for per_prime in blobs for b in per_prime]
     offsets = np.cumsum([0] + [len(b) for b in flat]).astype(np.int64)
     data = np.frombuffer(b"".join(flat), dtype=np.uint8) if flat else np.zeros(0, np.uint8)
@@ -65,7 +74,8 @@ def _frame(kind: str, params: BFVParameters, n: int, blobs: list[list[bytes]], e
     return encode_artifact(kind, 1, meta, {"data": data, "offsets": offsets})
 
 
-def _unframe(kind: str, payload: bytes, params: BFVParameters) -> tuple[dict[str, Any], list[list[bytes]]]:
+def _unframe(kind: str, payload: bytes,
+             params: BFVParameters | BFVClientParams) -> tuple[dict[str, Any], list[list[bytes]]]:
     if not isinstance(payload, (bytes, bytearray)):
         raise ConfigError(f"a BFV payload must be bytes, got {type(payload).__name__}")
     try:
@@ -93,20 +103,24 @@ def _unframe(kind: str, payload: bytes, params: BFVParameters) -> tuple[dict[str
 
 
 class BFVClient(ClientRole):
-    """Holds the secret keys (one TenSEAL context per CRT prime)."""
+    """Holds the secret keys (one TenSEAL context per CRT prime); knows no weight.
 
-    def __init__(self, backend: BFVBackend) -> None:
+    Built from a :class:`~secquant.quant.model.ModelInterface` and the client
+    view of the parameters (see :meth:`BFVBackend.client_from_spec`).
+    """
+
+    def __init__(self, interface: ModelInterface, params: BFVClientParams) -> None:
         import tenseal as ts  # type: ignore[import-not-found]
 
         sa = seal()
-        self.backend = backend
-        self.params = backend.params
+        self.interface = interface
+        self.params = params
         self._scratch = Scratch()
         self._kits: list[PrimeKit] = []
         self._contexts: list[Any] = []
         self._galois: list[bytes] = []
         self.last_noise_budget: int | None = None
-        elts = galois_elements(self.params)
+        elts = list(self.params.galois)
         for t in self.params.plain_moduli:
             ctx = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=self.params.poly_degree, plain_modulus=int(t),
                              coeff_mod_bit_sizes=list(self.params.coeff_bits), n_threads=1)
@@ -142,15 +156,7 @@ class BFVClient(ClientRole):
         Raises:
             ConfigError, InputRangeError: wrong shape or values outside the input range.
         """
-        qm = self.backend.qm
-        arr = qm._batched(np.asarray(xq))
-        if arr.dtype.kind not in "iuO":
-            raise ConfigError(f"encrypt takes integers, got dtype {arr.dtype}; use qm.quantize_input first")
-        iq = qm.input_quant
-        if arr.size and (int(np.min(arr)) < iq.lo or int(np.max(arr)) > iq.hi):
-            from secquant.errors import InputRangeError
-
-            raise InputRangeError(f"input integers must lie in [{iq.lo}, {iq.hi}]")
+        arr = self.interface.check_integers(xq)
         flat = arr.reshape(arr.shape[0], -1).astype(np.int64)
         n, d = flat.shape
         p = self.params
@@ -159,7 +165,7 @@ class BFVClient(ClientRole):
             batches = [flat[i:i + p.poly_degree] for i in range(0, n, p.poly_degree)]
             total = len(p.plain_moduli) * len(batches) * d
         else:
-            per_ct = p.layout.inputs_per_ciphertext
+            per_ct = p.inputs_per_ciphertext
             batches = [flat[i:i + per_ct] for i in range(0, n, per_ct)]
             total = len(p.plain_moduli) * len(batches)
         done = 0
@@ -175,12 +181,12 @@ class BFVClient(ClientRole):
                         done += 1
                         if progress:
                             progress(done, total)
-                elif p.layout.gather is not None:
-                    for slots in pack_gather(batch[0], p.layout.gather, p.layout.period, p.poly_degree):
+                elif p.gather is not None:
+                    for slots in pack_gather(batch[0], p.gather, p.period, p.poly_degree):
                         per.append(self._encrypt_slots(kit, slots))
                     done += 1
                 else:
-                    per.append(self._encrypt_slots(kit, pack_latency(batch, p.layout.period, p.poly_degree)))
+                    per.append(self._encrypt_slots(kit, pack_latency(batch, p.period, p.poly_degree)))
                     done += 1
                     if progress:
                         progress(done, total)
@@ -202,7 +208,7 @@ class BFVClient(ClientRole):
         p = self.params
         meta, blobs = _unframe(_RESULT, payload, p)
         n, batches = int(meta["n"]), int(meta.get("batches", 0))
-        d_out = int(np.prod(self.backend.qm.output_shape))
+        d_out = int(np.prod(self.interface.output_shape))
         residues = []
         worst = None
         for kit, per in zip(self._kits, blobs):
@@ -224,7 +230,7 @@ class BFVClient(ClientRole):
                 cols = [np.stack(values[b * d_out:(b + 1) * d_out], axis=1) for b in range(batches)]
                 res = np.concatenate(cols, axis=0)[:n] if cols else np.zeros((0, d_out), np.uint64)
             else:
-                per_ct = p.layout.inputs_per_ciphertext
+                per_ct = p.inputs_per_ciphertext
                 rows = [unpack_latency(v, d_out, p.poly_degree)[:per_ct] for v in values]
                 res = np.concatenate(rows, axis=0)[:n] if rows else np.zeros((0, d_out), np.uint64)
                 if res.shape[0] != n:
@@ -234,7 +240,22 @@ class BFVClient(ClientRole):
         total = p.total_plain_modulus
         combined = crt_combine(residues, p.plain_moduli) if len(residues) > 1 else residues[0]
         out = centered_lift(np.asarray(combined, dtype=object), total)
-        return self.backend.check_output(out)
+        return _check_bound(self.interface, out, total)
+
+
+def _check_bound(interface: ModelInterface, out: NDArray[Any], modulus: int) -> NDArray[Any]:
+    """Reshape decrypted values and refuse any past the proven bound on |output|.
+
+    Raises:
+        ModulusOverflowError: a value exceeds ``interface.output_max_abs``.
+    """
+    out = np.asarray(out, dtype=object).reshape(out.shape[0], *interface.output_shape)
+    bound = interface.output_max_abs
+    if out.size and (np.any(out < -bound) or np.any(out > bound)):
+        raise ModulusOverflowError(
+            "a decrypted BFV value lies outside the proven output bound; the result cannot be trusted",
+            bound=bound, modulus=modulus)
+    return interface.as_output(out)
 
 
 class BFVServer(ServerRole):
@@ -448,9 +469,24 @@ class BFVBackend(Backend):
                      "estimate_note": "noise figures are conservative estimates, not measurements"},
         )
 
-    def client(self) -> BFVClient:
-        """Fresh keys for every CRT prime."""
-        return BFVClient(self)
+    def client_spec(self) -> bytes:
+        """Model interface, ring and CRT parameters, slot layout and Galois elements; no weight."""
+        meta, arrays = BFVClientParams.of(self.params, galois_elements(self.params)).to_meta()
+        return encode_client_spec(Scheme.BFV, self.qm.interface(), {"params": meta}, arrays)
+
+    @classmethod
+    def client_from_spec(cls, spec: bytes) -> BFVClient:
+        """Fresh keys for every CRT prime, from :meth:`client_spec` bytes alone.
+
+        Raises:
+            ArtifactError, IntegrityError: not a BFV client spec, or modified.
+            ConfigError: malformed spec.
+        """
+        interface, meta, arrays = decode_client_spec(Scheme.BFV, spec)
+        params = meta.get("params")
+        if not isinstance(params, dict):
+            raise ConfigError("BFV client spec lacks its parameters")
+        return BFVClient(interface, BFVClientParams.from_meta(params, arrays))
 
     def server(self, public_material: bytes) -> BFVServer:
         """Server role from public material only (refuses secret keys)."""

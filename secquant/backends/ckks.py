@@ -28,14 +28,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.backends.base import Backend, ClientRole, Mode, ServerRole, SimulationReport
+from secquant.backends.base import Backend, ClientRole, Mode, Progress, ServerRole, SimulationReport
+from secquant.backends.base import decode_client_spec, encode_client_spec
+from secquant.backends.ckks_client import CKKSClientPlan
 from secquant.backends.ckks_eval import Evaluator, seal_context
 from secquant.backends.ckks_params import CKKSPlan, PlanOptions, make_plan
 from secquant.backends.ckks_stages import build_stages
 from secquant.backends.ckks_wire import frame, load_seal, save_seal, unframe
 from secquant.backends.compile import Scheme, register_backend
 from secquant.errors import ConfigError, InputRangeError, KeyMaterialError, ModulusOverflowError
-from secquant.quant.model import QuantizedModel
+from secquant.quant.model import ModelInterface, QuantizedModel
 
 __all__ = ["CKKSBackend"]
 
@@ -64,12 +66,12 @@ def _check_inputs(qm: QuantizedModel, xq: NDArray[Any]) -> NDArray[np.int64]:
 
 
 class _CKKSClient(ClientRole):
-    """Holds the secret key; encrypts integers and decrypts to centered integers."""
+    """Holds the secret key; encrypts integers and decrypts to centered integers; knows no weight."""
 
-    def __init__(self, qm: QuantizedModel, plan: CKKSPlan) -> None:
+    def __init__(self, interface: ModelInterface, plan: CKKSClientPlan) -> None:
         import tenseal.sealapi as sa
 
-        self.qm, self.plan, self._sa = qm, plan, sa
+        self.interface, self.plan, self._sa = interface, plan, sa
         self.context = seal_context(plan)
         keygen = sa.KeyGenerator(self.context)
         self._secret_key = keygen.secret_key()
@@ -92,7 +94,7 @@ class _CKKSClient(ClientRole):
                 elements = [pow(3, step, 2 * self.plan.poly_degree) for step in self.plan.galois_steps]
                 parts.append(kg.create_galois_keys(elements))
                 names.append("galois_keys")
-            meta = {"fingerprint": _fingerprint(self.plan), "parts": names}
+            meta = {"fingerprint": self.plan.fingerprint, "parts": names}
             self._material = frame(_MATERIAL, meta, save_seal(parts))
             self.key_seconds = time.perf_counter() - t0
         return self._material
@@ -102,8 +104,9 @@ class _CKKSClient(ClientRole):
         self._encoder.encode(values, self.context.first_parms_id(), self.plan.input_scale, pt)
         return self._encryptor.encrypt_symmetric(pt)
 
-    def encrypt(self, xq: NDArray[Any]) -> bytes:
-        arr = _check_inputs(self.qm, xq)
+    def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
+        arr = self.interface.check_integers(xq)
+        arr = arr.reshape(arr.shape[0], -1).astype(np.int64)
         slots, period = self.plan.slots, self.plan.input_period
         cts = []
         if self.plan.options.mode is Mode.LATENCY:
@@ -118,15 +121,17 @@ class _CKKSClient(ClientRole):
                 chunk = arr[start:start + slots].astype(np.float64)
                 for j in range(arr.shape[1]):
                     cts.append(self._encrypt_vector(chunk[:, j].tolist()))
-        meta = {"fingerprint": _fingerprint(self.plan), "n": int(arr.shape[0])}
+        if progress is not None:
+            progress(len(cts), len(cts))
+        meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0])}
         return frame(_BATCH, meta, save_seal(cts))
 
     def decrypt(self, payload: bytes) -> NDArray[Any]:
         meta, blobs = unframe(payload, _RESULT)
-        if meta.get("fingerprint") != _fingerprint(self.plan):
+        if meta.get("fingerprint") != self.plan.fingerprint:
             raise ConfigError("the result was computed under other CKKS parameters")
         n = meta.get("n")
-        n_out = int(np.prod(self.qm.output_shape))
+        n_out = int(np.prod(self.interface.output_shape))
         slots = self.plan.slots
         mode = self.plan.options.mode
         expected = -1 if not isinstance(n, int) else n if mode is Mode.LATENCY else n_out * -(-n // slots)
@@ -139,7 +144,7 @@ class _CKKSClient(ClientRole):
         else:
             chunks = [np.array(decoded[k * n_out:(k + 1) * n_out]).T for k in range(len(decoded) // n_out)]
             values = np.concatenate(chunks)[:n] if chunks else np.zeros((0, n_out))
-        return self._to_ints(values).reshape(n, *self.qm.output_shape)
+        return self._to_ints(values).reshape(n, *self.interface.output_shape)
 
     def _decode(self, ct: Any) -> NDArray[np.float64]:
         pt = self._sa.Plaintext()
@@ -273,9 +278,21 @@ class CKKSBackend(Backend):
                    "log2_q0": float(np.log2(self.plan.primes[0]))}
         return SimulationReport(ok=not reasons, reasons=reasons, output=ref, details=details)
 
-    def client(self) -> ClientRole:
-        client = _CKKSClient(self.qm, self.plan)
-        return client
+    def client_spec(self) -> bytes:
+        """Model interface, ring, primes, scales, layout and Galois steps; no stage, weight or coefficient."""
+        plan = CKKSClientPlan.of(self.plan, _fingerprint(self.plan))
+        return encode_client_spec(Scheme.CKKS, self.qm.interface(), {"plan": plan.to_meta()})
+
+    @classmethod
+    def client_from_spec(cls, spec: bytes) -> ClientRole:
+        """A client with a fresh secret key, from :meth:`client_spec` bytes alone.
+
+        Raises:
+            ArtifactError, IntegrityError: not a CKKS client spec, or modified.
+            ConfigError: malformed spec.
+        """
+        interface, meta, _ = decode_client_spec(Scheme.CKKS, spec)
+        return _CKKSClient(interface, CKKSClientPlan.from_meta(meta.get("plan")))
 
     def server(self, public_material: bytes) -> ServerRole:
         server = _CKKSServer(self.qm, self.plan, public_material)

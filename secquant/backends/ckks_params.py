@@ -17,7 +17,7 @@ message ``Δ·P <= 2**w``:
   lands on the scale ``q·Δ_out``, sums, rescales once to Δ_out = 2**w / P_out
   (P_out = sum_i |A_i| m^i bounds every term and partial sum) and adds A_0.
 
-The chain is ``[q0, q_1..q_L, P]`` with L the number of stages that rescale,
+The chain is ``[q0, q_1..q_L, P]`` with L the number of rescales (a POLY stage has several),
 middle primes of B = w + 1 bits and q0, P of B + 1 bits, so the last message
 (< 2**w plus the error) is below q0/2 by a factor two: no value ever wraps
 around q0, which is how TenSEAL's tutorial parameters corrupt large logits.

@@ -13,12 +13,23 @@ from typing import Any, TypeVar
 
 from numpy.typing import ArrayLike, NDArray
 
-from secquant.backends.base import Backend, ClientRole, Mode, Scheme, ServerRole, SimulationReport, run_rounds
+import numpy as np
+
+from secquant.backends.base import (
+    Backend,
+    ClientRole,
+    Mode,
+    Progress,
+    Scheme,
+    ServerRole,
+    SimulationReport,
+    run_rounds,
+)
 from secquant.errors import ConfigError
 from secquant.quant.model import QuantizedModel
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["EncryptedModel", "Mode", "Scheme", "compile", "register_backend"]
+__all__ = ["EncryptedModel", "Mode", "Scheme", "client_from_spec", "compile", "register_backend"]
 
 _BACKENDS: dict[Scheme, type[Backend]] = {}
 _MODULES = {
@@ -56,6 +67,17 @@ def _backend_class(scheme: Scheme) -> type[Backend]:
     return _BACKENDS[scheme]
 
 
+def client_from_spec(scheme: Scheme | str, spec: bytes) -> ClientRole:
+    """A client role with fresh keys, built from a backend's ``client_spec()`` bytes alone (no model).
+
+    Raises:
+        ConfigError: unknown scheme, or a malformed spec.
+        ArtifactError, IntegrityError: the spec is not one of ``scheme``, or was modified.
+    """
+    chosen = coerce_enum(scheme, Scheme, "scheme")
+    return _backend_class(chosen).client_from_spec(spec)
+
+
 class EncryptedModel:
     """A quantized model compiled for one scheme; both roles run locally.
 
@@ -91,11 +113,16 @@ class EncryptedModel:
             self._server = self.backend.server(self._client.public_material())
         return self._client, self._server
 
-    def forward_int(self, xq: ArrayLike) -> NDArray[Any]:
-        """Encrypt, evaluate and decrypt integer inputs; equals ``qm.forward_int`` for exact schemes."""
+    def forward_int(self, xq: ArrayLike, progress: Progress | None = None) -> NDArray[Any]:
+        """Encrypt, evaluate and decrypt integer inputs; equals ``qm.forward_int`` for exact schemes.
+
+        Args:
+            xq: Integers of shape (n, *input_shape).
+            progress: ``progress(done, total)`` callback while encrypting.
+        """
         client, server = self._roles()
         t0 = time.perf_counter()
-        payload = client.encrypt(xq)  # type: ignore[arg-type]
+        payload = client.encrypt(np.asarray(xq), progress)
         t1 = time.perf_counter()
         result, rounds = run_rounds(client, server, payload)
         t2 = time.perf_counter()

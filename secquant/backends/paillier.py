@@ -36,7 +36,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.artifact import encode_artifact, read_artifact
-from secquant.backends.base import Backend, ClientRole, Mode, ServerRole, SimulationReport
+from secquant.backends.base import (
+    Backend,
+    ClientRole,
+    Mode,
+    Progress,
+    ServerRole,
+    SimulationReport,
+    decode_client_spec,
+    encode_client_spec,
+)
 from secquant.backends.compile import Scheme, register_backend
 from secquant.backends.paillier_keys import (
     DEFAULT_KEY_BITS,
@@ -59,12 +68,12 @@ from secquant.backends.paillier_math import (
     pack_ciphertexts,
 )
 from secquant.backends.paillier_packing import PackingLayout
-from secquant.backends.paillier_plan import PaillierPlan, build_plan
-from secquant.errors import ArtifactError, ConfigError, InputRangeError, ModulusOverflowError, ParameterError
-from secquant.quant.model import QuantizedModel
+from secquant.backends.paillier_plan import PaillierClientPlan, PaillierPlan, build_plan
+from secquant.errors import ArtifactError, ConfigError, ModulusOverflowError, ParameterError
+from secquant.quant.model import ModelInterface, QuantizedModel
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["PaillierBackend", "PaillierClient", "PaillierServer", "Randomness"]
+__all__ = ["PaillierBackend", "PaillierClient", "PaillierClientSpec", "PaillierServer", "Randomness"]
 
 REQUEST_TYPE = "secquant.PaillierRequest"
 RESPONSE_TYPE = "secquant.PaillierResponse"
@@ -116,6 +125,66 @@ def _as_output(values: NDArray[Any], bound: int) -> NDArray[Any]:
     return values.astype(np.int64) if bound < 2**63 else np.asarray(values, dtype=object)
 
 
+@dataclass(frozen=True, eq=False)
+class PaillierClientSpec:
+    """Everything a Paillier client needs, and nothing of the server's affine weights.
+
+    Attributes:
+        interface: Shapes, input quantization, output scale and bound.
+        plan: Block edges and the client steps (Square/Poly coefficients in
+            interactive mode, which the client must apply).
+        layouts: Slot packing of each round's response.
+        randomness: Encryption randomness.
+        key_bits: Bits of n.
+        allow_insecure: Whether keys below 2048 bits were admitted at compile time.
+    """
+
+    interface: ModelInterface
+    plan: PaillierClientPlan
+    layouts: tuple[PackingLayout, ...]
+    randomness: Randomness
+    key_bits: int
+    allow_insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.layouts) != self.plan.rounds:
+            raise ConfigError(f"{len(self.layouts)} packing layouts for {self.plan.rounds} round(s)")
+
+    def to_bytes(self) -> bytes:
+        """A ``secquant.PaillierClientSpec`` artifact (digest-checked)."""
+        plan, arrays = self.plan.to_meta()
+        meta = {"plan": plan, "layouts": [_layout_meta(lay) for lay in self.layouts],
+                "randomness": self.randomness.value, "key_bits": self.key_bits, "allow_insecure": self.allow_insecure}
+        return encode_client_spec(Scheme.PAILLIER, self.interface, meta, arrays)
+
+    @classmethod
+    def from_bytes(cls, spec: bytes) -> PaillierClientSpec:
+        """Parse :meth:`to_bytes`.
+
+        Raises:
+            ArtifactError, IntegrityError: not a Paillier client spec, or modified.
+            ConfigError: malformed spec.
+        """
+        interface, meta, arrays = decode_client_spec(Scheme.PAILLIER, spec)
+        try:
+            layouts = tuple(PackingLayout(**{k: int(str(v)) for k, v in lay.items()}) for lay in meta["layouts"])
+            allow = meta["allow_insecure"]
+            if not isinstance(allow, bool):
+                raise ConfigError("allow_insecure must be a boolean")
+            key_bits = check_key_bits(int(meta["key_bits"]), allow_insecure=allow)
+            return cls(interface, PaillierClientPlan.from_meta(meta["plan"], arrays), layouts,
+                       coerce_enum(meta["randomness"], Randomness, "randomness"), key_bits, allow)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, (ConfigError, ParameterError)):
+                raise
+            raise ConfigError(f"malformed Paillier client spec: {exc!r}") from exc
+
+
+def _layout_meta(layout: PackingLayout) -> dict[str, Any]:
+    return {"slot_bits": layout.slot_bits, "slots": layout.slots, "value_bound": str(layout.value_bound),
+            "guard_bits": layout.guard_bits, "plaintext_bits": layout.plaintext_bits}
+
+
 class PaillierClient(ClientRole):
     """The key owner: encrypts inputs, decrypts results, applies activations between rounds.
 
@@ -124,10 +193,12 @@ class PaillierClient(ClientRole):
             :meth:`export_private_key`).
     """
 
-    def __init__(self, backend: PaillierBackend, key: PaillierPrivateKey) -> None:
-        self._backend = backend
+    def __init__(self, spec: PaillierClientSpec, key: PaillierPrivateKey) -> None:
+        if key.public.bits != spec.key_bits:
+            raise ConfigError(f"private key has {key.public.bits} bits but the model was compiled for {spec.key_bits}")
+        self._spec = spec
         self.key = key
-        self._encryptor = Encryptor(key, backend.randomness)
+        self._encryptor = Encryptor(key, spec.randomness)
         self._decryptor = Decryptor(key)
 
     # -- the ClientRole contract ------------------------------------------------
@@ -135,24 +206,22 @@ class PaillierClient(ClientRole):
         """The public key (n and hs) as a digest-checked npz artifact; never the primes."""
         return self.key.public.to_bytes()
 
-    def encrypt(self, xq: NDArray[Any]) -> bytes:
+    def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
         """Encrypt integer inputs of shape (n, *input_shape) into the round-0 request.
+
+        ``progress(done, total)`` is called once the batch is encrypted.
 
         Raises:
             ConfigError: wrong shape or non-integer dtype.
             InputRangeError: an integer lies outside the model's input range.
         """
-        qm = self._backend.qm
-        arr = np.asarray(xq)
-        if arr.dtype.kind not in "iuO":
-            raise ConfigError(f"encrypt takes integers, got dtype {arr.dtype}; use qm.quantize_input first")
-        arr = qm._batched(arr)
-        iq = qm.input_quant
-        if arr.size and (int(np.min(arr)) < iq.lo or int(np.max(arr)) > iq.hi):
-            raise InputRangeError(f"input integers must lie in [{iq.lo}, {iq.hi}], the range the bounds assume")
-        plan = self._backend.plan
+        arr = self._spec.interface.check_integers(xq)
+        plan = self._spec.plan
         values = plan.pre.apply(arr) if plan.pre is not None else arr
-        return self._request(0, np.asarray(values).reshape(len(arr), -1))
+        request = self._request(0, np.asarray(values).reshape(len(arr), -1))
+        if progress is not None:
+            progress(len(arr), len(arr))
+        return request
 
     def decrypt(self, payload: bytes) -> NDArray[Any]:
         """Decrypt the final response to centered integers of shape (n, *output_shape).
@@ -163,7 +232,7 @@ class PaillierClient(ClientRole):
             ModulusOverflowError: a decrypted value exceeds its proven bound
                 (corruption or a wrong key).
         """
-        plan = self._backend.plan
+        plan = self._spec.plan
         msg = _decode(payload, RESPONSE_TYPE, self.key.public)
         if msg.round < plan.rounds - 1:
             raise ConfigError(
@@ -183,7 +252,7 @@ class PaillierClient(ClientRole):
             ConfigError: malformed payload.
         """
         msg = _decode(result, RESPONSE_TYPE, self.key.public)
-        if msg.round >= self._backend.plan.rounds - 1:
+        if msg.round >= self._spec.plan.rounds - 1:
             return None
         return self._next_from(msg)
 
@@ -201,7 +270,7 @@ class PaillierClient(ClientRole):
 
     # -- internals ------------------------------------------------------------------
     def _request(self, rnd: int, values: NDArray[Any]) -> bytes:
-        block = self._backend.plan.blocks[rnd]
+        block = self._spec.plan.blocks[rnd]
         if values.shape[1] != block.in_features:
             raise ConfigError(f"round {rnd} takes {block.in_features} values per input, got {values.shape[1]}")
         cts = self._encryptor.encrypt([int(v) for v in values.reshape(-1)])
@@ -210,7 +279,7 @@ class PaillierClient(ClientRole):
 
     def _open(self, msg: _Message) -> NDArray[Any]:
         """Decrypt and unpack a response to shape (batch, out_features)."""
-        plan, backend = self._backend.plan, self._backend
+        plan, backend = self._spec.plan, self._spec
         if msg.round >= plan.rounds:
             raise ConfigError(f"response for round {msg.round}, but the model has {plan.rounds} round(s)")
         block = plan.blocks[msg.round]
@@ -233,19 +302,19 @@ class PaillierClient(ClientRole):
         return out
 
     def _next_from(self, msg: _Message) -> bytes:
-        plan = self._backend.plan
+        plan = self._spec.plan
         y = self._open(msg)
         step = plan.steps[msg.round]
         a = step.apply(y) if step is not None else y
         return self._request(msg.round + 1, np.asarray(a).reshape(msg.batch, -1))
 
     def _final(self, msg: _Message) -> NDArray[Any]:
-        plan = self._backend.plan
+        plan = self._spec.plan
         y = self._open(msg)
         step = plan.steps[msg.round]
         out = step.apply(y) if step is not None else y
         out = np.asarray(out).reshape(msg.batch, *plan.output_shape)
-        return _as_output(out, self._backend.qm.bounds().output.max_abs)
+        return _as_output(out, self._spec.interface.output_max_abs)
 
 
 class PaillierServer(ServerRole):
@@ -371,10 +440,31 @@ class PaillierBackend(Backend):
         self.layouts: tuple[PackingLayout, ...] = tuple(layouts)
 
     # -- roles ---------------------------------------------------------------------
+    def client_spec(self) -> bytes:
+        """Model interface, round edges and bounds, packing, key size; no affine weight.
+
+        In interactive mode the Square/Poly coefficients are included: the
+        client applies them (an inherent leak, see ``protocols/paillier-inference.md``).
+        """
+        spec = PaillierClientSpec(self.qm.interface(), PaillierClientPlan.of(self.plan), self.layouts,
+                                  self.randomness, self.key_bits, self.allow_insecure)
+        return spec.to_bytes()
+
+    @classmethod
+    def client_from_spec(cls, spec: bytes, *, private_key: PaillierPrivateKey | None = None) -> PaillierClient:
+        """A client from :meth:`client_spec` bytes alone, with ``private_key`` or fresh keys.
+
+        Raises:
+            ArtifactError, IntegrityError: not a Paillier client spec, or modified.
+            ConfigError: malformed spec, or a key of another size.
+        """
+        parsed = PaillierClientSpec.from_bytes(spec)
+        key = private_key or generate_keypair(parsed.key_bits, allow_insecure=parsed.allow_insecure)
+        return PaillierClient(parsed, key)
+
     def client(self) -> PaillierClient:
-        """A client with the configured key, or fresh keys from system randomness."""
-        key = self.private_key or generate_keypair(self.key_bits, allow_insecure=self.allow_insecure)
-        return PaillierClient(self, key)
+        """A client with the configured key, or fresh keys from system randomness (built from the spec)."""
+        return type(self).client_from_spec(self.client_spec(), private_key=self.private_key)
 
     def server(self, public_material: bytes) -> PaillierServer:
         """A server from public material only.

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.errors import ConfigError, UnsupportedLayerError
+from secquant.errors import ArtifactError, ConfigError, UnsupportedLayerError
 from secquant.quant import exact
-from secquant.quant.intops import IntLinear, IntOp, max_abs
+from secquant.quant.intops import IntLinear, IntOp, max_abs, op_from_parts
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["AFFINE_KINDS", "CLIENT_KINDS", "AffineBlock", "ClientStep", "PaillierPlan", "build_plan"]
+__all__ = ["AFFINE_KINDS", "CLIENT_KINDS", "AffineBlock", "ClientBlock", "ClientStep", "PaillierClientPlan",
+           "PaillierPlan", "build_plan"]
 
 #: Op kinds the server evaluates under Paillier.
 AFFINE_KINDS = frozenset({"linear", "conv2d", "sumpool2d", "flatten", "add_const"})
@@ -141,6 +142,114 @@ class PaillierPlan:
             if s is not None:
                 names.extend(s.names)
         return names
+
+
+@dataclass(frozen=True)
+class ClientBlock:
+    """What the client knows of an affine block: its edges and bound, never ``W`` or ``b``.
+
+    Attributes:
+        names: Names of the ops folded into the block.
+        in_features: Flattened input size.
+        out_features: Flattened output size.
+        out_bound: Proven bound on |output integer|.
+    """
+
+    names: tuple[str, ...]
+    in_features: int
+    out_features: int
+    out_bound: int
+
+    def __post_init__(self) -> None:
+        if not self.names or self.in_features < 1 or self.out_features < 1 or self.out_bound < 0:
+            raise ConfigError(f"invalid Paillier client block {self!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class PaillierClientPlan:
+    """The client's view of a :class:`PaillierPlan`: block edges and client steps, no affine weights.
+
+    The client steps (Square, Poly) carry their coefficients: in interactive
+    mode the client applies them itself (see ``protocols/paillier-inference.md``).
+    """
+
+    pre: ClientStep | None
+    blocks: tuple[ClientBlock, ...]
+    steps: tuple[ClientStep | None, ...]
+    output_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.blocks or len(self.steps) != len(self.blocks):
+            raise ConfigError("a Paillier client plan needs one step slot per block")
+
+    @property
+    def rounds(self) -> int:
+        """Server rounds."""
+        return len(self.blocks)
+
+    @classmethod
+    def of(cls, plan: PaillierPlan) -> PaillierClientPlan:
+        """The client view of ``plan``."""
+        blocks = tuple(ClientBlock(b.names, b.in_features, b.out_features, int(b.out_bound)) for b in plan.blocks)
+        return cls(plan.pre, blocks, plan.steps, tuple(plan.output_shape))
+
+    def to_meta(self) -> tuple[dict[str, Any], dict[str, IntArray]]:
+        """JSON-ready fields and the client steps' coefficient arrays, for a client spec."""
+        arrays: dict[str, IntArray] = {}
+        meta = {
+            "pre": _step_meta(self.pre, "pre", arrays),
+            "blocks": [{"names": list(b.names), "in_features": b.in_features, "out_features": b.out_features,
+                        "out_bound": str(b.out_bound)} for b in self.blocks],
+            "steps": [_step_meta(st, f"step{r}", arrays) for r, st in enumerate(self.steps)],
+            "output_shape": list(self.output_shape),
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], arrays: dict[str, IntArray]) -> PaillierClientPlan:
+        """Rebuild from :meth:`to_meta`.
+
+        Raises:
+            ConfigError: a field is missing or invalid.
+        """
+        try:
+            blocks = tuple(ClientBlock(tuple(str(n) for n in b["names"]), int(b["in_features"]),
+                                       int(b["out_features"]), int(str(b["out_bound"]))) for b in meta["blocks"])
+            return cls(_step_from(meta["pre"], arrays), blocks, tuple(_step_from(st, arrays) for st in meta["steps"]),
+                       tuple(int(v) for v in meta["output_shape"]))
+        except (KeyError, TypeError, ValueError, ArtifactError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"malformed Paillier client plan: {exc!r}") from exc
+
+
+def _step_meta(step: ClientStep | None, prefix: str, arrays: dict[str, IntArray]) -> dict[str, Any] | None:
+    """JSON of one client step; its ops' arrays (activation coefficients) go to ``arrays``."""
+    if step is None:
+        return None
+    ops = []
+    for i, op in enumerate(step.ops):
+        names = {}
+        for key, value in op.arrays().items():
+            names[key] = f"{prefix}.op{i}.{key}"
+            arrays[names[key]] = np.asarray(value)
+        ops.append({"kind": op.kind, "name": op.name, "attrs": op.attrs(), "arrays": names})
+    return {"ops": ops, "bounds": [str(b) for b in step.bounds], "shape": list(step.shape)}
+
+
+def _step_from(data: dict[str, Any] | None, arrays: dict[str, IntArray]) -> ClientStep | None:
+    """Rebuild a client step; only element-wise kinds are accepted."""
+    if data is None:
+        return None
+    ops = []
+    for op in data["ops"]:
+        if op["kind"] not in CLIENT_KINDS:
+            raise ConfigError(f"a Paillier client step may only hold {sorted(CLIENT_KINDS)}, got {op['kind']!r}")
+        ops.append(op_from_parts(op["kind"], op["name"], op["attrs"], {k: arrays[v] for k, v in op["arrays"].items()}))
+    bounds = tuple(int(str(b)) for b in data["bounds"])
+    if len(bounds) != len(ops):
+        raise ConfigError("a Paillier client step needs one bound per op")
+    return ClientStep(tuple(ops), bounds, tuple(int(v) for v in data["shape"]))
 
 
 def _shape_bound(shape: tuple[int, ...], value: int) -> IntArray:

@@ -13,10 +13,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.artifact import encode_artifact, read_artifact
-from secquant.backends.base import Backend, ClientRole, ServerRole, SimulationReport
+from secquant.backends.base import (
+    Backend,
+    ClientRole,
+    Progress,
+    ServerRole,
+    SimulationReport,
+    decode_client_spec,
+    encode_client_spec,
+)
 from secquant.backends.compile import Scheme, register_backend
 from secquant.errors import ArtifactError, ConfigError
-from secquant.quant.model import QuantizedModel
+from secquant.quant.model import ModelInterface, QuantizedModel
 from secquant.quant.primitives import centered_lift
 
 __all__ = ["PlainBackend"]
@@ -37,19 +45,22 @@ def _unpack(payload: bytes) -> NDArray[Any]:
 
 
 class _PlainClient(ClientRole):
-    def __init__(self, qm: QuantizedModel) -> None:
-        self.qm = qm
+    def __init__(self, interface: ModelInterface) -> None:
+        self.interface = interface
 
     def public_material(self) -> bytes:
-        return str(self.qm.modulus).encode()
+        return str(self.interface.modulus).encode()
 
-    def encrypt(self, xq: NDArray[Any]) -> bytes:
-        arr = self.qm._batched(np.asarray(xq))
-        return _pack(np.mod(arr.astype(object), self.qm.modulus))
+    def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
+        arr = self.interface.batched(np.asarray(xq))
+        packed = _pack(np.mod(arr.astype(object), self.interface.modulus))
+        if progress is not None:
+            progress(len(arr), len(arr))
+        return packed
 
     def decrypt(self, payload: bytes) -> NDArray[Any]:
-        out = centered_lift(_unpack(payload), self.qm.modulus)
-        return out.astype(np.int64) if self.qm.bounds().output.max_abs < 2**63 else out
+        out = centered_lift(_unpack(payload), self.interface.modulus)
+        return self.interface.as_output(out)
 
 
 class _PlainServer(ServerRole):
@@ -76,8 +87,15 @@ class PlainBackend(Backend):
     def simulate(self, xq: NDArray[Any]) -> SimulationReport:
         return SimulationReport(ok=True, reasons=[], output=self.reference(xq))
 
-    def client(self) -> ClientRole:
-        return _PlainClient(self.qm)
+    def client_spec(self) -> bytes:
+        """The model interface and the modulus; nothing else."""
+        return encode_client_spec(Scheme.PLAIN, self.qm.interface(), {})
+
+    @classmethod
+    def client_from_spec(cls, spec: bytes) -> ClientRole:
+        """A plain client from :meth:`client_spec` bytes alone."""
+        interface, _, _ = decode_client_spec(Scheme.PLAIN, spec)
+        return _PlainClient(interface)
 
     def server(self, public_material: bytes) -> ServerRole:
         return _PlainServer(self.qm)

@@ -34,11 +34,12 @@ def artifact_digest(data: bytes) -> str:
         ArtifactError: ``data`` is not an artifact.
     """
     import io
+    import zipfile
 
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz["__header__"].tobytes().decode())
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, KeyError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
         raise ArtifactError(f"not a secquant artifact: {exc}") from exc
     digest = header.get("digest") if isinstance(header, dict) else None
     if not isinstance(digest, str):

@@ -8,10 +8,11 @@
         scores = client.predict(x)          # what em.predict(x) returns
 
 The client generates the keys (they never leave this process), uploads the
-public material once, then sends encrypted batches.  It needs the model to
-compile the same parameters: pass ``model=`` (a QuantizedModel or a path) or
-let it download the server's published model; either way the model digest and
-parameter fingerprint must match the server's.
+public material once, then sends encrypted batches.  It builds its role from
+the server's client spec (``GET /v1/client-spec``: shapes, input quantization,
+output scale and bound, encryption parameters; never the weights), so it never
+needs, and never downloads, the model.  ``model=`` optionally pins the model:
+the server's model digest must then match the local copy.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from secquant.backends.base import Scheme, decode_client_spec
+from secquant.backends.compile import client_from_spec
 from secquant.errors import ConfigError
-from secquant.protocol.binding import ModelBinding
+from secquant.protocol.binding import artifact_digest, model_artifact
 from secquant.protocol.errors import ParameterMismatchError, RemoteError
 from secquant.protocol.messages import (
     EVALUATE_REQUEST,
@@ -36,7 +39,7 @@ from secquant.protocol.messages import (
     decode_frame,
     encode_frame,
 )
-from secquant.quant.model import QuantizedModel
+from secquant.quant.model import ModelInterface, QuantizedModel
 
 __all__ = ["Client", "RemoteInference", "infer_remote"]
 
@@ -61,8 +64,9 @@ class Client:
     Args:
         url: Base URL, e.g. ``"https://host:8000"``.
         token: Bearer token (None if the server runs without authentication).
-        model: The model (object, artifact path or bytes); downloaded from the
-            server when None.
+        model: Optional local copy of the model (object, artifact path or
+            bytes) to pin: the server's model digest must match it.  Never
+            needed: the role is built from the server's client spec.
         verify: TLS verification: True, False, or a CA bundle path.
         timeout: Seconds per HTTP request (> 0).
 
@@ -86,18 +90,21 @@ class Client:
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, verify=verify, timeout=timeout)
         self._model = model
         self.info: dict[str, Any] = {}
-        self.binding: ModelBinding | None = None
+        self.spec: bytes | None = None
+        self.interface: ModelInterface | None = None
         self._role: Any = None
         self._session: str | None = None
         self.last_timings: dict[str, float] = {}
 
     # -- session -------------------------------------------------------------
     def open(self) -> Client:
-        """Fetch the server's parameters, compile them, make keys and create the session (idempotent).
+        """Fetch the server's client spec, make keys and create the session (idempotent).
 
         Raises:
-            ParameterMismatchError: the local model differs from the server's.
+            ParameterMismatchError: the pinned local model differs from the server's, or
+                the client spec does not match the server's info.
             RemoteError: the server refused a request.
+            ArtifactError: the client spec is malformed or was modified.
         """
         if self._session is not None:
             return self
@@ -105,25 +112,34 @@ class Client:
         if self.info.get("protocol_version") != PROTOCOL_VERSION:
             raise ParameterMismatchError(f"server speaks protocol {self.info.get('protocol_version')}, "
                                          f"this client {PROTOCOL_VERSION}")
-        model = self._model
-        if model is None:
-            response = self._http.get("/v1/model")
-            raise_for_status(response)
-            model = response.content
-        binding = ModelBinding.build(model, self.info["scheme"], self.info["options"])
-        if binding.model_digest != self.info["model_digest"]:
-            raise ParameterMismatchError(
-                f"the local model (digest {binding.model_digest[:16]}...) is not the server's "
-                f"({self.info['model_digest'][:16]}...)")
-        if binding.fingerprint != self.info["fingerprint"]:
-            raise ParameterMismatchError("compiled parameters differ from the server's (fingerprint mismatch)")
-        self.binding, self._role = binding, binding.em.client()
-        frame = Frame(SESSION_CREATE, 1, {"scheme": binding.scheme, "model_digest": binding.model_digest,
-                                          "fingerprint": binding.fingerprint}, self._role.public_material())
+        if self._model is not None:
+            self._check_pinned(self._model)
+        response = self._http.get("/v1/client-spec")
+        raise_for_status(response)
+        spec = bytes(response.content)
+        if artifact_digest(spec) != self.info.get("client_spec_digest"):
+            raise ParameterMismatchError("the client spec does not match the server's info (digest mismatch)")
+        scheme = Scheme(self.info["scheme"])
+        self.interface = decode_client_spec(scheme, spec)[0]
+        self.spec, self._role = spec, client_from_spec(scheme, spec)
+        frame = Frame(SESSION_CREATE, 1, {"scheme": scheme.value, "model_digest": self.info["model_digest"],
+                                          "fingerprint": self.info["fingerprint"]}, self._role.public_material())
         response = self._http.post("/v1/sessions", content=encode_frame(frame), headers=_OCTET)
         raise_for_status(response)
         self._session = str(response.json()["session_id"])
         return self
+
+    def _check_pinned(self, model: QuantizedModel | str | Path | bytes) -> None:
+        """Refuse a server whose model is not the pinned local copy."""
+        if isinstance(model, QuantizedModel):
+            data = model_artifact(model)
+        else:
+            data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        digest = artifact_digest(data)
+        if digest != self.info["model_digest"]:
+            raise ParameterMismatchError(
+                f"the local model (digest {digest[:16]}...) is not the server's "
+                f"({self.info['model_digest'][:16]}...)")
 
     def close(self) -> None:
         """Delete the session on the server (best effort) and close the connection."""
@@ -155,8 +171,7 @@ class Client:
             RemoteError: the server refused a batch.
         """
         self.open()
-        qm = self.binding.qm  # type: ignore[union-attr]
-        arr = qm._batched(np.asarray(xq))
+        arr = self.interface.batched(np.asarray(xq))  # type: ignore[union-attr]
         step = int(self.info["max_batch"])
         outs, timings = [], {"encrypt": 0.0, "request": 0.0, "evaluate": 0.0, "decrypt": 0.0,
                              "request_bytes": 0.0, "response_bytes": 0.0}
@@ -201,8 +216,8 @@ class Client:
     def predict(self, x: ArrayLike) -> NDArray[np.float64]:
         """Float scores for float inputs; what ``em.predict(x)`` returns."""
         self.open()
-        qm = self.binding.qm  # type: ignore[union-attr]
-        return qm.dequantize_output(self.forward_int(qm.quantize_input(x)))
+        iface = self.interface
+        return iface.dequantize_output(self.forward_int(iface.quantize_input(x)))  # type: ignore[union-attr]
 
     def _get_json(self, path: str) -> dict[str, Any]:
         response = self._http.get(path)
@@ -234,13 +249,13 @@ def infer_remote(url: str, x: ArrayLike, *, token: str | None = None,
         url: The server's base URL.
         x: Float inputs of shape (n, *input_shape).
         token: Bearer token (default ``$SECQUANT_TOKEN``, which keeps it out of the process list).
-        model: Local copy of the model; downloaded when None.
+        model: Optional local copy of the model to pin (never needed, never downloaded).
         verify: TLS verification (bool or CA bundle path).
         timeout: Seconds per HTTP request.
 
     Raises:
         RemoteError: the server refused a request.
-        ParameterMismatchError: the local model is not the server's.
+        ParameterMismatchError: the pinned local model is not the server's.
     """
     import os
 

@@ -6,14 +6,19 @@ Endpoints (all under ``/v1``; every one but ``/health`` needs
 ==========================================  =================================================
 ``GET /v1/health``                          liveness, no authentication
 ``GET /v1/info``                            scheme, digests, options, shapes and limits
-``GET /v1/model``                           the model artifact (if the server publishes it)
+``GET /v1/client-spec``                     what a client needs to build its role; no weights
+``GET /v1/model``                           the model artifact (only with ``publish_model=True``; off by default)
 ``POST /v1/sessions``                       ``SessionCreate`` frame -> session id (JSON)
 ``POST /v1/sessions/{id}/evaluate``         ``EvaluateRequest`` frame -> ``EvaluateResponse``
 ``DELETE /v1/sessions/{id}``                end a session, delete its cached material
 ==========================================  =================================================
 
 The server holds the quantized model and, per session, the client's public
-material; it never holds a secret key, plaintext inputs or outputs.  Messages
+material; it never holds a secret key, plaintext inputs or outputs.  Clients
+build their role from the backend's client spec (``Backend.client_spec``):
+shapes, input quantization, output scale and bound, encryption parameters and
+layout, never a weight (in Paillier interactive mode, the activation
+coefficients the client applies).  Messages
 are described in :mod:`secquant.protocol.messages` and ``protocols/inference-service.md``.
 """
 
@@ -33,7 +38,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from secquant.errors import ConfigError, SecquantError
-from secquant.protocol.binding import ModelBinding
+from secquant.protocol.binding import ModelBinding, artifact_digest
 from secquant.protocol.errors import CiphertextError, MessageError, ParameterMismatchError, SessionNotFoundError
 from secquant.protocol.http import (
     BINARY_BODY,
@@ -75,8 +80,9 @@ class ServiceConfig:
         max_concurrent_evaluations: Evaluations running at once (>= 1); the rest wait.
         cache_dir: Where public material is cached (0700 directory, 0600 files);
             a fresh temporary directory when None.
-        publish_model: Serve the model artifact at ``GET /v1/model`` so clients
-            can compile the same parameters; when False clients must hold a copy.
+        publish_model: Also serve the whole model artifact (weights included) at
+            ``GET /v1/model``.  Off by default: clients build their role from
+            ``GET /v1/client-spec`` and never need the weights.
     """
 
     token: str | None = None
@@ -88,7 +94,7 @@ class ServiceConfig:
     max_batch: int = 1024
     max_concurrent_evaluations: int = 2
     cache_dir: str | None = None
-    publish_model: bool = True
+    publish_model: bool = False
 
     def __post_init__(self) -> None:
         if self.token is None and not self.allow_no_auth:
@@ -120,6 +126,7 @@ class ServiceInfo(BaseModel):
     max_batch: int
     session_ttl: float
     publish_model: bool
+    client_spec_digest: str
 
 
 class SessionInfo(BaseModel):
@@ -143,6 +150,7 @@ class _State:
     store: SessionStore | None = None
     gate: asyncio.Semaphore | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    client_spec: bytes = b""
 
 
 def _build_role(binding: ModelBinding) -> Any:
@@ -179,12 +187,14 @@ def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
         cache = config.cache_dir or tempfile.mkdtemp(prefix="secquant-keys-")
         state.store = SessionStore(Path(cache), binding.fingerprint, _build_role(binding), ttl=config.session_ttl,
                                    max_sessions=config.max_sessions, max_live_roles=config.max_live_roles)
+        state.client_spec = binding.em.backend.client_spec()
         state.info = ServiceInfo(
             protocol_version=PROTOCOL_VERSION, scheme=binding.scheme, model_digest=binding.model_digest,
             fingerprint=binding.fingerprint, options=binding.options, input_shape=list(binding.qm.input_shape),
             output_shape=list(binding.qm.output_shape), parameters=_json_safe(binding.em.parameters()),
             max_request_bytes=config.max_request_bytes, max_batch=config.max_batch,
             session_ttl=config.session_ttl, publish_model=config.publish_model,
+            client_spec_digest=artifact_digest(state.client_spec),
         ).model_dump()
         if config.token is None:
             log.warning("SECQUANT SERVICE RUNS WITHOUT AUTHENTICATION: anyone who reaches it can use it")
@@ -213,13 +223,21 @@ def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
         ready(authorization)
         return state.info
 
+    @app.get("/v1/client-spec", response_class=Response,
+             responses=binary_response_doc("the backend's client spec (Backend.client_spec); no weights", (401,)))
+    def client_spec(authorization: str | None = Header(default=None)) -> Response:
+        """Everything a client needs to build its role: shapes, quantization, output bound, HE parameters."""
+        ready(authorization)
+        return Response(state.client_spec, media_type="application/octet-stream")
+
     @app.get("/v1/model", response_class=Response,
-             responses=binary_response_doc("the model artifact (QuantizedModel.save)", (401, 404)))
+             responses=binary_response_doc("the model artifact (only with publish_model=True)", (401, 404)))
     def model(authorization: str | None = Header(default=None)) -> Response:
-        """The quantized model artifact, so the client can compile matching parameters."""
+        """The whole model artifact, weights included; served only when the operator opts in."""
         binding, _ = ready(authorization)
         if not config.publish_model:
-            raise SessionNotFoundError("this server does not publish its model; load your own copy of it")
+            raise SessionNotFoundError("this server does not publish its model (clients need only "
+                                       "GET /v1/client-spec); start it with --publish-model to opt in")
         return Response(binding.artifact, media_type="application/octet-stream")
 
     @app.post("/v1/sessions", response_model=SessionInfo, openapi_extra=BINARY_BODY,

@@ -116,6 +116,7 @@ def _run_example(name: str, *args: str) -> str:
 def test_serve_and_infer_example(scheme: str) -> None:
     out = _run_example("serve_and_infer.py", "--scheme", scheme, "--n", "4", "--epochs", "20")
     assert "remote equals local em.predict: True" in out
+    assert "carries no weight: True" in out
 
 
 @pytest.mark.slow

@@ -247,15 +247,24 @@ def test_openapi_document_is_current() -> None:
         "protocols/openapi.json is stale: regenerate with `python -m secquant.protocol.openapi --write`")
 
 
-def test_unpublished_model_needs_a_local_copy(digits_mlp_qm, token, tmp_path: Path, digits) -> None:
-    server, binding = start_server(digits_mlp_qm, "plain", token, tmp_path / "keys", publish_model=False)
+def test_model_is_unpublished_by_default_and_clients_need_no_copy(digits_mlp_qm, token, tmp_path: Path,
+                                                                  digits) -> None:
+    server, binding = start_server(digits_mlp_qm, "plain", token, tmp_path / "keys")
     try:
         r = httpx.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 404 and "does not publish" in r.json()["detail"]
-        with pytest.raises(RemoteError) as info:
-            Client(server.url, token=token).open()
-        assert info.value.status == 404
-        with Client(server.url, token=token, model=digits_mlp_qm) as client:
+        with Client(server.url, token=token) as client:  # built from GET /v1/client-spec alone
             np.testing.assert_array_equal(client.predict(digits.x_test[:3]), binding.em.predict(digits.x_test[:3]))
+        with Client(server.url, token=token, model=digits_mlp_qm) as client:  # a pinned copy still works
+            np.testing.assert_array_equal(client.predict(digits.x_test[:3]), binding.em.predict(digits.x_test[:3]))
+    finally:
+        server.stop()
+
+
+def test_model_is_published_only_on_opt_in(digits_mlp_qm, token, tmp_path: Path) -> None:
+    server, binding = start_server(digits_mlp_qm, "plain", token, tmp_path / "keys", publish_model=True)
+    try:
+        r = httpx.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.content == binding.artifact
     finally:
         server.stop()

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--scheme", choices=["bfv", "ckks", "paillier", "plain", "none"], default="bfv")
     p.add_argument("--limit", type=int, default=256, help="encrypted test inputs")
-    p.add_argument("--chunk", type=int, default=128, help="inputs per encrypted batch")
+    p.add_argument("--chunk", type=int, default=128, help="inputs per encrypted batch when the scheme packs no batch")
     p.add_argument("--epochs", type=int, default=6)
     p.set_defaults(func=run)
 

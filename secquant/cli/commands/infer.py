@@ -37,24 +37,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _progress_bar(disabled: bool) -> tuple[Any, Any]:
-    """A (callback, bar) pair for ``client.encrypt``; (None, None) when tqdm is missing or disabled."""
-    if disabled:
-        return None, None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is in secquant[progress]
-        return None, None
-    bar = tqdm(total=0, desc="encrypting", unit="ct", leave=False)
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    return update, bar
-
-
 def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float]]:
     from secquant.errors import SecquantError
 
@@ -78,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from secquant.backends.base import run_rounds
     from secquant.cli.io import load_inputs
     from secquant.errors import ConfigError
+    from secquant.progress import progress_bar
     from secquant.quant.model import QuantizedModel
 
     if args.token and not args.server:
@@ -99,15 +82,9 @@ def run(args: argparse.Namespace) -> int:
         server = em.server(client.public_material())
         keys_s = time.perf_counter() - t0
         xq = qm.quantize_input(x)
-        callback, bar = _progress_bar(args.no_progress or args.json)
         t0 = time.perf_counter()
-        try:
-            payload = client.encrypt(xq, progress=callback) if callback else client.encrypt(xq)
-        except TypeError:  # a backend whose encrypt takes no progress callback
-            payload = client.encrypt(xq)
-        finally:
-            if bar is not None:
-                bar.close()
+        with progress_bar("encrypting", disabled=args.no_progress or args.json) as callback:
+            payload = client.encrypt(xq, progress=callback)
         t1 = time.perf_counter()
         result, rounds = run_rounds(client, server, payload)  # interactive schemes take several
         t2 = time.perf_counter()

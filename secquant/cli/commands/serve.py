@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--session-ttl", type=float, default=3600.0, help="seconds")
     p.add_argument("--max-sessions", type=int, default=16)
     p.add_argument("--max-batch", type=int, default=1024)
-    p.add_argument("--no-publish-model", action="store_true", help="do not serve the model at GET /v1/model")
+    p.add_argument("--publish-model", action="store_true",
+                   help="also serve the whole model, weights included, at GET /v1/model (off by default: "
+                        "clients build their role from GET /v1/client-spec)")
+    p.add_argument("--no-publish-model", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.set_defaults(func=run)
 
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         token=token, allow_no_auth=args.no_auth, max_request_bytes=int(args.max_request_mb * 2**20),
         session_ttl=args.session_ttl, max_sessions=args.max_sessions, max_batch=args.max_batch,
-        cache_dir=str(args.cache_dir or default_cache_dir()), publish_model=not args.no_publish_model,
+        cache_dir=str(args.cache_dir or default_cache_dir()), publish_model=args.publish_model and not args.no_publish_model,
     )
     binding = ModelBinding.build(args.model, args.scheme, dict(args.option))
     print(f"secquant serve: {binding.scheme} model {binding.model_digest[:16]}... on "

@@ -1,0 +1,110 @@
+"""The client's view of a CKKS plan: ring, moduli, scales and layout, never a stage.
+
+:class:`CKKSClientPlan` is what :meth:`CKKSBackend.client_spec` publishes next to
+the model interface.  It holds enough to make keys, encode and decode (N,
+primes, the input scale, the slot layout, the Galois steps to make keys for,
+the output and error bounds) and nothing the server evaluates: no stage, no
+weight, no polynomial coefficient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from secquant.backends.base import Mode
+from secquant.backends.ckks_params import CKKSPlan, PlanOptions
+from secquant.errors import ConfigError
+
+__all__ = ["CKKSClientPlan"]
+
+
+@dataclass(frozen=True, eq=False)
+class CKKSClientPlan:
+    """The fields of a :class:`~secquant.backends.ckks_params.CKKSPlan` the client uses.
+
+    Attributes:
+        options: Mode and security (the other options do not matter to the client).
+        poly_degree: N.
+        primes: Coefficient modulus, q0 first, the special prime last.
+        input_scale: Δ0 of the encoded inputs.
+        input_period: Slot period of the input (LATENCY).
+        input_copies: Ciphertexts per input (LATENCY: the client's baby-step rotations).
+        output_bound: Proven bound on |output|.
+        max_abs_error: Error bound of the decoded outputs before rounding, integer units.
+        galois_steps: Rotation steps to make Galois keys for.
+        fingerprint: The plan's parameter fingerprint, echoed in every message.
+
+    Raises:
+        ConfigError: a field is out of range.
+    """
+
+    options: PlanOptions
+    poly_degree: int
+    primes: tuple[int, ...]
+    input_scale: float
+    input_period: int
+    input_copies: int
+    output_bound: float
+    max_abs_error: float
+    galois_steps: tuple[int, ...]
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        n = self.poly_degree
+        if n < 2 or n & (n - 1) or len(self.primes) < 2:
+            raise ConfigError(f"CKKS client plan: N={n} with {len(self.primes)} prime(s) is not a valid ring")
+        if not (self.input_scale > 0 and self.output_bound >= 0 and self.max_abs_error >= 0):
+            raise ConfigError("CKKS client plan: scales and bounds must be positive")
+        if not (1 <= self.input_period <= n // 2 and 1 <= self.input_copies <= n // 2):
+            raise ConfigError(f"CKKS client plan: period {self.input_period} or copies {self.input_copies} "
+                              "out of range")
+
+    @property
+    def slots(self) -> int:
+        """N/2."""
+        return self.poly_degree // 2
+
+    @property
+    def bit_sizes(self) -> list[int]:
+        """Bit size of every prime."""
+        return [p.bit_length() for p in self.primes]
+
+    @classmethod
+    def of(cls, plan: CKKSPlan, fingerprint: str) -> CKKSClientPlan:
+        """The client view of ``plan``."""
+        options = PlanOptions(mode=plan.options.mode, security=plan.options.security)
+        return cls(options, plan.poly_degree, tuple(int(p) for p in plan.primes), float(plan.input_scale),
+                   int(plan.input_period), int(plan.input_copies), float(plan.output_bound),
+                   float(plan.max_abs_error), tuple(int(s) for s in plan.galois_steps), fingerprint)
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-ready fields (big primes as strings)."""
+        return {"mode": self.options.mode.value, "security": self.options.security, "poly_degree": self.poly_degree,
+                "primes": [str(p) for p in self.primes], "input_scale": self.input_scale,
+                "input_period": self.input_period, "input_copies": self.input_copies,
+                "output_bound": self.output_bound, "max_abs_error": self.max_abs_error,
+                "galois_steps": list(self.galois_steps), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> CKKSClientPlan:
+        """Rebuild from :meth:`to_meta`.
+
+        Raises:
+            ConfigError: a field is missing or invalid.
+        """
+        if not isinstance(meta, dict):
+            raise ConfigError("CKKS client spec lacks its plan")
+        try:
+            options = PlanOptions(mode=Mode(meta["mode"]), security=int(meta["security"]))
+            fingerprint = meta["fingerprint"]
+            if not isinstance(fingerprint, str):
+                raise ConfigError("CKKS client plan: the fingerprint must be a string")
+            return cls(options, int(meta["poly_degree"]), tuple(int(str(p)) for p in meta["primes"]),
+                       float(meta["input_scale"]), int(meta["input_period"]), int(meta["input_copies"]),
+                       float(meta["output_bound"]), float(meta["max_abs_error"]),
+                       tuple(int(s) for s in meta["galois_steps"]), fingerprint)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"malformed CKKS client plan: {exc!r}") from exc
