@@ -36,7 +36,7 @@ from secquant.backends.ckks_params import CKKSPlan, PlanOptions, make_plan
 from secquant.backends.ckks_stages import build_stages
 from secquant.backends.ckks_wire import frame, load_seal, save_seal, unframe
 from secquant.backends.compile import Scheme, register_backend
-from secquant.errors import ConfigError, InputRangeError, KeyMaterialError, ModulusOverflowError
+from secquant.errors import ConfigError, KeyMaterialError, ModulusOverflowError
 from secquant.quant.model import ModelInterface, QuantizedModel
 
 __all__ = ["CKKSBackend"]
@@ -52,17 +52,6 @@ def _fingerprint(plan: CKKSPlan) -> str:
     desc = {"n": plan.poly_degree, "primes": [str(p) for p in plan.primes], "mode": plan.options.mode.value,
             "steps": list(plan.galois_steps), "stages": len(plan.stages)}
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
-
-
-def _check_inputs(qm: QuantizedModel, xq: NDArray[Any]) -> NDArray[np.int64]:
-    arr = np.asarray(xq)
-    if arr.dtype.kind not in "iuO":
-        raise ConfigError(f"encrypt takes integers, got dtype {arr.dtype}; use qm.quantize_input first")
-    arr = qm._batched(arr)
-    iq = qm.input_quant
-    if arr.size and (int(np.min(arr)) < iq.lo or int(np.max(arr)) > iq.hi):
-        raise InputRangeError(f"input integers must lie in [{iq.lo}, {iq.hi}], the range the bounds assume")
-    return arr.reshape(arr.shape[0], -1).astype(np.int64)
 
 
 class _CKKSClient(ClientRole):
@@ -263,8 +252,8 @@ class CKKSBackend(Backend):
         self._sizes.update({k: int(v) for k, v in sizes.items()})
 
     def simulate(self, xq: NDArray[Any]) -> SimulationReport:
-        arr = _check_inputs(self.qm, xq)
-        ref = self.reference(arr.reshape(arr.shape[0], *self.qm.input_shape))
+        arr = self.qm.interface().check_integers(xq)
+        ref = self.reference(arr)
         reasons = []
         observed = float(np.max(np.abs(np.asarray(ref, dtype=np.float64)))) if np.size(ref) else 0.0
         if observed > self.plan.output_bound:

@@ -100,8 +100,13 @@ class EncryptedModel:
         return self.backend.scheme
 
     def client(self) -> ClientRole:
-        """A new client role with fresh keys."""
+        """A new client role with fresh keys (built from :meth:`client_spec`, so it holds no weights)."""
         return self.backend.client()
+
+    def client_spec(self) -> bytes:
+        """What a remote client needs to build its role: shapes, input quantization, output
+        scale and bound, and the scheme's parameters; never the weights."""
+        return self.backend.client_spec()
 
     def server(self, public_material: bytes) -> ServerRole:
         """A server role built from public material only."""

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from secquant.errors import ArtifactError, ConfigError, UnsupportedLayerError
 from secquant.quant import exact
-from secquant.quant.intops import IntLinear, IntOp, max_abs, op_from_parts
+from secquant.quant.intops import IntLinear, IntOp, max_abs, op_from_parts, op_to_parts
 from secquant.quant.model import QuantizedModel
 
 __all__ = ["AFFINE_KINDS", "CLIENT_KINDS", "AffineBlock", "ClientBlock", "ClientStep", "PaillierClientPlan",
@@ -227,13 +227,7 @@ def _step_meta(step: ClientStep | None, prefix: str, arrays: dict[str, IntArray]
     """JSON of one client step; its ops' arrays (activation coefficients) go to ``arrays``."""
     if step is None:
         return None
-    ops = []
-    for i, op in enumerate(step.ops):
-        names = {}
-        for key, value in op.arrays().items():
-            names[key] = f"{prefix}.op{i}.{key}"
-            arrays[names[key]] = np.asarray(value)
-        ops.append({"kind": op.kind, "name": op.name, "attrs": op.attrs(), "arrays": names})
+    ops = [op_to_parts(op, f"{prefix}.op{i}", arrays) for i, op in enumerate(step.ops)]
     return {"ops": ops, "bounds": [str(b) for b in step.bounds], "shape": list(step.shape)}
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "OP_TYPES",
     "max_abs",
     "op_from_parts",
+    "op_to_parts",
 ]
 
 IntArray = NDArray[Any]
@@ -369,6 +370,18 @@ def _power_interval(lo: IntArray, hi: IntArray, i: int) -> tuple[IntArray, IntAr
 OP_TYPES: dict[str, type[IntOp]] = {
     cls.kind: cls for cls in (IntLinear, IntConv2d, IntSumPool2d, IntFlatten, IntAddConst, IntSquare, IntPoly)
 }
+
+
+def op_to_parts(op: IntOp, prefix: str, arrays: dict[str, IntArray]) -> dict[str, Any]:
+    """JSON description of ``op`` whose arrays go into ``arrays`` under ``prefix.<key>``.
+
+    :func:`op_from_parts` inverts it.
+    """
+    names = {}
+    for key, value in op.arrays().items():
+        names[key] = f"{prefix}.{key}"
+        arrays[names[key]] = np.asarray(value)
+    return {"kind": op.kind, "name": op.name, "attrs": op.attrs(), "arrays": names}
 
 
 def op_from_parts(kind: str, name: str, attrs: dict[str, Any], arrays: dict[str, IntArray]) -> IntOp:

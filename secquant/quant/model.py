@@ -23,7 +23,7 @@ from secquant.artifact import read_artifact, write_artifact
 from secquant.errors import ArtifactError, ConfigError, InputRangeError
 from secquant.quant import exact
 from secquant.quant.bounds import BoundReport, analyze
-from secquant.quant.intops import IntOp, max_abs, op_from_parts
+from secquant.quant.intops import IntOp, max_abs, op_from_parts, op_to_parts
 from secquant.quant.primitives import OnOverflow, Rounding, coerce_enum, round_values
 
 __all__ = ["InputQuant", "ModelInterface", "QuantizedModel"]
@@ -375,13 +375,7 @@ class QuantizedModel:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as a typed, versioned, digest-checked ``.npz`` (no pickle)."""
         arrays: dict[str, NDArray[Any]] = {"output_scale": self.output_scale}
-        layers = []
-        for i, op in enumerate(self.ops):
-            names = {}
-            for key, value in op.arrays().items():
-                names[key] = f"op{i}.{key}"
-                arrays[names[key]] = np.asarray(value)
-            layers.append({"kind": op.kind, "name": op.name, "attrs": op.attrs(), "arrays": names})
+        layers = [op_to_parts(op, f"op{i}", arrays) for i, op in enumerate(self.ops)]
         meta = {
             "input_quant": self.input_quant.to_dict(),
             "layers": layers,

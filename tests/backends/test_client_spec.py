@@ -96,7 +96,8 @@ def _roundtrip(em: secquant.EncryptedModel, client: ClientRole, xq: np.ndarray) 
 
 
 def _spec_client(em: secquant.EncryptedModel) -> tuple[bytes, ClientRole]:
-    spec = em.backend.client_spec()
+    spec = em.client_spec()
+    assert spec == em.backend.client_spec()
     client = client_from_spec(em.scheme.value, bytes(spec))
     assert_model_unreachable(client)
     return spec, client
