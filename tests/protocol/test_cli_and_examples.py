@@ -70,11 +70,13 @@ def test_serve_and_infer_commands(digits_mlp_qm, tmp_path: Path) -> None:
         _wait_healthy(url, proc)
         assert httpx.get(f"{url}/v1/info").status_code == 401  # token required
         env = dict(os.environ, SECQUANT_TOKEN=token)
+        # no --scheme: the flag's default (bfv) must not be reported, the server's scheme must
         out = subprocess.run([sys.executable, "-m", "secquant", "infer", str(model), "--data", "digits", "--limit",
-                              "20", "--scheme", "plain", "--server", url, "--json"],
+                              "20", "--server", url, "--json"],
                              capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
         assert out.returncode == 0, out.stderr[-2000:]
         info = json.loads(out.stdout)
+        assert info["scheme"] == "plain"
         from secquant.data import load_dataset
 
         x = load_dataset("digits").x_test[:20]

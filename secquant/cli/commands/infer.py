@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float]]:
+def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float], dict[str, Any]]:
     from secquant.errors import SecquantError
 
     try:
@@ -51,7 +51,7 @@ def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float]]:
         raise
     except Exception as exc:  # network failures surface as the HTTP library's own errors
         raise SecquantError(f"remote inference against {args.server} failed: {type(exc).__name__}: {exc}") from exc
-    return np.asarray(result.scores), dict(result.timings)
+    return np.asarray(result.scores), dict(result.timings), dict(result.info)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     x = x.reshape(x.shape[0], *qm.input_shape) if x.ndim == 2 and len(qm.input_shape) > 1 else x
     info: dict[str, Any] = {"scheme": args.scheme, "n": int(x.shape[0])}
     if args.server:
-        scores, timings = _remote(args, x)
+        scores, timings, server_info = _remote(args, x)
+        info["scheme"] = server_info.get("scheme", args.scheme)  # the server's scheme, not the flag's
         ints = None
     else:
         options = {"mode": args.mode} if args.mode else {}
