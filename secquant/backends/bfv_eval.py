@@ -164,16 +164,26 @@ def _throughput_affine(kit: PrimeKit, prog: _ScalarAffine, xs: list[Any]) -> lis
                     ev.sub_inplace(s, xs[j])
                 if mag != 1:
                     ev.multiply_plain_inplace(s, kit.constant(mag))
-            if total is None:
-                total = s
-            else:
-                ev.add_inplace(total, s)
-        if total is None:
-            total = kit.encrypt_zero()
-        if bias:
-            ev.add_plain_inplace(total, kit.constant(bias))
-        out.append(total)
+            total = _accumulate(kit, total, s)
+        out.append(_finish(kit, total, kit.constant(bias) if bias else None))
     return out
+
+
+def _accumulate(kit: PrimeKit, total: Any | None, term: Any) -> Any:
+    """``total + term`` in place (``term`` itself when there is no total yet)."""
+    if total is None:
+        return term
+    kit.evaluator.add_inplace(total, term)
+    return total
+
+
+def _finish(kit: PrimeKit, total: Any | None, plain: Any | None) -> Any:
+    """The accumulated sum (an encryption of zero if nothing was added) plus an optional plaintext."""
+    if total is None:
+        total = kit.encrypt_zero()
+    if plain is not None:
+        kit.evaluator.add_plain_inplace(total, plain)
+    return total
 
 
 def _square(kit: PrimeKit, xs: list[Any]) -> list[Any]:
@@ -212,7 +222,6 @@ def _scalar_mul(kit: PrimeKit, x: Any, c: int, out: Any) -> None:
 
 
 def _throughput_poly(kit: PrimeKit, stage: PolyStage, xs: list[Any]) -> list[Any]:
-    ev = kit.evaluator
     c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
     out = []
     for f, x in enumerate(xs):
@@ -224,15 +233,8 @@ def _throughput_poly(kit: PrimeKit, stage: PolyStage, xs: list[Any]) -> list[Any
                 continue
             term = seal().Ciphertext()
             _scalar_mul(kit, powers[i], ci, term)
-            if total is None:
-                total = term
-            else:
-                ev.add_inplace(total, term)
-        if total is None:
-            total = kit.encrypt_zero()
-        if int(c[0, f]):
-            ev.add_plain_inplace(total, kit.constant(int(c[0, f])))
-        out.append(total)
+            total = _accumulate(kit, total, term)
+        out.append(_finish(kit, total, kit.constant(int(c[0, f])) if int(c[0, f]) else None))
     return out
 
 
@@ -370,17 +372,13 @@ def _latency_poly(kit: PrimeKit, stage: PolyStage, period: int, x: Any) -> Any:
             vec = np.zeros(period, dtype=object)
             vec[: stage.dim] = c[i]
             ev.multiply_plain(powers[i], kit.encode(_tile_row(vec, kit.slots)), term)
-        if total is None:
-            total = term
-        else:
-            ev.add_inplace(total, term)
-    if total is None:
-        total = kit.encrypt_zero()
+        total = _accumulate(kit, total, term)
+    constant = None
     if np.any(c[0]):
         vec = np.zeros(period, dtype=object)
         vec[: stage.dim] = c[0]
-        ev.add_plain_inplace(total, kit.encode(_tile_row(vec, kit.slots)))
-    return total
+        constant = kit.encode(_tile_row(vec, kit.slots))
+    return _finish(kit, total, constant)
 
 
 # --------------------------------------------------------------------- program

@@ -198,7 +198,6 @@ def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
     for st in stages:
         dims.append(st.d_out if isinstance(st, AffineStage) else st.dim)
     period = _pow2_at_least(max(dims or [1]))
-    rows = np.arange(period)
     diags: dict[int, list[int]] = {}
     for idx, st in enumerate(stages):
         if isinstance(st, AffineStage) and not (idx == 0 and gather):
