@@ -63,7 +63,7 @@ class Scratch:
     def _name(self) -> str:
         with self._lock:
             self._n += 1
-            return os.path.join(self.path, f"o{self._n}")
+            return os.path.join(self.path, f"o{os.getpid()}-{self._n}")  # forked workers share the directory
 
     def dump(self, obj: Any) -> bytes:
         """Bytes of a SEAL object (anything with ``save(path)``)."""

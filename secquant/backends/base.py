@@ -173,6 +173,10 @@ class Backend(abc.ABC):
             KeyMaterialError: the material carries a secret key.
         """
 
+    def batch_size(self) -> int | None:
+        """Inputs one request holds at the cost of one (THROUGHPUT: the slots), else None."""
+        return None
+
     def reference(self, xq: NDArray[Any]) -> NDArray[Any]:
         """The plaintext integer oracle for these inputs."""
         return self.qm.forward_int(np.asarray(xq))

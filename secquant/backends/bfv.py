@@ -5,14 +5,19 @@ security=128, margin=10)``.  Parameters come from ``qm.bounds()`` (see
 :mod:`secquant.backends.bfv_params`); results decrypt to exactly
 ``qm.forward_int(xq)``.
 
-Roles and wire format (all bytes, framed with :func:`secquant.artifact.encode_artifact`):
+Roles and wire format (all bytes):
 
 * the client makes one TenSEAL BFV context per CRT prime (secret key stays in
-  the client); ``public_material()`` holds each context serialized *without*
-  its secret key (public and relinearization keys) and, in latency mode, SEAL
-  Galois keys for exactly the rotation steps the plan uses;
-* ``encrypt`` uses secret-key (seeded) encryption, half the size of public-key
-  ciphertexts; the server refuses any context that carries a secret key.
+  the client); ``public_material()`` (a digest-checked artifact,
+  :func:`secquant.artifact.encode_artifact`) holds each context serialized
+  *without* its secret key (public and relinearization keys) and, in latency
+  mode, SEAL Galois keys for exactly the rotation steps the plan uses; the
+  server refuses any context that carries a secret key;
+* batches and results are transport frames (:func:`~.seal_wire.frame`,
+  magic ``SQBFV1``): a JSON header, then each prime's ciphertexts in turn;
+* ``encrypt`` uses secret-key encryption: seeded (half the size of public-key
+  ciphertexts) in latency mode, whole in throughput mode, where the server
+  reads the residues straight from the wire for its integer matrix products.
 
 Default mode is THROUGHPUT (one ciphertext per feature; best for batches, no
 Galois keys); pass ``mode="latency"`` for single interactive queries.
@@ -49,6 +54,7 @@ from secquant.backends.bfv_eval import (
 from secquant.backends.bfv_params import DEFAULT_MARGIN, BFVClientParams, BFVParameters, choose_parameters
 from secquant.backends.bfv_plan import Stage, build_plan, simulate_mod
 from secquant.backends.compile import Scheme, register_backend
+from secquant.backends.seal_wire import BFV_MAGIC, frame, unframe
 from secquant.errors import ArtifactError, ConfigError, KeyMaterialError, ModulusOverflowError
 from secquant.quant.model import ModelInterface, QuantizedModel
 from secquant.quant.primitives import centered_lift, coerce_enum
@@ -56,8 +62,8 @@ from secquant.quant.primitives import centered_lift, coerce_enum
 __all__ = ["BFVBackend", "BFVClient", "BFVServer"]
 
 _PUBLIC = "secquant.BFVPublic"
-_BATCH = "secquant.BFVBatch"
-_RESULT = "secquant.BFVResult"
+_BATCH = "batch"
+_RESULT = "result"
 _OPTIONS = frozenset({"mode", "plain_modulus", "poly_degree", "security", "margin"})
 
 Progress = Callable[[int, int], None]
@@ -65,41 +71,31 @@ Progress = Callable[[int, int], None]
 
 def _frame(kind: str, params: BFVParameters | BFVClientParams, n: int, blobs: list[list[bytes]],
            extra: dict[str, Any] | None = None) -> bytes:
-    flat = [b for per_prime in blobs for b in per_prime]
-    offsets = np.cumsum([0] + [len(b) for b in flat]).astype(np.int64)
-    data = np.frombuffer(b"".join(flat), dtype=np.uint8) if flat else np.zeros(0, np.uint8)
+    """A transport frame (:func:`~.seal_wire.frame`): JSON header, then every prime's ciphertexts in turn."""
     meta = {"mode": params.mode.value, "n": int(n), "poly_degree": params.poly_degree,
             "plain_moduli": [str(t) for t in params.plain_moduli], "per_prime": len(blobs[0]) if blobs else 0,
             **(extra or {})}
-    return encode_artifact(kind, 1, meta, {"data": data, "offsets": offsets})
+    return frame(kind, meta, [b for per_prime in blobs for b in per_prime], BFV_MAGIC)
 
 
 def _unframe(kind: str, payload: bytes,
              params: BFVParameters | BFVClientParams) -> tuple[dict[str, Any], list[list[bytes]]]:
-    if not isinstance(payload, (bytes, bytearray)):
-        raise ConfigError(f"a BFV payload must be bytes, got {type(payload).__name__}")
+    meta, flat = unframe(payload, kind, BFV_MAGIC)
     try:
-        _, meta, arrays = read_artifact(bytes(payload), kind)
-        data, offsets = arrays["data"], arrays["offsets"]
         per, n = int(meta["per_prime"]), int(meta["n"])
         if meta["mode"] != params.mode.value or int(meta["poly_degree"]) != params.poly_degree:
             raise ConfigError(f"payload was made for mode {meta['mode']}, N={meta['poly_degree']}; "
                               f"this model uses {params.mode.value}, N={params.poly_degree}")
         if [int(t) for t in meta["plain_moduli"]] != list(params.plain_moduli):
             raise ConfigError("payload was made under other plaintext primes")
-    except ArtifactError as exc:
-        raise ConfigError(f"malformed BFV payload: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"malformed BFV payload: {exc!r}") from exc
     k = len(params.plain_moduli)
-    if (data.dtype != np.uint8 or offsets.ndim != 1 or offsets.shape[0] != k * per + 1 or n < 0
-            or offsets[0] != 0 or offsets[-1] != data.shape[0] or np.any(np.diff(offsets) < 0)):
-        raise ConfigError("malformed BFV payload: ciphertext offsets do not match the data")
-    raw = data.tobytes()
-    blobs = [[raw[offsets[i * per + j]:offsets[i * per + j + 1]] for j in range(per)] for i in range(k)]
-    return meta, blobs
+    if n < 0 or per < 0 or len(flat) != k * per:
+        raise ConfigError(f"malformed BFV payload: {len(flat)} ciphertexts, expected {k} primes x {per}")
+    return meta, [flat[i * per:(i + 1) * per] for i in range(k)]
 
 
 class BFVClient(ClientRole):
@@ -194,8 +190,14 @@ class BFVClient(ClientRole):
         return _frame(_BATCH, p, n, blobs, {"features": d, "batches": len(batches)})
 
     def _encrypt_slots(self, kit: PrimeKit, slots: NDArray[Any]) -> bytes:
+        """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT, whose
+        server reads the residues straight from the wire (it needs the second polynomial, not a seed)."""
         pt = kit.encode(slots)
-        return self._scratch.dump(kit.encryptor.encrypt_symmetric(pt))
+        if self.params.mode is not Mode.THROUGHPUT:
+            return self._scratch.dump(kit.encryptor.encrypt_symmetric(pt))
+        ct = seal().Ciphertext()
+        kit.encryptor.encrypt_symmetric(pt, ct)
+        return self._scratch.dump(ct)
 
     def decrypt(self, payload: bytes) -> NDArray[Any]:
         """Decrypt, recombine by CRT and check against the proven output bound.
@@ -313,6 +315,8 @@ class BFVServer(ServerRole):
         out: list[list[bytes]] = []
         for prog, per in zip(self._programs, blobs):
             cts = []
+            if p.mode is Mode.THROUGHPUT and prog.takes_residues:
+                per, cts = [], [prog.residues(b) for b in per]
             for b in per:
                 ct = self._scratch.load(sa.Ciphertext(), prog.kit.context, b)
                 if ct.size() != 2 or ct.is_ntt_form() or list(ct.parms_id()) != list(prog.kit.context.first_parms_id()):
@@ -390,6 +394,9 @@ class BFVBackend(Backend):
                 layer=ob.name, bound=ob.max_abs, modulus=self.params.total_plain_modulus,
                 modulus_needed=qm.modulus_needed)
         return out.astype(np.int64) if ob.max_abs < 2**63 else out
+
+    def batch_size(self) -> int | None:
+        return int(self.params.slots) if self.mode is Mode.THROUGHPUT else None
 
     def parameters(self) -> dict[str, Any]:
         """Every choice, JSON-ready, with measured key and ciphertext sizes (bytes)."""

@@ -3,9 +3,13 @@
 Two layouts (see :class:`secquant.backends.base.Mode`):
 
 * **Throughput** (CryptoNets): one ciphertext per feature, input ``s`` in slot
-  ``s``.  Affine maps are scalar multiply-accumulates: per output, the inputs
-  are grouped by |weight| (weights centered mod t), summed with additions, and
-  each group is multiplied once by a constant plaintext; no rotations.
+  ``s``.  An affine map is one exact integer matrix product on the
+  ciphertexts' residues (:class:`~.rns.IntegerMap`, weights centered mod t),
+  bit for bit what constant ``multiply_plain`` and ``add`` give; inputs are
+  read straight from the wire (:mod:`~.seal_bytes`).  Weights too large for
+  exact float64 products fall back to scalar multiply-accumulates: per output,
+  the inputs grouped by |weight|, summed, and each group multiplied once by a
+  constant plaintext.  No rotations.
 * **Latency**: one input per row of N/2 slots, repeated with the plan's period
   M (a power of two), so rotating a row by i rotates every copy cyclically.
   ``y = A x`` is the generalized-diagonal product ``sum_i diag_i * rot(x, i)``
@@ -25,7 +29,9 @@ from numpy.typing import NDArray
 from secquant.backends._seal_io import Scratch, galois_elt, seal
 from secquant.backends.bfv_params import BFVParameters, GatherLayout, LatencyLayout, StageLayout
 from secquant.backends.bfv_plan import AffineStage, PolyStage, SquareStage, Stage
-from secquant.errors import ConfigError
+from secquant.backends.rns import IntegerMap
+from secquant.backends.seal_bytes import check_fresh, from_bytes, to_bytes
+from secquant.errors import ConfigError, ParameterError
 
 __all__ = ["NTT_CACHE_BYTES", "PrimeKit", "ServerProgram", "pack_gather", "pack_latency", "unpack_latency"]
 
@@ -133,6 +139,24 @@ def _scalar_affine(stage: AffineStage, t: int) -> _ScalarAffine:
             groups.setdefault(mag, ([], []))[1 if neg else 0].append(int(j))
         rows.append((int(b[o]), tuple((m, tuple(p), tuple(n)) for m, (p, n) in sorted(groups.items()))))
     return _ScalarAffine(tuple(rows))
+
+
+@dataclass(frozen=True, eq=False)
+class _MapAffine:
+    """An affine stage as an integer map on residues plus per-output bias residues."""
+
+    imap: IntegerMap
+    bias: tuple[int, ...]
+
+
+def _map_affine(stage: AffineStage, t: int) -> _MapAffine | None:
+    """Weights centered mod t as an :class:`IntegerMap`, or None when they are too large for it."""
+    a, b = stage.reduced(t)
+    centered = np.where(a > t // 2, a - t, a)
+    try:
+        return _MapAffine(IntegerMap(centered), tuple(int(v) for v in b))
+    except ParameterError:
+        return None
 
 
 def _throughput_affine(kit: PrimeKit, prog: _ScalarAffine, xs: list[Any]) -> list[Any]:
@@ -396,10 +420,16 @@ class ServerProgram:
             self._parms[len(data.parms().coeff_modulus())] = list(data.parms_id())
             data = data.next_context_data()
         layout: LatencyLayout | None = params.layout
+        self._moduli: dict[tuple[int, ...], list[int]] = {}
+        data = kit.context.first_context_data()
+        while data is not None:
+            self._moduli[tuple(data.parms_id())] = [int(m.value()) for m in data.parms().coeff_modulus()]
+            data = data.next_context_data()
+        self.scratch: Scratch | None = None
         for i, st in enumerate(stages):
             if isinstance(st, AffineStage):
                 if layout is None:
-                    self._compiled.append(_scalar_affine(st, kit.t))
+                    self._compiled.append(_map_affine(st, kit.t) or _scalar_affine(st, kit.t))
                 elif i == 0 and layout.gather is not None:
                     self._compiled.append(_gather_affine(kit, st, layout.gather, layout.period))
                 else:
@@ -420,10 +450,42 @@ class ServerProgram:
                 ev.mod_switch_to_inplace(x, pid)
         return xs
 
+    @property
+    def takes_residues(self) -> bool:
+        """THROUGHPUT whose first stage is an integer map: inputs are parsed, not loaded into SEAL."""
+        return bool(self._compiled) and isinstance(self._compiled[0], _MapAffine)
+
+    def residues(self, blob: bytes) -> tuple[Any, NDArray[np.uint64]]:
+        """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
+
+        Raises:
+            ConfigError: malformed, seeded, not fresh, or a residue not below its prime.
+        """
+        meta, data = from_bytes(blob)
+        first = tuple(self.kit.context.first_parms_id())
+        check_fresh(meta, data, list(first), self._moduli[first], False, "a BFV input ciphertext")
+        return meta, data
+
+    def _integer_map(self, prog: _MapAffine, xs: list[Any]) -> list[Any]:
+        if self.scratch is None:
+            self.scratch = Scratch()
+        sa, scratch = seal(), self.scratch
+        res = xs if all(isinstance(x, tuple) for x in xs) else [from_bytes(scratch.dump(x)) for x in xs]
+        meta = res[0][0]
+        arrays = prog.imap.apply([d for _, d in res], self._moduli[tuple(meta.parms_id)])
+        out = [scratch.load(sa.Ciphertext(), self.kit.context, to_bytes(meta, a)) if a is not None
+               else self.kit.encrypt_zero() for a in arrays]
+        for ct, bias in zip(out, prog.bias):
+            if bias:
+                self.kit.evaluator.add_plain_inplace(ct, self.kit.constant(bias))
+        return out
+
     def run_throughput(self, xs: list[Any]) -> list[Any]:
-        """Features in, features out (one ciphertext each)."""
+        """Features in (ciphertexts, or residues when :attr:`takes_residues`), features out."""
         for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
-            if isinstance(st, AffineStage):
+            if isinstance(prog, _MapAffine):
+                xs = self._integer_map(prog, xs)
+            elif isinstance(st, AffineStage):
                 xs = _throughput_affine(self.kit, prog, xs)
             elif isinstance(st, SquareStage):
                 xs = _square(self.kit, xs)

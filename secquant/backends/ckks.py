@@ -14,7 +14,7 @@ Options of ``secquant.compile(qm, "ckks", ...)``:
   output magnitude seen on calibration data (default 12);
 * ``poly_degree``, ``scale_bits``: force N or the prime size (checked, never trusted).
 
-Wire formats are frames of SEAL objects (:mod:`.ckks_wire`); the public
+Wire formats are frames of SEAL objects (:mod:`.seal_wire`); the public
 material carries the public, relinearization and Galois keys, never the secret.
 """
 
@@ -34,7 +34,7 @@ from secquant.backends.ckks_client import CKKSClientPlan
 from secquant.backends.ckks_eval import Evaluator, seal_context
 from secquant.backends.ckks_params import CKKSPlan, PlanOptions, make_plan
 from secquant.backends.ckks_stages import build_stages
-from secquant.backends.ckks_wire import frame, load_seal, save_seal, unframe
+from secquant.backends.seal_wire import frame, load_seal, save_seal, unframe
 from secquant.backends.compile import Scheme, register_backend
 from secquant.errors import ConfigError, KeyMaterialError, ModulusOverflowError
 from secquant.quant.model import ModelInterface, QuantizedModel
@@ -89,9 +89,19 @@ class _CKKSClient(ClientRole):
         return self._material
 
     def _encrypt_vector(self, values: list[float]) -> Any:
+        """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT.
+
+        A THROUGHPUT server reads the residues of the inputs straight from the
+        wire (:mod:`~.seal_bytes`), which needs the second polynomial itself,
+        not the seed SEAL would expand it from.
+        """
         pt = self._sa.Plaintext()
         self._encoder.encode(values, self.context.first_parms_id(), self.plan.input_scale, pt)
-        return self._encryptor.encrypt_symmetric(pt)
+        if self.plan.options.mode is Mode.LATENCY:
+            return self._encryptor.encrypt_symmetric(pt)
+        ct = self._sa.Ciphertext()
+        self._encryptor.encrypt_symmetric(pt, ct)
+        return ct
 
     def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
         arr = self.interface.check_integers(xq)
@@ -198,13 +208,11 @@ class _CKKSServer(ServerRole):
         expected = -1 if not isinstance(n, int) else n * copies if latency else self.n_in * -(-n // slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS batch: {len(blobs)} ciphertexts for n={n!r}")
-        cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")
-        first = self.context.first_parms_id()
-        for ct in cts:
-            if list(ct.parms_id()) != list(first) or ct.size() != 2:
-                raise ConfigError("a CKKS input ciphertext is not a fresh encryption at the top level")
-            if not np.isclose(ct.scale, self.plan.input_scale, rtol=1e-12, atol=0):
-                raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs {self.plan.input_scale}")
+        if self.evaluator.takes_residues:
+            data_primes = len(self.plan.primes) - 1
+            cts = [self.evaluator.residues(b, data_primes, self.plan.input_scale) for b in blobs]
+        else:
+            cts = self._load_inputs(blobs)
         if latency:
             outs = [self.evaluator.run_latency(cts[k:k + copies]) for k in range(0, len(cts), copies)]
         else:
@@ -212,6 +220,16 @@ class _CKKSServer(ServerRole):
             for k in range(0, len(cts), self.n_in):
                 outs.extend(self.evaluator.run_throughput(cts[k:k + self.n_in]))
         return frame(_RESULT, {"fingerprint": meta["fingerprint"], "n": n}, save_seal(outs))
+
+    def _load_inputs(self, blobs: list[bytes]) -> list[Any]:
+        cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")
+        first = self.context.first_parms_id()
+        for ct in cts:
+            if list(ct.parms_id()) != list(first) or ct.size() != 2:
+                raise ConfigError("a CKKS input ciphertext is not a fresh encryption at the top level")
+            if not np.isclose(ct.scale, self.plan.input_scale, rtol=1e-12, atol=0):
+                raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs {self.plan.input_scale}")
+        return cts
 
 
 def _refuse_tenseal_private(material: bytes) -> None:
@@ -246,6 +264,9 @@ class CKKSBackend(Backend):
         out = self.plan.to_dict()
         out["sizes_bytes"] = dict(self._sizes) or "measured after the first client() / encrypt (see sizes_bytes)"
         return out
+
+    def batch_size(self) -> int | None:
+        return self.plan.slots if self.plan.options.mode is Mode.THROUGHPUT else None
 
     def record_sizes(self, **sizes: int) -> None:
         """Remember measured byte sizes (public material, one request, one response) for ``parameters()``."""

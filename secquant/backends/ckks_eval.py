@@ -9,6 +9,12 @@ ciphertext's own scale.  A POLY stage builds its powers by ciphertext products
 multiplies x**i by A_i encoded at ``q·Δ_out/S_i``, sums the terms (whose scales
 agree to a few ulps and are set equal, which the error bound charges), rescales
 once and adds A_0 at the ciphertext's own scale.
+
+In THROUGHPUT mode an affine stage with integer weights at scale 1 is one
+exact integer matrix product on the ciphertexts' residues
+(:class:`~.rns.IntegerMap`), bit for bit what ``multiply_plain`` and ``add``
+give, at a fraction of their cost; inputs may arrive as residues parsed from
+the wire, so the first stage never builds SEAL objects.
 """
 
 from __future__ import annotations
@@ -21,9 +27,15 @@ from numpy.typing import NDArray
 from secquant.backends.base import Mode
 from secquant.backends.ckks_params import POLY_SCALE_REL, CKKSPlan, StagePlan
 from secquant.backends.ckks_stages import StageKind
-from secquant.errors import ParameterError
+from secquant.backends.seal_wire import load_seal, save_seal
+from secquant.backends.rns import IntegerMap
+from secquant.backends.seal_bytes import CiphertextMeta, check_fresh, from_bytes, to_bytes
+from secquant.errors import ConfigError, ParameterError
 
-__all__ = ["Evaluator", "seal_context"]
+__all__ = ["Evaluator", "Residues", "seal_context"]
+
+#: A ciphertext as SEAL metadata and residues ``(2, L, N)`` (see :mod:`~.seal_bytes`).
+Residues = tuple[CiphertextMeta, NDArray[np.uint64]]
 
 
 def seal_context(plan: CKKSPlan) -> Any:
@@ -118,6 +130,8 @@ class Evaluator:
             diags = lay.diagonals(st.matrix, self.plan.slots)
             return [[self._plain(d.tolist(), pid, sp.plain_scale) if np.any(d) else None for d in row]
                     for row in diags]
+        if sp.prime == 0 and sp.plain_scale == 1.0:
+            return IntegerMap(np.rint(st.matrix).astype(np.int64))
         cache: dict[float, Any] = {}
         rows = []
         for i in range(st.n_out):
@@ -135,12 +149,51 @@ class Evaluator:
         return self._sa.Ciphertext(self.ctx)
 
     def _zero_like(self, ct: Any) -> Any:
+        return self._zero_at(ct.parms_id(), ct.scale)
+
+    def _zero_at(self, parms_id: Any, scale: float) -> Any:
         if self.public_key is None:
             raise ParameterError("an all-zero weight row needs the public key to make an encryption of zero")
         out = self._new()
-        self._sa.Encryptor(self.ctx, self.public_key).encrypt_zero(ct.parms_id(), out)
-        out.scale = ct.scale
+        self._sa.Encryptor(self.ctx, self.public_key).encrypt_zero(parms_id, out)
+        out.scale = scale
         return out
+
+    # -- residues ------------------------------------------------------------
+    @property
+    def takes_residues(self) -> bool:
+        """THROUGHPUT whose first stage is an integer map: inputs are parsed, not loaded into SEAL."""
+        return bool(self._prepared) and isinstance(self._prepared[0], IntegerMap)
+
+    def residues(self, blob: bytes, n_primes: int, scale: float) -> Residues:
+        """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
+
+        Raises:
+            ConfigError: malformed, seeded, at another level or scale, or a residue not below its prime.
+        """
+        meta, data = from_bytes(blob)
+        check_fresh(meta, data, self._parms_at(n_primes), list(self.plan.primes[:n_primes]), True,
+                    "a CKKS input ciphertext")
+        if not np.isclose(meta.scale, scale, rtol=1e-12, atol=0):
+            raise ConfigError(f"a CKKS input ciphertext has scale {meta.scale}, the plan needs {scale}")
+        return meta, data
+
+    def _to_seal(self, meta: CiphertextMeta, arrays: list[NDArray[np.uint64] | None]) -> list[Any]:
+        blobs = [to_bytes(meta, a) for a in arrays if a is not None]
+        loaded = iter(load_seal(blobs, self._new, self.ctx, "CKKS ciphertext"))
+        return [next(loaded) if a is not None else self._zero_at(list(meta.parms_id), meta.scale) for a in arrays]
+
+    def _integer_map(self, xs: list[Any], sp: StagePlan, imap: IntegerMap) -> list[Any]:
+        res = [x if isinstance(x, tuple) else None for x in xs]
+        if any(r is None for r in res):
+            res = [from_bytes(b) for b in save_seal(xs)]
+        meta = res[0][0]
+        outs = self._to_seal(meta, imap.apply([d for _, d in res], self.plan.primes[:meta.levels]))
+        bias = sp.stage.bias_float()
+        for ct, b in zip(outs, bias):
+            if b:
+                self.ev.add_plain_inplace(ct, self._plain(float(b), ct.parms_id(), ct.scale))
+        return outs
 
     def _add_bias(self, ct: Any, bias: NDArray[np.float64], period: int | None) -> None:
         if not np.any(bias):
@@ -281,9 +334,14 @@ class Evaluator:
         return x
 
     def run_throughput(self, xs: list[Any]) -> list[Any]:
-        """Evaluate one ciphertext per feature; returns one ciphertext per output."""
+        """Evaluate one ciphertext (or its :data:`Residues`) per feature; returns one ciphertext per output."""
         for sp, prep in zip(self.plan.stages, self._prepared):
             kind = sp.stage.kind
+            if isinstance(prep, IntegerMap):
+                xs = self._integer_map(xs, sp, prep)
+                continue
+            if xs and isinstance(xs[0], tuple):
+                xs = load_seal([to_bytes(m, d) for m, d in xs], self._new, self.ctx, "CKKS ciphertext")
             if kind is StageKind.AFFINE:
                 xs = self._affine_throughput(xs, sp, prep)
             elif kind is StageKind.SQUARE:

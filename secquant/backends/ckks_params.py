@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from secquant.backends.base import Mode
+from secquant.backends.ckks_chain import INPUT_EXTRA_BITS, Free, free_chain_bits
 from secquant.backends.ckks_layout import DiagLayout, diag_layout, next_pow2
 from secquant.backends.ckks_noise import FFT_REL, NoiseModel
 from secquant.backends.ckks_stages import Stage, StageKind, power_depth, power_split, powers_needed
@@ -320,19 +321,23 @@ def _check_message(what: str, message: float, modulus: int) -> str | None:
 
 
 def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int], w: int,
-               input_period: int, free_first: bool = False) -> tuple[list[StagePlan], float, list[str]]:
+               input_period: int, free: Free = Free.NONE) -> tuple[list[StagePlan], float, list[str]]:
     """Scales, message bounds and errors of every stage for one candidate chain.
 
-    With ``free_first`` (THROUGHPUT), the first affine stage multiplies by its
-    integer weights encoded at scale 1 (exact, no rescale, no level): the input
-    is encrypted at Δ0 = 2**w / P_1 so that the stage's results stay below 2**w.
+    With ``free`` FIRST or ALL (THROUGHPUT), the first (or every) affine stage
+    multiplies by its integer weights encoded at scale 1: exact, no rescale, no
+    level.  Under FIRST the input is encrypted at Δ0 = 2**w / P_1 so that the
+    first stage's results stay below 2**w; under ALL at Δ0 = 2**w / P_in, and
+    the chain's primes are sized for the messages that follow
+    (:func:`~.ckks_chain.free_chain_bits`).
     """
     noise = NoiseModel(n)
     special = primes[-1]
     data = primes[:-1]
     target = 2.0**w
     p_in = float(np.max(stages[0].in_bound)) if stages else 1.0
-    scale = target / max(stages[0].partial if free_first else p_in, 1.0)
+    free_first = free is not Free.NONE and stages[0].kind is StageKind.AFFINE
+    scale = target / max(stages[0].partial if free is Free.FIRST and free_first else p_in, 1.0)
     err = (noise.fresh + noise.rounding + FFT_REL * target) / scale  # integer units
     level = list(data)
     period = input_period
@@ -349,7 +354,7 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
             problems += filter(None, [_check_message(f"stage {st.names}", msg, math.prod(level))])
             plans.append(StagePlan(st, start, 0, scale, scale, 0.0, msg, err))
             continue
-        if free_first and not plans:
+        if st.kind is StageKind.AFFINE and ((free_first and not plans) or free is Free.ALL):
             msg = scale * st.partial
             err = st.row_l1 * err + 0.5 / scale
             problems += filter(None, [_check_message(f"stage {st.names}", msg, math.prod(level))])
@@ -487,6 +492,40 @@ def _reference(qm_observed: int | None, output_bound: float) -> float:
     return output_bound
 
 
+def _candidates(stages: list[Stage], opts: PlanOptions, n: int,
+                reasons: list[str]) -> list[tuple[str, list[int], int, Free]]:
+    """Chains to try at degree ``n``: ``(label, prime bit sizes, w, Free)``.
+
+    Uniform chains (middle primes of B bits, every affine stage rescaled, or
+    the first one free in THROUGHPUT) and, in THROUGHPUT, chains in which no
+    affine stage costs a level (:func:`~.ckks_chain.free_chain_bits`) for
+    every message floor that fits the security budget.
+    """
+    budget = max_coeff_modulus_bits(n, opts.security)
+    out: list[tuple[str, list[int], int, Free]] = []
+    throughput = opts.mode is Mode.THROUGHPUT
+    frees = (Free.FIRST, Free.NONE) if throughput and stages[0].kind is StageKind.AFFINE else (Free.NONE,)
+    for free in frees:
+        depth = sum(s.levels for s in stages) - (1 if free is Free.FIRST else 0)
+        b_max = min(MAX_PRIME_BITS - 1, (budget - 2) // (depth + 2))
+        b = opts.scale_bits if opts.scale_bits is not None else b_max
+        if b > b_max:
+            reasons.append(f"N={n}: {depth + 2} primes of {b} bits exceed the {budget}-bit limit at "
+                           f"{opts.security}-bit security")
+        elif b < MIN_SCALE_BITS:
+            reasons.append(f"N={n}: depth {depth} leaves only {b}-bit primes at {opts.security}-bit security")
+        else:
+            label = f"N={n}, B={b}" + (", first stage at scale 1" if free is Free.FIRST else "")
+            out.append((label, [b + 1] + [b] * depth + [b + 1], b - 1, free))
+    if throughput and opts.scale_bits is None:
+        for w in range(MAX_PRIME_BITS - 1, MIN_SCALE_BITS - 1, -1):
+            bits = free_chain_bits(stages, w)
+            if bits is not None and sum(bits) <= budget:
+                out.append((f"N={n}, integer weights at scale 1, message floor 2**{w}", bits,
+                            w + INPUT_EXTRA_BITS, Free.ALL))
+    return out
+
+
 def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | None = None) -> CKKSPlan:
     """Choose N, the chain and the scales; compute the error bound.
 
@@ -509,45 +548,34 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
     input_period = next_pow2(n_in)
     degrees = [opts.poly_degree] if opts.poly_degree else list(DEGREES)
     reasons: list[str] = []
-    free_ok = opts.mode is Mode.THROUGHPUT and stages[0].kind is StageKind.AFFINE
-    candidates = [(n, free) for n in degrees for free in ((True, False) if free_ok else (False,))]
-    for n, free_first in candidates:
-        slots = n // 2
-        depth = sum(s.levels for s in stages) - (1 if free_first else 0)
+    for n in degrees:
         if opts.mode is Mode.LATENCY:
             widest = max([input_period] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
-            if widest > slots:
-                reasons.append(f"N={n}: a layer needs {widest} slots, only {slots}")
+            if widest > n // 2:
+                reasons.append(f"N={n}: a layer needs {widest} slots, only {n // 2}")
                 continue
-        budget = max_coeff_modulus_bits(n, opts.security)
-        b_max = min(MAX_PRIME_BITS - 1, (budget - 2) // (depth + 2))
-        b = opts.scale_bits if opts.scale_bits is not None else b_max
-        if b > b_max:
-            reasons.append(f"N={n}: {depth + 2} primes of {b} bits exceed the {budget}-bit limit at "
-                           f"{opts.security}-bit security")
-            continue
-        if b < MIN_SCALE_BITS:
-            reasons.append(f"N={n}: depth {depth} leaves only {b}-bit primes at {opts.security}-bit security")
-            continue
-        primes = seal_primes(n, [b + 1] + [b] * depth + [b + 1])
-        plans, err, problems = _propagate(stages, opts, n, primes, b - 1, input_period, free_first)
-        label = f"N={n}, B={b}" + (", first stage at scale 1" if free_first else "")
-        if problems:
-            reasons.append(f"{label}: " + "; ".join(problems))
-            continue
-        if err > reference * 2.0**-opts.precision_bits:
-            reasons.append(f"{label}: error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the "
-                           f"reference output magnitude {reference:.3g}")
-            continue
-        steps: set[int] = set()
-        for k, sp in enumerate(plans):
-            if sp.layout is not None:
-                skip = set(range(1, sp.layout.baby)) if k == 0 and opts.client_rotations else set()
-                steps.update(set(sp.layout.steps) - skip)
-        return CKKSPlan(opts, n, tuple(primes), b, plans[0].scale_in if plans else 1.0, input_period, tuple(plans),
-                        err, reference, out_bound, tuple(sorted(steps)))
+        passing = []
+        for label, bits, w, free in _candidates(stages, opts, n, reasons):
+            primes = seal_primes(n, bits)
+            plans, err, problems = _propagate(stages, opts, n, primes, w, input_period, free)
+            if problems:
+                reasons.append(f"{label}: " + "; ".join(problems))
+            elif err > reference * 2.0**-opts.precision_bits:
+                reasons.append(f"{label}: error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the "
+                               f"reference output magnitude {reference:.3g}")
+            else:
+                passing.append((len(primes), err, primes, w, plans))
+        if passing:
+            _, err, primes, w, plans = min(passing, key=lambda c: (c[0], c[1]))
+            steps: set[int] = set()
+            for k, sp in enumerate(plans):
+                if sp.layout is not None:
+                    skip = set(range(1, sp.layout.baby)) if k == 0 and opts.client_rotations else set()
+                    steps.update(set(sp.layout.steps) - skip)
+            return CKKSPlan(opts, n, tuple(primes), w + 1, plans[0].scale_in if plans else 1.0, input_period,
+                            tuple(plans), err, reference, out_bound, tuple(sorted(steps)))
     raise ParameterError(
         f"no CKKS parameters at {opts.security}-bit security evaluate this model (depth {depth}) within the "
-        f"precision target: " + " | ".join(reasons)
+        f"precision target: " + " | ".join(reasons[:12]) + (f" | ... ({len(reasons) - 12} more)" if len(reasons) > 12 else "")
         + ". Lower precision_bits, use fewer Square/Poly layers (or lower degrees), or quantize with fewer bits."
     )

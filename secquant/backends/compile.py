@@ -118,16 +118,31 @@ class EncryptedModel:
             self._server = self.backend.server(self._client.public_material())
         return self._client, self._server
 
-    def forward_int(self, xq: ArrayLike, progress: Progress | None = None) -> NDArray[Any]:
+    def forward_int(self, xq: ArrayLike, progress: Progress | None = None, workers: int = 1) -> NDArray[Any]:
         """Encrypt, evaluate and decrypt integer inputs; equals ``qm.forward_int`` for exact schemes.
 
         Args:
             xq: Integers of shape (n, *input_shape).
-            progress: ``progress(done, total)`` callback while encrypting.
+            progress: ``progress(done, total)`` callback while encrypting (``workers=1``).
+            workers: THROUGHPUT mode: run whole batches (``backend.batch_size()``
+                inputs each) in this many forked processes
+                (:mod:`~secquant.backends.parallel`); ignored when the inputs fill one batch.
+
+        Raises:
+            ConfigError: ``workers`` < 1, or ``workers`` > 1 on a platform without fork.
         """
         client, server = self._roles()
+        batch = self.backend.batch_size()
+        arr = np.asarray(xq)
+        if not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+        if workers > 1 and batch is not None and len(arr) > batch:
+            from secquant.backends.parallel import run_batches
+
+            out, self.last_timings = run_batches(client, server, arr, batch, workers)
+            return out
         t0 = time.perf_counter()
-        payload = client.encrypt(np.asarray(xq), progress)
+        payload = client.encrypt(arr, progress)
         t1 = time.perf_counter()
         result, rounds = run_rounds(client, server, payload)
         t2 = time.perf_counter()
@@ -137,9 +152,9 @@ class EncryptedModel:
                              "request_bytes": float(len(payload)), "response_bytes": float(len(result))}
         return out
 
-    def predict(self, x: ArrayLike) -> NDArray[Any]:
-        """Float scores through the encrypted round trip; what ``qm.predict`` returns."""
-        return self.qm.dequantize_output(self.forward_int(self.qm.quantize_input(x)))
+    def predict(self, x: ArrayLike, workers: int = 1) -> NDArray[Any]:
+        """Float scores through the encrypted round trip; what ``qm.predict`` returns (``workers``: see :meth:`forward_int`)."""
+        return self.qm.dequantize_output(self.forward_int(self.qm.quantize_input(x), workers=workers))
 
     def parameters(self) -> dict[str, Any]:
         """Every parameter choice, JSON-ready."""

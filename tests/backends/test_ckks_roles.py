@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import secquant
-from secquant.backends.ckks_wire import frame, save_seal, unframe
+from secquant.backends.seal_wire import frame, save_seal, unframe
 from secquant.errors import ConfigError, KeyMaterialError
 
 ts = pytest.importorskip("tenseal")

@@ -1,9 +1,10 @@
-"""Bytes on the wire for the CKKS backend: SEAL objects and framed batches.
+"""Bytes on the wire for the SEAL backends (CKKS, BFV): SEAL objects and framed batches.
 
 SEAL's Python binding saves and loads through file paths only, so objects pass
 through a private temporary directory (``/dev/shm`` when present).
 
-A frame is ``MAGIC | u32 header length | JSON header | blobs``; the header
+A frame is ``magic | u32 header length | JSON header | blobs`` (the magic
+names the scheme: ``SQCKKS1``, ``SQBFV1``); the header
 names the frame kind and the length of every blob, and :func:`unframe` checks
 all of it, raising :class:`~secquant.errors.ConfigError` for anything malformed.
 """
@@ -23,6 +24,8 @@ from secquant.errors import ConfigError
 __all__ = ["frame", "load_seal", "save_seal", "unframe"]
 
 MAGIC = b"SQCKKS1\n"
+BFV_MAGIC = b"SQBFV1\n"
+_SCHEMES = {MAGIC: "CKKS", BFV_MAGIC: "BFV"}
 _MAX_HEADER = 1 << 20
 
 
@@ -61,43 +64,44 @@ def load_seal(blobs: list[bytes], make: Callable[[], Any], context: Any, what: s
     return out
 
 
-def frame(kind: str, meta: dict[str, Any], blobs: list[bytes]) -> bytes:
-    """Frame blobs with a JSON header."""
+def frame(kind: str, meta: dict[str, Any], blobs: list[bytes], magic: bytes = MAGIC) -> bytes:
+    """Frame blobs with a JSON header (no digest: a frame is transport, not an artifact)."""
     header = json.dumps({"kind": kind, "meta": meta, "lengths": [len(b) for b in blobs]},
                         separators=(",", ":")).encode()
-    return b"".join([MAGIC, struct.pack("<I", len(header)), header, *blobs])
+    return b"".join([magic, struct.pack("<I", len(header)), header, *blobs])
 
 
-def unframe(payload: bytes, kind: str) -> tuple[dict[str, Any], list[bytes]]:
-    """Split a frame made by :func:`frame`.
+def unframe(payload: bytes, kind: str, magic: bytes = MAGIC) -> tuple[dict[str, Any], list[bytes]]:
+    """Split a frame made by :func:`frame` with the same ``magic``.
 
     Raises:
         ConfigError: not bytes, wrong magic or kind, or lengths that do not add up.
     """
+    scheme = _SCHEMES.get(magic, "SEAL")
     if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise ConfigError(f"a CKKS payload must be bytes, got {type(payload).__name__}")
-    data = bytes(payload)
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
-        raise ConfigError(f"not a secquant CKKS {kind} (bad magic); it was not made by this backend")
-    (hlen,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
-    start = len(MAGIC) + 4
+        raise ConfigError(f"a {scheme} payload must be bytes, got {type(payload).__name__}")
+    data = payload if isinstance(payload, bytes) else bytes(payload)
+    if not data.startswith(magic) or len(data) < len(magic) + 4:
+        raise ConfigError(f"not a secquant {scheme} {kind} (bad magic); it was not made by this backend")
+    (hlen,) = struct.unpack("<I", data[len(magic):len(magic) + 4])
+    start = len(magic) + 4
     if hlen > _MAX_HEADER or start + hlen > len(data):
-        raise ConfigError(f"malformed CKKS {kind}: header length {hlen} does not fit the payload")
+        raise ConfigError(f"malformed {scheme} {kind}: header length {hlen} does not fit the payload")
     try:
         header = json.loads(data[start:start + hlen].decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"malformed CKKS {kind}: header is not JSON ({exc})") from exc
+        raise ConfigError(f"malformed {scheme} {kind}: header is not JSON ({exc})") from exc
     if not isinstance(header, dict) or header.get("kind") != kind:
         found = header.get("kind") if isinstance(header, dict) else None
-        raise ConfigError(f"expected a CKKS {kind}, got {found!r}")
+        raise ConfigError(f"expected a {scheme} {kind}, got {found!r}")
     lengths = header.get("lengths")
     meta = header.get("meta")
     if (not isinstance(lengths, list) or not all(isinstance(n, int) and n >= 0 for n in lengths)
             or not isinstance(meta, dict)):
-        raise ConfigError(f"malformed CKKS {kind}: header lacks meta or blob lengths")
+        raise ConfigError(f"malformed {scheme} {kind}: header lacks meta or blob lengths")
     pos = start + hlen
     if pos + sum(lengths) != len(data):
-        raise ConfigError(f"malformed CKKS {kind}: blobs hold {len(data) - pos} bytes, header says {sum(lengths)} "
+        raise ConfigError(f"malformed {scheme} {kind}: blobs hold {len(data) - pos} bytes, header says {sum(lengths)} "
                           "(truncated or padded)")
     blobs = []
     for n in lengths:
