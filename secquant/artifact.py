@@ -152,6 +152,30 @@ def _refuse_compressed(source: Any) -> None:
         raise ArtifactError(f"artifact entries {packed[:3]} are compressed; secquant artifacts are never compressed")
 
 
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes, last in every archive we write
+
+
+def _refuse_truncated(source: Any) -> None:
+    """Refuse a zip archive that does not end with its end-of-central-directory record (truncated or padded).
+
+    ``zipfile`` searches backwards for that record and tolerates a damaged
+    tail; we write no archive comment, so ours end exactly with it.
+    """
+    if hasattr(source, "getbuffer"):
+        buf = source.getbuffer()
+        head, tail = bytes(buf[:4]), bytes(buf[-22:])
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 22))
+            tail = fh.read()
+    if head != b"PK\x03\x04":
+        return  # not a zip archive: np.load reports it
+    if len(tail) != 22 or not tail.startswith(_EOCD) or tail[20:22] != b"\x00\x00":
+        raise ArtifactError("cannot read artifact: the archive is truncated or has bytes after its end")
+
+
 def read_artifact(
     path: str | os.PathLike[str] | bytes,
     kind: str,
@@ -173,6 +197,7 @@ def read_artifact(
     """
     source: Any = io.BytesIO(path) if isinstance(path, bytes) else path
     _refuse_compressed(source)
+    _refuse_truncated(source)
     try:
         loaded = np.load(source, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):

@@ -33,6 +33,7 @@ from secquant.backends._seal_io import is_prime, primes_1_mod
 from secquant.backends.base import Mode
 from secquant.backends.bfv_plan import AffineStage, SquareStage, Stage
 from secquant.backends.security import estimate_security, max_coeff_modulus_bits
+from secquant.backends.sparsity import gather_cols
 from secquant.errors import ConfigError, ModulusOverflowError, ParameterError
 from secquant.quant.model import QuantizedModel
 
@@ -182,13 +183,7 @@ def _nonzero_diagonals(nz: NDArray[np.bool_], period: int, width: int) -> list[i
 
 
 def _gather(stage: AffineStage) -> GatherLayout:
-    nz = np.asarray(stage.matrix) != 0
-    width = max(1, int(nz.sum(axis=1).max()) if nz.size else 1)
-    cols = np.full((stage.d_out, width), -1, dtype=np.int64)
-    for o in range(stage.d_out):
-        idx = np.nonzero(nz[o])[0]
-        cols[o, : idx.size] = idx
-    return GatherLayout(cols)
+    return GatherLayout(gather_cols(np.asarray(stage.matrix)))
 
 
 def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:

@@ -108,7 +108,10 @@ class _CKKSClient(ClientRole):
         arr = arr.reshape(arr.shape[0], -1).astype(np.int64)
         slots, period = self.plan.slots, self.plan.input_period
         cts = []
-        if self.plan.options.mode is Mode.LATENCY:
+        if self.plan.gather is not None:
+            for row in arr:
+                cts.extend(self._encrypt_vector(v.tolist()) for v in self.plan.gather.pack(row))
+        elif self.plan.options.mode is Mode.LATENCY:
             for row in arr:
                 v = np.zeros(period)
                 v[: row.size] = row
@@ -290,8 +293,8 @@ class CKKSBackend(Backend):
 
     def client_spec(self) -> bytes:
         """Model interface, ring, primes, scales, layout and Galois steps; no stage, weight or coefficient."""
-        plan = CKKSClientPlan.of(self.plan, _fingerprint(self.plan))
-        return encode_client_spec(Scheme.CKKS, self.qm.interface(), {"plan": plan.to_meta()})
+        meta, arrays = CKKSClientPlan.of(self.plan, _fingerprint(self.plan)).to_meta()
+        return encode_client_spec(Scheme.CKKS, self.qm.interface(), {"plan": meta}, arrays)
 
     @classmethod
     def client_from_spec(cls, spec: bytes) -> ClientRole:
@@ -301,8 +304,8 @@ class CKKSBackend(Backend):
             ArtifactError, IntegrityError: not a CKKS client spec, or modified.
             ConfigError: malformed spec.
         """
-        interface, meta, _ = decode_client_spec(Scheme.CKKS, spec)
-        return _CKKSClient(interface, CKKSClientPlan.from_meta(meta.get("plan")))
+        interface, meta, arrays = decode_client_spec(Scheme.CKKS, spec)
+        return _CKKSClient(interface, CKKSClientPlan.from_meta(meta.get("plan"), arrays))
 
     def server(self, public_material: bytes) -> ServerRole:
         server = _CKKSServer(self.qm, self.plan, public_material)

@@ -3,7 +3,8 @@
 :class:`CKKSClientPlan` is what :meth:`CKKSBackend.client_spec` publishes next to
 the model interface.  It holds enough to make keys, encode and decode (N,
 primes, the input scale, the slot layout, the Galois steps to make keys for,
-the output and error bounds) and nothing the server evaluates: no stage, no
+the output and error bounds, and, when the client gathers the first stage,
+that stage's sparsity pattern) and nothing the server evaluates: no stage, no
 weight, no polynomial coefficient.
 """
 
@@ -12,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from secquant.backends.base import Mode
+from secquant.backends.ckks_layout import GatherLayout
 from secquant.backends.ckks_params import CKKSPlan, PlanOptions
 from secquant.errors import ConfigError
 
@@ -34,6 +39,7 @@ class CKKSClientPlan:
         max_abs_error: Error bound of the decoded outputs before rounding, integer units.
         galois_steps: Rotation steps to make Galois keys for.
         fingerprint: The plan's parameter fingerprint, echoed in every message.
+        gather: LATENCY with a gathered first stage: its sparsity pattern and period.
 
     Raises:
         ConfigError: a field is out of range.
@@ -49,6 +55,7 @@ class CKKSClientPlan:
     max_abs_error: float
     galois_steps: tuple[int, ...]
     fingerprint: str
+    gather: GatherLayout | None = None
 
     def __post_init__(self) -> None:
         n = self.poly_degree
@@ -59,6 +66,10 @@ class CKKSClientPlan:
         if not (1 <= self.input_period <= n // 2 and 1 <= self.input_copies <= n // 2):
             raise ConfigError(f"CKKS client plan: period {self.input_period} or copies {self.input_copies} "
                               "out of range")
+        g = self.gather
+        if g is not None and (g.cols.ndim != 2 or g.slots != n // 2 or g.period < g.cols.shape[0]
+                              or g.period & (g.period - 1) or g.chunks != self.input_copies):
+            raise ConfigError("CKKS client plan: the gather layout does not fit the ring")
 
     @property
     def slots(self) -> int:
@@ -74,20 +85,24 @@ class CKKSClientPlan:
     def of(cls, plan: CKKSPlan, fingerprint: str) -> CKKSClientPlan:
         """The client view of ``plan``."""
         options = PlanOptions(mode=plan.options.mode, security=plan.options.security)
+        gather = plan.stages[0].gather if plan.stages else None
         return cls(options, plan.poly_degree, tuple(int(p) for p in plan.primes), float(plan.input_scale),
                    int(plan.input_period), int(plan.input_copies), float(plan.output_bound),
-                   float(plan.max_abs_error), tuple(int(s) for s in plan.galois_steps), fingerprint)
+                   float(plan.max_abs_error), tuple(int(s) for s in plan.galois_steps), fingerprint, gather)
 
-    def to_meta(self) -> dict[str, Any]:
-        """JSON-ready fields (big primes as strings)."""
-        return {"mode": self.options.mode.value, "security": self.options.security, "poly_degree": self.poly_degree,
+    def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """JSON-ready fields (big primes as strings) and arrays (the gather pattern)."""
+        meta = {"mode": self.options.mode.value, "security": self.options.security, "poly_degree": self.poly_degree,
                 "primes": [str(p) for p in self.primes], "input_scale": self.input_scale,
                 "input_period": self.input_period, "input_copies": self.input_copies,
                 "output_bound": self.output_bound, "max_abs_error": self.max_abs_error,
-                "galois_steps": list(self.galois_steps), "fingerprint": self.fingerprint}
+                "galois_steps": list(self.galois_steps), "fingerprint": self.fingerprint,
+                "gather_period": self.gather.period if self.gather is not None else None}
+        arrays = {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64)} if self.gather is not None else {}
+        return meta, arrays
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> CKKSClientPlan:
+    def from_meta(cls, meta: dict[str, Any], arrays: dict[str, NDArray[Any]] | None = None) -> CKKSClientPlan:
         """Rebuild from :meth:`to_meta`.
 
         Raises:
@@ -100,10 +115,17 @@ class CKKSClientPlan:
             fingerprint = meta["fingerprint"]
             if not isinstance(fingerprint, str):
                 raise ConfigError("CKKS client plan: the fingerprint must be a string")
+            gather = None
+            cols = (arrays or {}).get("gather_cols")
+            if cols is not None or meta.get("gather_period") is not None:
+                if cols is None or cols.ndim != 2 or cols.dtype.kind not in "iu":
+                    raise ConfigError("CKKS client plan: malformed gather pattern")
+                gather = GatherLayout(np.asarray(cols, dtype=np.int64), int(meta["gather_period"]),
+                                      int(meta["poly_degree"]) // 2)
             return cls(options, int(meta["poly_degree"]), tuple(int(str(p)) for p in meta["primes"]),
                        float(meta["input_scale"]), int(meta["input_period"]), int(meta["input_copies"]),
                        float(meta["output_bound"]), float(meta["max_abs_error"]),
-                       tuple(int(s) for s in meta["galois_steps"]), fingerprint)
+                       tuple(int(s) for s in meta["galois_steps"]), fingerprint, gather)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise

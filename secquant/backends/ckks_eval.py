@@ -123,6 +123,9 @@ class Evaluator:
         if st.kind is not StageKind.AFFINE or st.matrix is None:
             return None
         pid = self._parms_at(len(sp.level_primes))
+        if sp.gather is not None:
+            return [self._plain(v.tolist(), pid, sp.plain_scale) if np.any(v) else None
+                    for v in sp.gather.plaintexts(st.matrix)]
         if self.plan.options.mode is Mode.LATENCY:
             lay = sp.layout
             if lay is None:
@@ -292,6 +295,33 @@ class Evaluator:
         self._add_bias(acc, sp.stage.bias_float(), lay.n_out_pad)
         return acc
 
+    def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: list[Any]) -> Any:
+        """The client-gathered first stage: one product per ciphertext, a rescale, the block fold."""
+        gather = sp.gather
+        if gather is None or len(xs) != len(pts):
+            raise ParameterError("internal: gathered stage without its layout, or the wrong number of inputs")
+        ev = self.ev
+        acc, tmp = None, self._new()
+        for ct, pt in zip(xs, pts):
+            if pt is None:
+                continue
+            if acc is None:
+                acc = self._new()
+                ev.multiply_plain(ct, pt, acc)
+            else:
+                ev.multiply_plain(ct, pt, tmp)
+                ev.add_inplace(acc, tmp)
+        if acc is None:  # an all-zero matrix
+            acc = self._zero_like(xs[0])
+            acc.scale = xs[0].scale * sp.plain_scale
+        ev.rescale_to_next_inplace(acc)
+        for step in gather.fold_steps:
+            r = self._new()
+            ev.rotate_vector(acc, step, self.galois, r)
+            ev.add_inplace(acc, r)
+        self._add_bias(acc, sp.stage.bias_float(), gather.period)
+        return acc
+
     def _affine_throughput(self, xs: list[Any], sp: StagePlan, rows: list[list[tuple[int, Any]]]) -> list[Any]:
         ev = self.ev
         bias = sp.stage.bias_float()
@@ -322,7 +352,10 @@ class Evaluator:
         x = xs[0]
         for k, (sp, prep) in enumerate(zip(self.plan.stages, self._prepared)):
             kind = sp.stage.kind
-            if kind is StageKind.AFFINE:
+            if kind is StageKind.AFFINE and sp.gather is not None:
+                x = self._affine_gather(xs, sp, prep)
+                period = sp.gather.period
+            elif kind is StageKind.AFFINE:
                 x = self._affine_latency(xs if k == 0 else [x], sp, prep)
                 period = sp.layout.n_out_pad if sp.layout is not None else period
             elif kind is StageKind.SQUARE:

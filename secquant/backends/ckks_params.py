@@ -38,7 +38,7 @@ import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks_chain import INPUT_EXTRA_BITS, Free, free_chain_bits
-from secquant.backends.ckks_layout import DiagLayout, diag_layout, next_pow2
+from secquant.backends.ckks_layout import DiagLayout, GatherLayout, diag_layout, next_pow2
 from secquant.backends.ckks_noise import FFT_REL, NoiseModel
 from secquant.backends.ckks_stages import Stage, StageKind, power_depth, power_split, powers_needed
 from secquant.backends.security import estimate_security, max_coeff_modulus_bits
@@ -77,6 +77,11 @@ class PlanOptions:
             |output| seen on calibration data, else the proven bound).
         poly_degree: Force N (else the smallest that meets the target).
         scale_bits: Force B, the bit size of the middle primes (w = B - 1).
+        client_gather: LATENCY: when the first stage is sparse (a convolution), the
+            client packs its inputs by the stage's sparsity pattern
+            (:class:`~.ckks_layout.GatherLayout`) if that needs at most
+            ``MAX_GATHER_CHUNKS`` ciphertexts and no more server rotations than
+            baby-step giant-step.
         client_rotations: LATENCY: the client encrypts the baby-step rotations
             of its input (b1 ciphertexts instead of one), so the server makes
             no rotation at the top level, where rotations cost the most.
@@ -88,6 +93,7 @@ class PlanOptions:
     poly_degree: int | None = None
     scale_bits: int | None = None
     client_rotations: bool = True
+    client_gather: bool = True
 
     def __post_init__(self) -> None:
         from secquant.quant.primitives import coerce_enum
@@ -102,8 +108,9 @@ class PlanOptions:
             raise ConfigError(f"precision_bits must lie in [0, 50], got {self.precision_bits!r}")
         if self.poly_degree is not None and self.poly_degree not in DEGREES:
             raise ConfigError(f"poly_degree must be one of {DEGREES}, got {self.poly_degree!r}")
-        if not isinstance(self.client_rotations, bool):
-            raise ConfigError(f"client_rotations must be True or False, got {self.client_rotations!r}")
+        for name in ("client_rotations", "client_gather"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):
             raise ConfigError(f"scale_bits must lie in [{MIN_SCALE_BITS}, {MAX_PRIME_BITS - 1}], got {self.scale_bits!r}")
 
@@ -149,6 +156,7 @@ class StagePlan:
         error_out: Error bound after the stage, in integer units.
         layout: Diagonal layout (LATENCY AFFINE stages), else None.
         poly: Powers and term scales (POLY stages), else None.
+        gather: Client-gathered layout (LATENCY, a sparse first stage), else None.
     """
 
     stage: Stage
@@ -161,6 +169,7 @@ class StagePlan:
     error_out: float
     layout: DiagLayout | None = None
     poly: PolyPlan | None = None
+    gather: GatherLayout | None = None
 
     @property
     def levels(self) -> int:
@@ -178,6 +187,9 @@ class StagePlan:
         if self.layout is not None:
             d["layout"] = {"n_in_pad": self.layout.n_in_pad, "n_out_pad": self.layout.n_out_pad,
                            "baby": self.layout.baby, "giant": self.layout.giant, "rotations": self.layout.rotations}
+        if self.gather is not None:
+            d["gather"] = {"period": self.gather.period, "inputs_per_output": int(self.gather.cols.shape[1]),
+                           "client_ciphertexts": self.gather.chunks, "rotations": len(self.gather.fold_steps)}
         if self.poly is not None:
             d["levels"] = self.levels
             d["ciphertext_products"] = len(self.poly.products)
@@ -224,6 +236,8 @@ class CKKSPlan:
     def input_copies(self) -> int:
         """Ciphertexts per input in LATENCY mode (the client's baby-step rotations)."""
         first = self.stages[0] if self.stages else None
+        if first is not None and first.gather is not None:
+            return first.gather.chunks
         if (self.options.mode is Mode.LATENCY and self.options.client_rotations and first is not None
                 and first.layout is not None):
             return first.layout.baby
@@ -277,7 +291,10 @@ class CKKSPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of every choice."""
-        n_rot = sum(s.layout.rotations for s in self.stages if s.layout is not None)
+        n_rot = sum(s.layout.rotations for s in self.stages if s.layout is not None) + sum(
+            len(s.gather.fold_steps) for s in self.stages if s.gather is not None)
+        if self.input_copies > 1 and self.stages[0].layout is not None:
+            n_rot -= self.input_copies - 1  # the client's baby steps
         return {
             "scheme": "ckks",
             "mode": self.options.mode.value,
@@ -305,6 +322,8 @@ class CKKSPlan:
             "input_ciphertexts_per_input": self.input_copies if self.options.mode is Mode.LATENCY else None,
             "rotations_per_input": n_rot,
             "packing": ("one input per ciphertext, replicated over slots; hybrid diagonal BSGS matmul"
+                        + ("; first stage gathered by the client (sparsity pattern only)"
+                           if self.stages and self.stages[0].gather is not None else "")
                         if self.options.mode is Mode.LATENCY else
                         "inputs across slots, one ciphertext per feature (CryptoNets)"),
             "stages": [s.summary() for s in self.stages],
@@ -318,6 +337,22 @@ def _check_message(what: str, message: float, modulus: int) -> str | None:
         return (f"{what}: message up to 2**{math.log2(message):.2f} reaches the modulus 2**{math.log2(modulus):.2f}/2 "
                 "and would wrap around")
     return None
+
+
+#: Most ciphertexts a client sends per input for a gathered first stage.
+MAX_GATHER_CHUNKS = 4
+
+
+def _gather_for(st: Stage, opts: PlanOptions, n: int, period: int) -> GatherLayout | None:
+    """The gathered layout of a LATENCY first stage, when it is allowed and rotates less than BSGS."""
+    if opts.mode is not Mode.LATENCY or not opts.client_gather or st.kind is not StageKind.AFFINE or st.matrix is None:
+        return None
+    gather = GatherLayout.of(st.matrix, n // 2)
+    if gather.period > n // 2 or gather.chunks > MAX_GATHER_CHUNKS:
+        return None
+    bsgs = diag_layout(st.n_in, st.n_out, period)
+    server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
+    return gather if len(gather.fold_steps) <= server_rotations else None
 
 
 def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int], w: int,
@@ -382,7 +417,14 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
             s_pt = q * scale_out / scale
             e_in = err * scale
             layout = None
-            if opts.mode is Mode.LATENCY:
+            gather = _gather_for(st, opts, n, period) if not plans else None
+            if gather is not None:
+                period = gather.period
+                blocks = gather.blocks
+                prod = (st.row_l1 * s_pt * e_in + gather.chunks * blocks * (m_in * noise.rounding
+                                                                            + FFT_REL * q * target))
+                e_out = prod / q + blocks * noise.rescale + (blocks - 1) * ks_out + noise.rounding
+            elif opts.mode is Mode.LATENCY:
                 layout = diag_layout(st.n_in, st.n_out, period)
                 period = layout.n_out_pad
                 client_baby = opts.client_rotations and not plans
@@ -396,7 +438,7 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
                 e_out = prod / q + noise.rescale + 0.5
             err = e_out / scale_out
             msg = q * target
-            plans.append(StagePlan(st, start, q, scale, scale_out, s_pt, msg, err, layout))
+            plans.append(StagePlan(st, start, q, scale, scale_out, s_pt, msg, err, layout, None, gather))
         problems += filter(None, [_check_message(f"stage {st.names} before its rescale", msg, math.prod(start))])
         scale = plans[-1].scale_out
     out_bound = stages[-1].partial if stages else p_in
@@ -569,6 +611,8 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
             _, err, primes, w, plans = min(passing, key=lambda c: (c[0], c[1]))
             steps: set[int] = set()
             for k, sp in enumerate(plans):
+                if sp.gather is not None:
+                    steps.update(sp.gather.fold_steps)
                 if sp.layout is not None:
                     skip = set(range(1, sp.layout.baby)) if k == 0 and opts.client_rotations else set()
                     steps.update(set(sp.layout.steps) - skip)

@@ -229,3 +229,18 @@ def test_compressed_archives_are_refused(tmp_path) -> None:
         QuantizedModel.load(tmp_path / "c.npz")
     with pytest.raises(ArtifactError, match="compressed"):
         QuantizedModel.load((tmp_path / "c.npz").read_bytes())
+
+
+def test_truncated_or_padded_archives_are_refused(tmp_path) -> None:
+    """zipfile tolerates a damaged tail; secquant artifacts must end exactly with their directory record."""
+    from secquant.artifact import encode_artifact, read_artifact
+
+    good = encode_artifact("secquant.Test", 1, {"a": 1}, {"x": np.arange(5)})
+    assert read_artifact(good, "secquant.Test")[1] == {"a": 1}
+    for bad in (good[:-7], good + bytes(7), good + b"PK\x05\x06"):
+        with pytest.raises(ArtifactError, match="truncated or has bytes after"):
+            read_artifact(bad, "secquant.Test")
+    path = tmp_path / "padded.npz"
+    path.write_bytes(good + bytes(3))
+    with pytest.raises(ArtifactError, match="truncated"):
+        read_artifact(path, "secquant.Test")
