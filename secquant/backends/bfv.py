@@ -79,7 +79,7 @@ def _frame(kind: str, params: BFVParameters | BFVClientParams, n: int, blobs: li
 
 
 def _unframe(kind: str, payload: bytes,
-             params: BFVParameters | BFVClientParams) -> tuple[dict[str, Any], list[list[bytes]]]:
+             params: BFVParameters | BFVClientParams) -> tuple[dict[str, Any], list[list[memoryview]]]:
     meta, flat = unframe(payload, kind, BFV_MAGIC)
     try:
         per, n = int(meta["per_prime"]), int(meta["n"])

@@ -51,7 +51,7 @@ class CiphertextMeta:
     version: tuple[int, int]
 
 
-def _payload(blob: bytes) -> tuple[bytes, tuple[int, int]]:
+def _payload(blob: bytes | memoryview) -> tuple[bytes, tuple[int, int]]:
     if len(blob) < _HEADER.size:
         raise ConfigError("a SEAL ciphertext blob is shorter than its header")
     magic, hsize, major, minor, compression, _, total = _HEADER.unpack_from(blob)
@@ -76,7 +76,7 @@ def _payload(blob: bytes) -> tuple[bytes, tuple[int, int]]:
     raise ConfigError(f"unknown SEAL compression mode {compression}")
 
 
-def from_bytes(blob: bytes) -> tuple[CiphertextMeta, NDArray[np.uint64]]:
+def from_bytes(blob: bytes | memoryview) -> tuple[CiphertextMeta, NDArray[np.uint64]]:
     """Metadata and residues ``(size, L, N)`` of a serialized, unseeded ciphertext.
 
     Raises:

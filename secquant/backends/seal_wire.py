@@ -71,8 +71,8 @@ def frame(kind: str, meta: dict[str, Any], blobs: list[bytes], magic: bytes = MA
     return b"".join([magic, struct.pack("<I", len(header)), header, *blobs])
 
 
-def unframe(payload: bytes, kind: str, magic: bytes = MAGIC) -> tuple[dict[str, Any], list[bytes]]:
-    """Split a frame made by :func:`frame` with the same ``magic``.
+def unframe(payload: bytes, kind: str, magic: bytes = MAGIC) -> tuple[dict[str, Any], list[memoryview]]:
+    """Split a frame made by :func:`frame` with the same ``magic`` into views of its blobs (no copies).
 
     Raises:
         ConfigError: not bytes, wrong magic or kind, or lengths that do not add up.
@@ -103,8 +103,9 @@ def unframe(payload: bytes, kind: str, magic: bytes = MAGIC) -> tuple[dict[str, 
     if pos + sum(lengths) != len(data):
         raise ConfigError(f"malformed {scheme} {kind}: blobs hold {len(data) - pos} bytes, header says {sum(lengths)} "
                           "(truncated or padded)")
+    view = memoryview(data)  # slices share the payload's memory: a batch can be gigabytes
     blobs = []
     for n in lengths:
-        blobs.append(data[pos:pos + n])
+        blobs.append(view[pos:pos + n])
         pos += n
     return meta, blobs
