@@ -41,3 +41,17 @@ def test_bad_worker_counts_are_refused(digits_mlp):
             em.forward_int(digits_mlp.qm.quantize_input(digits_mlp.x_test[:2]), workers=bad)
     assert em.backend.batch_size() == em.parameters()["slots"]
     assert secquant.compile(digits_mlp.qm, "ckks", mode="latency").backend.batch_size() is None
+
+
+@pytest.mark.slow
+def test_throughput_workers_example_small() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "examples" / "throughput_workers.py"), "--schemes", "bfv",
+                           "ckks", "--batches", "2", "--epochs", "5"], capture_output=True, text=True, timeout=900,
+                          cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("bit-exact: True") == 2 and proc.stdout.count("within bound: True") == 2
