@@ -31,7 +31,7 @@ def _residues(rng: np.random.Generator, k: int, moduli: list[int], n: int) -> li
     return [np.stack([rng.integers(0, q, size=(2, n), dtype=np.uint64) for q in moduli], axis=1) for _ in range(k)]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)  # reproducible: the same 25 cases every run
 @given(m=st.integers(1, 6), k=st.integers(1, 12), n=st.sampled_from([1, 7, 64]),
        wmax=st.sampled_from([1, 127, 2**20, 2**40]), seed=st.integers(0, 2**32 - 1),
        levels=st.integers(1, 3))
