@@ -19,6 +19,7 @@ the wire, so the first stage never builds SEAL objects.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -206,6 +207,27 @@ class Evaluator:
         pt = self._plain(_tile(bias, period, self.plan.slots), ct.parms_id(), ct.scale)
         self.ev.add_plain_inplace(ct, pt)
 
+    def _sum_products(self, pairs: Iterable[tuple[Any, Any | None]], tmp: Any) -> Any | None:
+        """``sum ct ⊙ pt`` over the pairs whose plaintext is not None (None when there is none); ``tmp`` is scratch."""
+        acc = None
+        for ct, pt in pairs:
+            if pt is None:
+                continue
+            if acc is None:
+                acc = self._new()
+                self.ev.multiply_plain(ct, pt, acc)
+            else:
+                self.ev.multiply_plain(ct, pt, tmp)
+                self.ev.add_inplace(acc, tmp)
+        return acc
+
+    def _fold(self, acc: Any, steps: list[int]) -> None:
+        """``acc += rot(acc, s)`` for each step: sums the slot blocks."""
+        for step in steps:
+            r = self._new()
+            self.ev.rotate_vector(acc, step, self.galois, r)
+            self.ev.add_inplace(acc, r)
+
     def _square(self, ct: Any) -> None:
         self.ev.square_inplace(ct)
         self.ev.relinearize_inplace(ct, self.relin)
@@ -266,16 +288,7 @@ class Evaluator:
         acc = None
         tmp = self._new()
         for g, row in enumerate(pts):
-            inner = None
-            for b, pt in enumerate(row):
-                if pt is None:
-                    continue
-                if inner is None:
-                    inner = self._new()
-                    ev.multiply_plain(rots[b], pt, inner)
-                else:
-                    ev.multiply_plain(rots[b], pt, tmp)
-                    ev.add_inplace(inner, tmp)
+            inner = self._sum_products(zip(rots, row), tmp)
             if inner is None:
                 continue
             if g:
@@ -288,10 +301,7 @@ class Evaluator:
             acc = self._zero_like(x)
             acc.scale = x.scale * sp.plain_scale
         ev.rescale_to_next_inplace(acc)
-        for step in lay.fold_steps:
-            r = self._new()
-            ev.rotate_vector(acc, step, self.galois, r)
-            ev.add_inplace(acc, r)
+        self._fold(acc, lay.fold_steps)
         self._add_bias(acc, sp.stage.bias_float(), lay.n_out_pad)
         return acc
 
@@ -300,25 +310,12 @@ class Evaluator:
         gather = sp.gather
         if gather is None or len(xs) != len(pts):
             raise ParameterError("internal: gathered stage without its layout, or the wrong number of inputs")
-        ev = self.ev
-        acc, tmp = None, self._new()
-        for ct, pt in zip(xs, pts):
-            if pt is None:
-                continue
-            if acc is None:
-                acc = self._new()
-                ev.multiply_plain(ct, pt, acc)
-            else:
-                ev.multiply_plain(ct, pt, tmp)
-                ev.add_inplace(acc, tmp)
+        acc = self._sum_products(zip(xs, pts), self._new())
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(xs[0])
             acc.scale = xs[0].scale * sp.plain_scale
-        ev.rescale_to_next_inplace(acc)
-        for step in gather.fold_steps:
-            r = self._new()
-            ev.rotate_vector(acc, step, self.galois, r)
-            ev.add_inplace(acc, r)
+        self.ev.rescale_to_next_inplace(acc)
+        self._fold(acc, gather.fold_steps)
         self._add_bias(acc, sp.stage.bias_float(), gather.period)
         return acc
 
@@ -328,14 +325,7 @@ class Evaluator:
         out = []
         tmp = self._new()  # one buffer for every product: SEAL reuses its allocation
         for i, terms in enumerate(rows):
-            acc = None
-            for j, pt in terms:
-                if acc is None:
-                    acc = self._new()
-                    ev.multiply_plain(xs[j], pt, acc)
-                else:
-                    ev.multiply_plain(xs[j], pt, tmp)
-                    ev.add_inplace(acc, tmp)
+            acc = self._sum_products(((xs[j], pt) for j, pt in terms), tmp)
             if acc is None:
                 acc = self._zero_like(xs[0])
                 acc.scale = xs[0].scale * sp.plain_scale
