@@ -10,6 +10,10 @@ Heavy parts (torch conversion, TenSEAL, phe) are imported lazily, on first use.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from typing import Any
+
 from secquant._lazy import lazy_getattr
 
 from secquant.errors import (
@@ -47,6 +51,11 @@ _LAZY = {
     "tune": "secquant.tuning",
 }
 
+#: Subpackages and modules of the public API, imported on first attribute access
+#: (``import secquant; secquant.nn.Square``).  A name whose module is not installed
+#: in this tree raises AttributeError, as any missing attribute does.
+SUBPACKAGES = ("audit", "backends", "data", "dp", "models", "nn", "protocol", "quant", "tuning")
+
 __all__ = [
     "ArtifactError",
     "ConfigError",
@@ -68,4 +77,21 @@ __all__ = [
 ]
 
 
-__getattr__ = lazy_getattr(__name__, _LAZY)
+_lazy_attribute = lazy_getattr(__name__, _LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public subpackage or a lazily exported name on first access (PEP 562).
+
+    Raises:
+        AttributeError: ``name`` is neither.
+    """
+    if name in SUBPACKAGES:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r} (secquant.{name} is not part of this build)")
+        return importlib.import_module(f"{__name__}.{name}")
+    return _lazy_attribute(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *SUBPACKAGES})
