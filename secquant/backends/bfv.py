@@ -32,7 +32,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.artifact import encode_artifact, read_artifact
-from secquant.backends._seal_io import Scratch, crt_combine, seal
 from secquant.backends.base import (
     Backend,
     ClientRole,
@@ -42,19 +41,14 @@ from secquant.backends.base import (
     decode_client_spec,
     encode_client_spec,
 )
-from secquant.backends.bfv_eval import (
-    PrimeKit,
-    ServerProgram,
-    galois_elements,
-    pack_gather,
-    pack_latency,
-    transfer,
-    unpack_latency,
-)
+from secquant.backends.bfv_eval import PrimeKit, ServerProgram, galois_elements, pack_latency, unpack_latency
 from secquant.backends.bfv_params import DEFAULT_MARGIN, BFVClientParams, BFVParameters, choose_parameters
 from secquant.backends.bfv_plan import Stage, build_plan, simulate_mod
 from secquant.backends.compile import Scheme, register_backend
-from secquant.backends.seal_wire import BFV_MAGIC, frame, unframe
+from secquant.backends.seal.context import sealapi as seal
+from secquant.backends.seal.primes import crt_combine
+from secquant.backends.seal.serialize import scratch
+from secquant.backends.seal.wire import BFV_MAGIC, frame, unframe
 from secquant.errors import ArtifactError, ConfigError, KeyMaterialError, ModulusOverflowError
 from secquant.quant.model import ModelInterface, QuantizedModel
 from secquant.quant.primitives import centered_lift, coerce_enum
@@ -111,7 +105,7 @@ class BFVClient(ClientRole):
         sa = seal()
         self.interface = interface
         self.params = params
-        self._scratch = Scratch()
+        self._scratch = scratch()
         self._kits: list[PrimeKit] = []
         self._contexts: list[Any] = []
         self._galois: list[bytes] = []
@@ -121,7 +115,7 @@ class BFVClient(ClientRole):
             ctx = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=self.params.poly_degree, plain_modulus=int(t),
                              coeff_mod_bit_sizes=list(self.params.coeff_bits), n_threads=1)
             kit = PrimeKit.create(self.params, t)
-            sk = transfer(self._scratch, ctx.secret_key().data, sa.SecretKey(), kit.context)
+            sk = self._scratch.transfer(ctx.secret_key().data, sa.SecretKey(), kit.context)
             kit.encryptor = sa.Encryptor(kit.context, sk)
             kit.decryptor = sa.Decryptor(kit.context, sk)
             self._galois.append(self._scratch.dump(sa.KeyGenerator(kit.context, sk).create_galois_keys(elts))
@@ -178,7 +172,7 @@ class BFVClient(ClientRole):
                         if progress:
                             progress(done, total)
                 elif p.gather is not None:
-                    for slots in pack_gather(batch[0], p.gather, p.period, p.poly_degree):
+                    for slots in p.gather.pack(batch[0]):
                         per.append(self._encrypt_slots(kit, slots))
                     done += 1
                 else:
@@ -269,7 +263,7 @@ class BFVServer(ServerRole):
         sa = seal()
         self.backend = backend
         self.params = backend.params
-        self._scratch = Scratch()
+        self._scratch = scratch()
         if not isinstance(public_material, (bytes, bytearray)):
             raise ConfigError(f"public material must be bytes, got {type(public_material).__name__}")
         try:
@@ -293,8 +287,8 @@ class BFVServer(ServerRole):
                 relin_src, pub_src = ctx.relin_keys().data, ctx.public_key().data
             except Exception as exc:
                 raise ConfigError(f"the TenSEAL context lacks public or relinearization keys: {exc}") from exc
-            kit.relin = transfer(self._scratch, relin_src, sa.RelinKeys(), kit.context)
-            kit.public = transfer(self._scratch, pub_src, sa.PublicKey(), kit.context)
+            kit.relin = self._scratch.transfer(relin_src, sa.RelinKeys(), kit.context)
+            kit.public = self._scratch.transfer(pub_src, sa.PublicKey(), kit.context)
             galois = arrays.get(f"galois{i}")
             if self.params.layout is not None and self.params.layout.steps:
                 if galois is None or galois.size == 0:
@@ -332,8 +326,9 @@ class BFVServer(ServerRole):
             else:
                 lay = p.layout
                 n_in = int(meta["n"])
-                if lay.gather is not None:
-                    chunks = lay.gather.chunks(p.poly_degree, lay.period)
+                gather = lay.gather(p.poly_degree)
+                if gather is not None:
+                    chunks = gather.chunks
                     if len(cts) != n_in * chunks:
                         raise ConfigError("BFV payload holds the wrong number of ciphertexts for this model")
                     results = [prog.run_latency(cts[i * chunks:(i + 1) * chunks]) for i in range(n_in)]
@@ -416,20 +411,20 @@ class BFVBackend(Backend):
             t = p.plain_moduli[0]
             ctx = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=p.poly_degree, plain_modulus=int(t),
                              coeff_mod_bit_sizes=list(p.coeff_bits), n_threads=1)
-            scratch = Scratch()
+            io = scratch()
             sa = seal()
             kit = PrimeKit.create(p, t)
-            sk = transfer(scratch, ctx.secret_key().data, sa.SecretKey(), kit.context)
+            sk = io.transfer(ctx.secret_key().data, sa.SecretKey(), kit.context)
             enc = sa.Encryptor(kit.context, sk)
-            ct_fresh = len(scratch.dump(enc.encrypt_symmetric(sa.Plaintext("1"))))
+            ct_fresh = len(io.dump(enc.encrypt_symmetric(sa.Plaintext("1"))))
             full = sa.Ciphertext()
             enc.encrypt_symmetric(sa.Plaintext("1"), full)
-            ct_full = len(scratch.dump(full))
+            ct_full = len(io.dump(full))
             public = len(ctx.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
                                        save_relin_keys=True))
             elts = galois_elements(p)
             # every Galois key has the same size: measure one, multiply
-            one = len(scratch.dump(sa.KeyGenerator(kit.context, sk).create_galois_keys(elts[:1]))) if elts else 0
+            one = len(io.dump(sa.KeyGenerator(kit.context, sk).create_galois_keys(elts[:1]))) if elts else 0
             galois = one * len(elts)
             k = len(p.plain_moduli)
             self._sizes = {
@@ -440,10 +435,10 @@ class BFVBackend(Backend):
                 "public_material_bytes": k * (public + galois),
                 "request_bytes_per_batch": k * ct_fresh * (int(np.prod(self.qm.input_shape))
                                                             if p.mode is Mode.THROUGHPUT else
-                                                            (p.layout.gather.chunks(p.poly_degree, p.layout.period)
-                                                             if p.layout and p.layout.gather else 1)),
+                                                            (p.layout.gather(p.poly_degree).chunks
+                                                             if p.layout and p.layout.gather_cols is not None
+                                                             else 1)),
             }
-            scratch.close()
         return dict(self._sizes)
 
     def simulate(self, xq: NDArray[Any]) -> SimulationReport:

@@ -26,14 +26,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.backends._seal_io import Scratch, galois_elt, seal
-from secquant.backends.bfv_params import BFVParameters, GatherLayout, LatencyLayout, StageLayout
+from secquant.backends.bfv_params import BFVParameters, LatencyLayout
 from secquant.backends.bfv_plan import AffineStage, PolyStage, SquareStage, Stage
-from secquant.backends.rns import IntegerMap
-from secquant.backends.seal_bytes import check_fresh, from_bytes, to_bytes
+from secquant.backends.seal.ciphertext import CiphertextMeta, Residues, read_fresh
+from secquant.backends.seal.context import SealScheme, coeff_primes, levels, make_context
+from secquant.backends.seal.context import sealapi as seal
+from secquant.backends.seal.layout import BSGSLayout, GatherLayout, tile
+from secquant.backends.seal.primes import galois_elt
+from secquant.backends.seal.rns import IntegerMap, map_ciphertexts
 from secquant.errors import ConfigError, ParameterError
 
-__all__ = ["NTT_CACHE_BYTES", "PrimeKit", "ServerProgram", "pack_gather", "pack_latency", "unpack_latency"]
+__all__ = ["NTT_CACHE_BYTES", "PrimeKit", "ServerProgram", "galois_elements", "pack_latency", "unpack_latency"]
 
 #: Per stage and prime, keep the NTT forms of the diagonals when they fit in this many bytes.
 NTT_CACHE_BYTES = 256 * 2**20
@@ -67,17 +70,11 @@ class PrimeKit:
         """Context, encoder and evaluator for ``params`` and prime ``t``.
 
         Raises:
-            ConfigError: SEAL rejects the parameters.
+            ParameterError: SEAL refuses the parameters.
         """
         sa = seal()
-        parms = sa.EncryptionParameters(sa.SCHEME_TYPE.BFV)
-        parms.set_poly_modulus_degree(params.poly_degree)
-        parms.set_coeff_modulus(sa.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits)))
-        parms.set_plain_modulus(sa.Modulus(int(t)))
-        level = {128: sa.SEC_LEVEL_TYPE.TC128, 192: sa.SEC_LEVEL_TYPE.TC192, 256: sa.SEC_LEVEL_TYPE.TC256}
-        ctx = sa.SEALContext(parms, True, level[params.security])
-        if not ctx.parameters_set():
-            raise ConfigError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
+        n = params.poly_degree
+        ctx = make_context(SealScheme.BFV, n, coeff_primes(n, params.coeff_bits), params.security, int(t))
         return cls(t=int(t), context=ctx, encoder=sa.BatchEncoder(ctx), evaluator=sa.Evaluator(ctx))
 
     @property
@@ -280,42 +277,20 @@ def unpack_latency(slots: NDArray[Any], d_out: int, n: int) -> NDArray[Any]:
     return np.stack([slots[:d_out], slots[half:half + d_out]])
 
 
-def _tile_row(vec: NDArray[Any], n: int) -> NDArray[Any]:
-    period = vec.shape[0]
-    row = np.tile(vec, (n // 2) // period)
-    return np.concatenate([row, row])
-
-
 @dataclass(eq=False)
 class _DiagAffine:
-    layout: StageLayout
+    layout: BSGSLayout
     plains: dict[tuple[int, int], Any]  # (k, b) -> plaintext of rot(diag_{gk+b}, -gk)
     bias: Any  # plaintext or None
     cache: bool = False  # keep NTT forms (N * primes * 8 bytes each)
     ntt: dict[tuple[int, int, tuple[int, ...]], Any] = field(default_factory=dict)
 
 
-def _diag_affine(kit: PrimeKit, stage: AffineStage, lay: StageLayout, period: int) -> _DiagAffine:
+def _diag_affine(kit: PrimeKit, stage: AffineStage, lay: BSGSLayout) -> _DiagAffine:
     a, b = stage.reduced(kit.t)
-    ext = np.zeros((period, period), dtype=np.int64)
-    ext[: stage.d_out, : stage.d_in] = a
-    rows = np.arange(period)
-    width = lay.out_width or period
     n = kit.slots
-    plains = {}
-    g = lay.baby
-    for i in lay.diagonals:
-        diag = ext[rows % width, (rows + i) % period]
-        if not diag.any():
-            continue
-        k, bb = divmod(i, g)
-        shifted = np.roll(diag, g * k)  # shifted[j] = diag[j - g*k]
-        plains[(k, bb)] = kit.encode(_tile_row(shifted, n))
-    bias = None
-    if np.any(b):
-        vec = np.zeros(width, dtype=np.int64)
-        vec[: stage.d_out] = b
-        bias = kit.encode(_tile_row(np.tile(vec, period // width), n))
+    plains = {kb: kit.encode(tile(diag, lay.period, n)) for kb, diag in lay.prerotated(a).items()}
+    bias = kit.encode(tile(b, lay.width, n)) if np.any(b) else None
     primes = len(kit.context.first_context_data().parms().coeff_modulus())
     cache = len(plains) * n * primes * 8 <= NTT_CACHE_BYTES
     return _DiagAffine(lay, plains, bias, cache)
@@ -393,52 +368,39 @@ def _latency_poly(kit: PrimeKit, stage: PolyStage, period: int, x: Any) -> Any:
         if np.all(c[i] == c[i, 0]):
             _scalar_mul(kit, powers[i], int(c[i, 0]), term)
         else:
-            vec = np.zeros(period, dtype=object)
-            vec[: stage.dim] = c[i]
-            ev.multiply_plain(powers[i], kit.encode(_tile_row(vec, kit.slots)), term)
+            ev.multiply_plain(powers[i], kit.encode(tile(c[i], period, kit.slots)), term)
         total = _accumulate(kit, total, term)
-    constant = None
-    if np.any(c[0]):
-        vec = np.zeros(period, dtype=object)
-        vec[: stage.dim] = c[0]
-        constant = kit.encode(_tile_row(vec, kit.slots))
+    constant = kit.encode(tile(c[0], period, kit.slots)) if np.any(c[0]) else None
     return _finish(kit, total, constant)
 
 
 # --------------------------------------------------------------------- program
 class ServerProgram:
-    """The plan compiled for one prime: scalar groups or encoded diagonals, ready to run."""
+    """The plan compiled for one prime: integer maps, scalar groups or encoded diagonals, ready to run."""
 
     def __init__(self, kit: PrimeKit, stages: list[Stage], params: BFVParameters) -> None:
         self.kit = kit
         self.stages = stages
         self.params = params
-        self._compiled: list[Any] = []
-        self._parms: dict[int, list[int]] = {}
-        data = kit.context.first_context_data()
-        while data is not None:
-            self._parms[len(data.parms().coeff_modulus())] = list(data.parms_id())
-            data = data.next_context_data()
-        layout: LatencyLayout | None = params.layout
-        self._moduli: dict[tuple[int, ...], list[int]] = {}
-        data = kit.context.first_context_data()
-        while data is not None:
-            self._moduli[tuple(data.parms_id())] = [int(m.value()) for m in data.parms().coeff_modulus()]
-            data = data.next_context_data()
-        self.scratch: Scratch | None = None
-        for i, st in enumerate(stages):
-            if isinstance(st, AffineStage):
-                if layout is None:
-                    self._compiled.append(_map_affine(st, kit.t) or _scalar_affine(st, kit.t))
-                elif i == 0 and layout.gather is not None:
-                    self._compiled.append(_gather_affine(kit, st, layout.gather, layout.period))
-                else:
-                    lay = layout.stages[i]
-                    if lay is None:  # pragma: no cover - layout built from the same stages
-                        raise ConfigError(f"no layout for stage {st.name}")
-                    self._compiled.append(_diag_affine(kit, st, lay, layout.period))
-            else:
-                self._compiled.append(st)
+        chain = levels(kit.context)
+        self._parms = {len(lv.moduli): list(lv.parms_id) for lv in chain}
+        self._moduli = {lv.parms_id: lv.moduli for lv in chain}
+        self._top = chain[0]
+        self._compiled = [self._compile(i, st) for i, st in enumerate(stages)]
+
+    def _compile(self, index: int, st: Stage) -> Any:
+        if not isinstance(st, AffineStage):
+            return st
+        layout: LatencyLayout | None = self.params.layout
+        if layout is None:
+            return _map_affine(st, self.kit.t) or _scalar_affine(st, self.kit.t)
+        gather = layout.gather(self.params.poly_degree)
+        if index == 0 and gather is not None:
+            return _gather_affine(self.kit, st, gather)
+        lay = layout.stages[index]
+        if lay is None:  # pragma: no cover - layout built from the same stages
+            raise ConfigError(f"no layout for stage {st.name}")
+        return _diag_affine(self.kit, st, lay)
 
     def _switch(self, xs: list[Any], stage: int) -> list[Any]:
         """Drop data primes down to the schedule's level after ``stage``."""
@@ -455,26 +417,19 @@ class ServerProgram:
         """THROUGHPUT whose first stage is an integer map: inputs are parsed, not loaded into SEAL."""
         return bool(self._compiled) and isinstance(self._compiled[0], _MapAffine)
 
-    def residues(self, blob: bytes) -> tuple[Any, NDArray[np.uint64]]:
+    def residues(self, blob: bytes | memoryview) -> Residues:
         """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
 
         Raises:
             ConfigError: malformed, seeded, not fresh, or a residue not below its prime.
         """
-        meta, data = from_bytes(blob)
-        first = tuple(self.kit.context.first_parms_id())
-        check_fresh(meta, data, list(first), self._moduli[first], False, "a BFV input ciphertext")
-        return meta, data
+        return read_fresh(blob, self._top.parms_id, self._top.moduli, False, "a BFV input ciphertext")
+
+    def _zero(self, meta: CiphertextMeta) -> Any:
+        return self.kit.encrypt_zero()
 
     def _integer_map(self, prog: _MapAffine, xs: list[Any]) -> list[Any]:
-        if self.scratch is None:
-            self.scratch = Scratch()
-        sa, scratch = seal(), self.scratch
-        res = xs if all(isinstance(x, tuple) for x in xs) else [from_bytes(scratch.dump(x)) for x in xs]
-        meta = res[0][0]
-        arrays = prog.imap.apply([d for _, d in res], self._moduli[tuple(meta.parms_id)])
-        out = [scratch.load(sa.Ciphertext(), self.kit.context, to_bytes(meta, a)) if a is not None
-               else self.kit.encrypt_zero() for a in arrays]
+        out = map_ciphertexts(prog.imap, xs, self.kit.context, self._moduli, self._zero)
         for ct, bias in zip(out, prog.bias):
             if bias:
                 self.kit.evaluator.add_plain_inplace(ct, self.kit.constant(bias))
@@ -518,47 +473,23 @@ def galois_elements(params: BFVParameters) -> list[int]:
         return []
     n = params.poly_degree
     elts = [galois_elt(s, n) for s in params.layout.all_steps(n)]
-    if params.layout.gather is not None:
+    if params.layout.gather_cols is not None:
         elts.append(2 * n - 1)  # rotate_columns: swap the two rows
     return elts
-
-
-def pack_gather(x: NDArray[Any], gather: GatherLayout, period: int, n: int) -> list[NDArray[Any]]:
-    """Slots of the ciphertexts for one flat input ``x``: block k holds ``x[cols[:, k]]``."""
-    blocks = n // period
-    chunks = gather.chunks(n, period)
-    d_out, width = gather.cols.shape
-    grid = np.zeros((chunks * blocks, period), dtype=np.int64)
-    safe = np.where(gather.cols >= 0, gather.cols, 0)
-    vals = np.where(gather.cols >= 0, np.asarray(x, dtype=np.int64)[safe], 0)  # (d_out, width)
-    grid[:width, :d_out] = vals.T
-    return [grid[c * blocks:(c + 1) * blocks].reshape(-1) for c in range(chunks)]
 
 
 @dataclass(eq=False)
 class _GatherAffine:
     weights: list[Any]  # one plaintext per chunk
-    folds: list[int]
+    folds: list[int]  # rotate-and-add steps over all N slots; N/2 swaps the rows
     bias: Any
 
 
-def _gather_affine(kit: PrimeKit, stage: AffineStage, gather: GatherLayout, period: int) -> _GatherAffine:
+def _gather_affine(kit: PrimeKit, stage: AffineStage, gather: GatherLayout) -> _GatherAffine:
     a, b = stage.reduced(kit.t)
-    n = kit.slots
-    blocks = n // period
-    chunks = gather.chunks(n, period)
-    d_out, width = gather.cols.shape
-    grid = np.zeros((chunks * blocks, period), dtype=np.int64)
-    safe = np.where(gather.cols >= 0, gather.cols, 0)
-    w = np.where(gather.cols >= 0, a[np.arange(d_out)[:, None], safe], 0)  # (d_out, width)
-    grid[:width, :d_out] = w.T
-    weights = [kit.encode(grid[c * blocks:(c + 1) * blocks].reshape(-1)) for c in range(chunks)]
-    bias = None
-    if np.any(b):
-        vec = np.zeros(period, dtype=np.int64)
-        vec[:d_out] = b
-        bias = kit.encode(_tile_row(vec, n))
-    return _GatherAffine(weights, gather.fold_steps(n, period), bias)
+    weights = [kit.encode(w) for w in gather.weights(a)]
+    bias = kit.encode(tile(b, gather.period, kit.slots)) if np.any(b) else None
+    return _GatherAffine(weights, gather.fold_steps, bias)
 
 
 def _latency_gather(kit: PrimeKit, prog: _GatherAffine, cts: list[Any], target: list[int] | None = None) -> Any:
@@ -573,27 +504,11 @@ def _latency_gather(kit: PrimeKit, prog: _GatherAffine, cts: list[Any], target: 
         ev.mod_switch_to_inplace(z, target)  # rotate on the shorter chain
     tmp = sa.Ciphertext()
     for step in prog.folds:
-        ev.rotate_rows(z, step, kit.galois, tmp)
+        if step == kit.slots // 2:
+            ev.rotate_columns(z, kit.galois, tmp)
+        else:
+            ev.rotate_rows(z, step, kit.galois, tmp)
         ev.add_inplace(z, tmp)
-    ev.rotate_columns(z, kit.galois, tmp)
-    ev.add_inplace(z, tmp)
     if prog.bias is not None:
         ev.add_plain_inplace(z, prog.bias)
     return z
-
-
-def transfer(scratch: Scratch, src: Any, dst: Any, context: Any) -> Any:
-    """Copy a TenSEAL key object into the matching SEAL binding object through ``scratch``."""
-    import os
-
-    path = scratch._name()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    try:
-        src.save(path)
-        dst.load(context, path)
-    except Exception as exc:
-        raise ConfigError(f"key material does not match the BFV parameters: {exc}") from exc
-    finally:
-        os.unlink(path)
-    return dst

@@ -29,15 +29,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.backends._seal_io import is_prime, primes_1_mod
 from secquant.backends.base import Mode
 from secquant.backends.bfv_plan import AffineStage, SquareStage, Stage
-from secquant.backends.security import estimate_security, max_coeff_modulus_bits
-from secquant.backends.sparsity import gather_cols
+from secquant.backends.seal.layout import (
+    BSGSLayout,
+    GatherLayout,
+    gather_cols,
+    next_pow2,
+    nonzero_diagonals,
+    search_bsgs,
+)
+from secquant.backends.seal.primes import is_prime, primes_1_mod
+from secquant.backends.seal.security import estimate_security, max_coeff_modulus_bits
 from secquant.errors import ConfigError, ModulusOverflowError, ParameterError
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["BFVClientParams", "BFVParameters", "GatherLayout", "LatencyLayout", "StageLayout", "choose_parameters", "latency_layout", "noise_trace"]
+__all__ = ["BFVClientParams", "BFVParameters", "LatencyLayout", "choose_parameters", "latency_layout", "noise_trace"]
 
 POLY_DEGREES = (4096, 8192, 16384, 32768)
 MAX_PRIME_BITS = 60
@@ -45,84 +52,24 @@ MAX_PRIME_BITS = 60
 DEFAULT_MARGIN = 10
 
 
-@dataclass(frozen=True)
-class StageLayout:
-    """Baby-step giant-step schedule of one affine stage in latency mode.
-
-    Attributes:
-        diagonals: Indices i in [0, period) of the non-zero generalized diagonals.
-        baby: Baby step g.
-        baby_steps: Rotations i mod g used (0 included when used).
-        giant_steps: Multiples k of g used (0 included when used).
-    """
-
-    diagonals: tuple[int, ...]
-    baby: int
-    baby_steps: tuple[int, ...]
-    giant_steps: tuple[int, ...]
-    out_width: int = 0
-    period: int = 0
-
-    @property
-    def fold_steps(self) -> tuple[int, ...]:
-        """Rotations that fold a period-M result down to period ``out_width`` (hybrid method)."""
-        if not self.out_width or self.out_width >= self.period:
-            return ()
-        return tuple(self.out_width << s for s in range((self.period // self.out_width).bit_length() - 1))
-
-    @property
-    def steps(self) -> set[int]:
-        """Row rotation steps used."""
-        return ({b for b in self.baby_steps if b} | {k * self.baby for k in self.giant_steps if k}
-                | set(self.fold_steps))
-
-    @property
-    def rotations(self) -> int:
-        """Key switches per evaluation."""
-        return (sum(1 for b in self.baby_steps if b) + sum(1 for k in self.giant_steps if k)
-                + len(self.fold_steps))
-
-
-@dataclass(frozen=True, eq=False)
-class GatherLayout:
-    """Client-side gathering for the first affine stage in latency mode.
-
-    Output ``o`` of the first stage reads inputs ``cols[o, :]`` (``-1``: none).
-    The client packs block k of the slots (block size = the period M) with
-    ``x[cols[:, k]]``, so the server computes the whole stage with one plaintext
-    multiply per ciphertext and ``log2(N/(2M)) + 1`` rotations that sum the
-    blocks (the last one swaps the two rows).  Only the sparsity pattern (the
-    layer's geometry) is used by the client, never a weight.
-    """
-
-    cols: NDArray[np.int64] = field(repr=False)
-
-    @property
-    def width(self) -> int:
-        """K: inputs read per output (blocks needed)."""
-        return int(self.cols.shape[1])
-
-    def chunks(self, n: int, period: int) -> int:
-        """Ciphertexts per input (N/M blocks each)."""
-        return -(-self.width // (n // period))
-
-    def fold_steps(self, n: int, period: int) -> list[int]:
-        """Row rotations that sum the blocks of a row."""
-        return [period << s for s in range(((n // 2) // period).bit_length() - 1)]
-
-
 @dataclass(frozen=True, eq=False)
 class LatencyLayout:
     """Slot layout of latency mode: every vector repeats with ``period`` along each row.
 
-    With ``gather`` (the first stage is affine), one input fills both rows and
-    the first stage is computed from client-gathered blocks; otherwise each row
-    holds one input and every affine stage uses baby-step giant-step diagonals.
+    With ``gather_cols`` (the first stage is affine), one input fills both rows
+    and the first stage is computed from client-gathered blocks
+    (:class:`~secquant.backends.seal.layout.GatherLayout` over all N slots: its
+    last fold step, N/2, swaps the two rows); otherwise each row holds one
+    input and every affine stage uses baby-step giant-step diagonals.
     """
 
     period: int
-    stages: tuple[StageLayout | None, ...]
-    gather: GatherLayout | None = None
+    stages: tuple[BSGSLayout | None, ...]
+    gather_cols: NDArray[np.int64] | None = field(default=None, repr=False)
+
+    def gather(self, n: int) -> GatherLayout | None:
+        """The gathering of the first stage in a ring of degree ``n``, or None."""
+        return None if self.gather_cols is None else GatherLayout(self.gather_cols, self.period, n)
 
     @property
     def steps(self) -> tuple[int, ...]:
@@ -134,87 +81,53 @@ class LatencyLayout:
         return tuple(sorted(used))
 
     def all_steps(self, n: int) -> tuple[int, ...]:
-        """Row rotation steps including the gather fold."""
-        extra = set(self.gather.fold_steps(n, self.period)) if self.gather else set()
+        """Row rotation steps including the gather fold (the row swap is not a row step)."""
+        gather = self.gather(n)
+        extra = {s for s in gather.fold_steps if s < n // 2} if gather else set()
         return tuple(sorted(set(self.steps) | extra))
 
     def rotations(self, n: int) -> int:
         """Key switches per evaluation (per CRT prime)."""
         total = sum(st.rotations for st in self.stages if st is not None)
-        if self.gather:
-            total += len(self.gather.fold_steps(n, self.period)) + 1
-        return total
+        gather = self.gather(n)
+        return total + (len(gather.fold_steps) if gather else 0)
 
     @property
     def inputs_per_ciphertext(self) -> int:
         """2 (one per row) without gathering, 1 with."""
-        return 1 if self.gather else 2
+        return 1 if self.gather_cols is not None else 2
 
 
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-def _bsgs(diagonals: list[int], period: int, keys: set[int] | None = None, key_weight: float = 1.0,
-          out_width: int = 0) -> StageLayout:
-    """The baby step g minimizing rotations + ``key_weight`` x (Galois keys not already in ``keys``)."""
-    have = keys or set()
-    best: tuple[float, int, StageLayout] | None = None
-    g = 1
-    while g <= period:
-        baby = sorted({i % g for i in diagonals})
-        giant = sorted({i // g for i in diagonals})
-        cand = StageLayout(tuple(diagonals), g, tuple(baby), tuple(giant), out_width or period, period)
-        key = (cand.rotations + key_weight * len(cand.steps - have), len(baby) + len(giant))
-        if best is None or key < best[:2]:
-            best = (key[0], key[1], cand)
-        g *= 2
-    if best is None:  # pragma: no cover - period >= 1
-        raise ConfigError("empty period")
-    return best[2]
-
-
-def _nonzero_diagonals(nz: NDArray[np.bool_], period: int, width: int) -> list[int]:
-    """Indices i < width with a non-zero ``diag_i[j] = A[j mod width, (j + i) mod period]``."""
-    j = np.arange(period)
-    i = np.arange(width)
-    used = np.any(nz[(j % width)[None, :], (j[None, :] + i[:, None]) % period], axis=1)
-    return [int(v) for v in np.nonzero(used)[0]] or [0]
-
-
-def _gather(stage: AffineStage) -> GatherLayout:
-    return GatherLayout(gather_cols(np.asarray(stage.matrix)))
+def _hybrid(nonzero: NDArray[np.bool_], d_out: int, period: int, keys: set[int]) -> BSGSLayout:
+    """The cheaper of the full-width layout and the hybrid one (out_width diagonals, then a fold)."""
+    lay = search_bsgs(nonzero_diagonals(nonzero, period, period), period, keys)
+    width = next_pow2(d_out)
+    if width < period:
+        hybrid = search_bsgs(nonzero_diagonals(nonzero, period, width), period, keys, width=width)
+        if hybrid.rotations + len(hybrid.steps - keys) < lay.rotations + len(lay.steps - keys):
+            lay = hybrid
+    return lay
 
 
 def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
     """Period, gathering and BSGS schedules of latency mode."""
-    gather = _gather(stages[0]) if stages and isinstance(stages[0], AffineStage) else None
-    dims = [] if gather else [d_in]
+    gather = gather_cols(np.asarray(stages[0].matrix)) if stages and isinstance(stages[0], AffineStage) else None
+    dims = [] if gather is not None else [d_in]
     for st in stages:
         dims.append(st.d_out if isinstance(st, AffineStage) else st.dim)
-    period = _pow2_at_least(max(dims or [1]))
-    diags: dict[int, list[int]] = {}
-    for idx, st in enumerate(stages):
-        if isinstance(st, AffineStage) and not (idx == 0 and gather):
-            nz = np.zeros((period, period), dtype=bool)
-            nz[: st.d_out, : st.d_in] = np.asarray(st.matrix) != 0
-            diags[idx] = _nonzero_diagonals(nz, period, period)
+    period = next_pow2(max(dims or [1]))
+    affine = {idx: st for idx, st in enumerate(stages)
+              if isinstance(st, AffineStage) and not (idx == 0 and gather is not None)}
+    nonzero = {idx: np.asarray(st.matrix) != 0 for idx, st in affine.items()}
+    count = {idx: len(nonzero_diagonals(nz, period, period)) for idx, nz in nonzero.items()}
     # largest stages first; later ones prefer steps whose Galois keys already exist
     keys: set[int] = set()
-    chosen: dict[int, StageLayout] = {}
-    for idx in sorted(diags, key=lambda i: -len(diags[i])):
-        lay = _bsgs(diags[idx], period, keys)
-        width = _pow2_at_least(stages[idx].d_out)
-        if width < period:  # hybrid: out_width diagonals, then fold
-            nz = np.zeros((period, period), dtype=bool)
-            nz[: stages[idx].d_out, : stages[idx].d_in] = np.asarray(stages[idx].matrix) != 0
-            hybrid = _bsgs(_nonzero_diagonals(nz, period, width), period, keys, out_width=width)
-            if hybrid.rotations + len(hybrid.steps - keys) < lay.rotations + len(lay.steps - keys):
-                lay = hybrid
-        chosen[idx] = lay
-        keys |= lay.steps
+    chosen: dict[int, BSGSLayout] = {}
+    for idx in sorted(affine, key=lambda i: -count[i]):
+        chosen[idx] = _hybrid(nonzero[idx], affine[idx].d_out, period, keys)
+        keys |= chosen[idx].steps
     layouts = tuple(chosen.get(i) for i in range(len(stages)))
-    return LatencyLayout(period=period, stages=layouts, gather=gather)
+    return LatencyLayout(period=period, stages=layouts, gather_cols=gather)
 
 
 @functools.lru_cache(maxsize=256)
@@ -251,9 +164,9 @@ def _consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: Latenc
             else:
                 lay = layout.stages[i] if layout else None
                 if lay is not None:
-                    nd = len(lay.diagonals) * (lay.period // max(1, lay.out_width))
-                elif layout is not None and layout.gather is not None and i == 0:
-                    nd = layout.gather.width
+                    nd = len(lay.diagonals) * lay.blocks
+                elif layout is not None and layout.gather_cols is not None and i == 0:
+                    nd = layout.gather_cols.shape[1]
                 else:
                     nd = st.d_in
                 out.append(tb + lg / 2 + math.log2(max(1, nd)) / 2 + 3 + 2)
@@ -400,11 +313,12 @@ class BFVParameters:
             n = self.poly_degree
             out["period"] = self.layout.period
             out["rotation_steps"] = list(self.layout.all_steps(n))
-            out["galois_keys"] = len(self.layout.all_steps(n)) + (1 if self.layout.gather else 0)
+            gather = self.layout.gather(n)
+            out["galois_keys"] = len(self.layout.all_steps(n)) + (1 if gather else 0)
             out["rotations_per_prime"] = self.layout.rotations(n)
-            if self.layout.gather is not None:
-                out["first_stage"] = (f"client-gathered blocks: {self.layout.gather.width} inputs per output, "
-                                      f"{self.layout.gather.chunks(n, self.layout.period)} ciphertext(s) per input")
+            if gather is not None:
+                out["first_stage"] = (f"client-gathered blocks: {gather.width} inputs per output, "
+                                      f"{gather.chunks} ciphertext(s) per input")
         return out
 
 
@@ -461,7 +375,8 @@ class BFVClientParams:
         """The client view of ``params``; ``galois`` from :func:`bfv_eval.galois_elements`."""
         lay = params.layout
         return cls(params.mode, params.poly_degree, tuple(params.coeff_bits), tuple(params.plain_moduli),
-                   params.security, lay.period if lay else 0, lay.gather if lay else None, tuple(galois))
+                   params.security, lay.period if lay else 0, lay.gather(params.poly_degree) if lay else None,
+                   tuple(galois))
 
     def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """JSON-ready fields and arrays (the gather pattern) for a client spec."""
@@ -484,7 +399,8 @@ class BFVClientParams:
                 raise ConfigError("BFV client spec: the gather pattern must be a 2-d integer array")
             return cls(Mode(meta["mode"]), int(meta["poly_degree"]), tuple(int(b) for b in meta["coeff_bits"]),
                        tuple(int(t) for t in meta["plain_moduli"]), int(meta["security"]), int(meta["period"]),
-                       GatherLayout(np.asarray(cols, dtype=np.int64)) if cols is not None else None,
+                       GatherLayout(np.asarray(cols, dtype=np.int64), int(meta["period"]), int(meta["poly_degree"]))
+                       if cols is not None else None,
                        tuple(int(g) for g in meta["galois"]))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
@@ -505,7 +421,7 @@ def _crt_primes(n: int, tbits: int, needed: int, exclude: list[int]) -> list[int
     cap = 64
     try:
         pool = primes_1_mod(2 * n, tbits, min(cap, 1 + needed.bit_length() // max(1, tbits - 1) + 1), exclude)
-    except ConfigError:
+    except ParameterError:
         return None
     for p in pool:
         primes.append(p)

@@ -34,7 +34,10 @@ from secquant.backends.ckks_client import CKKSClientPlan
 from secquant.backends.ckks_eval import Evaluator, seal_context
 from secquant.backends.ckks_params import CKKSPlan, PlanOptions, make_plan
 from secquant.backends.ckks_stages import build_stages
-from secquant.backends.seal_wire import frame, load_seal, save_seal, unframe
+from secquant.backends.seal.context import sealapi
+from secquant.backends.seal.primes import galois_elt
+from secquant.backends.seal.serialize import load_seal, save_seal
+from secquant.backends.seal.wire import CKKS_MAGIC, frame, unframe
 from secquant.backends.compile import Scheme, register_backend
 from secquant.errors import ConfigError, KeyMaterialError, ModulusOverflowError
 from secquant.quant.model import ModelInterface, QuantizedModel
@@ -58,8 +61,7 @@ class _CKKSClient(ClientRole):
     """Holds the secret key; encrypts integers and decrypts to centered integers; knows no weight."""
 
     def __init__(self, interface: ModelInterface, plan: CKKSClientPlan) -> None:
-        import tenseal.sealapi as sa
-
+        sa = sealapi()
         self.interface, self.plan, self._sa = interface, plan, sa
         self.context = seal_context(plan)
         keygen = sa.KeyGenerator(self.context)
@@ -80,7 +82,7 @@ class _CKKSClient(ClientRole):
             parts = [public_key, kg.create_relin_keys()]
             names = list(_PUBLIC_PARTS[:2])
             if self.plan.galois_steps:
-                elements = [pow(3, step, 2 * self.plan.poly_degree) for step in self.plan.galois_steps]
+                elements = [galois_elt(step, self.plan.poly_degree) for step in self.plan.galois_steps]
                 parts.append(kg.create_galois_keys(elements))
                 names.append("galois_keys")
             meta = {"fingerprint": self.plan.fingerprint, "parts": names}
@@ -110,7 +112,8 @@ class _CKKSClient(ClientRole):
         cts = []
         if self.plan.gather is not None:
             for row in arr:
-                cts.extend(self._encrypt_vector(v.tolist()) for v in self.plan.gather.pack(row))
+                cts.extend(self._encrypt_vector(v.tolist())
+                           for v in self.plan.gather.pack(row.astype(np.float64)))
         elif self.plan.options.mode is Mode.LATENCY:
             for row in arr:
                 v = np.zeros(period)
@@ -170,9 +173,8 @@ class _CKKSServer(ServerRole):
     """Evaluates on ciphertexts with public and evaluation keys only."""
 
     def __init__(self, qm: QuantizedModel, plan: CKKSPlan, material: bytes) -> None:
-        import tenseal.sealapi as sa
-
-        if isinstance(material, (bytes, bytearray)) and not bytes(material).startswith(b"SQCKKS1\n"):
+        sa = sealapi()
+        if isinstance(material, (bytes, bytearray)) and not bytes(material).startswith(CKKS_MAGIC):
             _refuse_tenseal_private(bytes(material))
         meta, blobs = unframe(material, _MATERIAL)
         parts = meta.get("parts")

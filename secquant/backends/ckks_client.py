@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
-from secquant.backends.ckks_layout import GatherLayout
+from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.ckks_params import CKKSPlan, PlanOptions
 from secquant.errors import ConfigError
 

@@ -28,40 +28,27 @@ from numpy.typing import NDArray
 from secquant.backends.base import Mode
 from secquant.backends.ckks_params import POLY_SCALE_REL, CKKSPlan, StagePlan
 from secquant.backends.ckks_stages import StageKind
-from secquant.backends.seal_wire import load_seal, save_seal
-from secquant.backends.rns import IntegerMap
-from secquant.backends.seal_bytes import CiphertextMeta, check_fresh, from_bytes, to_bytes
+from secquant.backends.seal.ciphertext import CiphertextMeta, Residues, read_fresh, to_bytes
+from secquant.backends.seal.context import SealScheme, levels, make_context, sealapi
+from secquant.backends.seal.layout import tile
+from secquant.backends.seal.rns import IntegerMap, map_ciphertexts
+from secquant.backends.seal.serialize import load_seal
 from secquant.errors import ConfigError, ParameterError
 
-__all__ = ["Evaluator", "Residues", "seal_context"]
-
-#: A ciphertext as SEAL metadata and residues ``(2, L, N)`` (see :mod:`~.seal_bytes`).
-Residues = tuple[CiphertextMeta, NDArray[np.uint64]]
+__all__ = ["Evaluator", "seal_context"]
 
 
-def seal_context(plan: CKKSPlan) -> Any:
-    """SEALContext of the plan at its security level.
+def seal_context(plan: Any) -> Any:
+    """SEALContext of a plan (or client plan) at its security level.
 
     Raises:
         ParameterError: SEAL refuses the parameters.
     """
-    import tenseal.sealapi as sa
-
-    parms = sa.EncryptionParameters(sa.SCHEME_TYPE.CKKS)
-    parms.set_poly_modulus_degree(plan.poly_degree)
-    parms.set_coeff_modulus([sa.Modulus(p) for p in plan.primes])
-    level = {128: sa.SEC_LEVEL_TYPE.TC128, 192: sa.SEC_LEVEL_TYPE.TC192, 256: sa.SEC_LEVEL_TYPE.TC256}
-    ctx = sa.SEALContext(parms, True, level[plan.options.security])
-    if not ctx.parameters_set():
-        raise ParameterError(f"SEAL refuses N={plan.poly_degree}, moduli {plan.bit_sizes}: "
-                             f"{ctx.parameters_error_message()}")
-    return ctx
+    return make_context(SealScheme.CKKS, plan.poly_degree, plan.primes, plan.options.security)
 
 
 def _tile(values: NDArray[np.float64], period: int, slots: int) -> list[float]:
-    v = np.zeros(period)
-    v[: values.size] = values
-    return np.tile(v, slots // period).tolist()
+    return tile(np.asarray(values, dtype=np.float64), period, slots).tolist()
 
 
 class Evaluator:
@@ -69,8 +56,7 @@ class Evaluator:
 
     def __init__(self, plan: CKKSPlan, context: Any, relin_keys: Any, galois_keys: Any | None,
                  public_key: Any | None) -> None:
-        import tenseal.sealapi as sa
-
+        sa = sealapi()
         self._sa = sa
         self.plan = plan
         self.ctx = context
@@ -79,11 +65,9 @@ class Evaluator:
         self.relin = relin_keys
         self.galois = galois_keys
         self.public_key = public_key
-        self.parms: list[Any] = []
-        data = context.first_context_data()
-        while data is not None:
-            self.parms.append(data.parms_id())
-            data = data.next_context_data()
+        chain = levels(context)
+        self.parms: list[list[int]] = [list(lv.parms_id) for lv in chain]
+        self._moduli = {lv.parms_id: lv.moduli for lv in chain}
         self._prepared: list[Any] = [self._prepare(i, sp) for i, sp in enumerate(plan.stages)]
 
     # -- preparation ---------------------------------------------------------
@@ -126,14 +110,13 @@ class Evaluator:
         pid = self._parms_at(len(sp.level_primes))
         if sp.gather is not None:
             return [self._plain(v.tolist(), pid, sp.plain_scale) if np.any(v) else None
-                    for v in sp.gather.plaintexts(st.matrix)]
+                    for v in sp.gather.weights(st.matrix)]
         if self.plan.options.mode is Mode.LATENCY:
             lay = sp.layout
             if lay is None:
                 raise ParameterError(f"stage {index} has no layout (internal planning error)")
-            diags = lay.diagonals(st.matrix, self.plan.slots)
-            return [[self._plain(d.tolist(), pid, sp.plain_scale) if np.any(d) else None for d in row]
-                    for row in diags]
+            return {kb: self._plain(tile(d, lay.period, self.plan.slots).tolist(), pid, sp.plain_scale)
+                    for kb, d in lay.prerotated(st.matrix).items()}
         if sp.prime == 0 and sp.plain_scale == 1.0:
             return IntegerMap(np.rint(st.matrix).astype(np.int64))
         cache: dict[float, Any] = {}
@@ -175,24 +158,17 @@ class Evaluator:
         Raises:
             ConfigError: malformed, seeded, at another level or scale, or a residue not below its prime.
         """
-        meta, data = from_bytes(blob)
-        check_fresh(meta, data, self._parms_at(n_primes), list(self.plan.primes[:n_primes]), True,
-                    "a CKKS input ciphertext")
+        meta, data = read_fresh(blob, self._parms_at(n_primes), self.plan.primes[:n_primes], True,
+                                "a CKKS input ciphertext")
         if not np.isclose(meta.scale, scale, rtol=1e-12, atol=0):
             raise ConfigError(f"a CKKS input ciphertext has scale {meta.scale}, the plan needs {scale}")
         return meta, data
 
-    def _to_seal(self, meta: CiphertextMeta, arrays: list[NDArray[np.uint64] | None]) -> list[Any]:
-        blobs = [to_bytes(meta, a) for a in arrays if a is not None]
-        loaded = iter(load_seal(blobs, self._new, self.ctx, "CKKS ciphertext"))
-        return [next(loaded) if a is not None else self._zero_at(list(meta.parms_id), meta.scale) for a in arrays]
+    def _zero_meta(self, meta: CiphertextMeta) -> Any:
+        return self._zero_at(list(meta.parms_id), meta.scale)
 
     def _integer_map(self, xs: list[Any], sp: StagePlan, imap: IntegerMap) -> list[Any]:
-        res = [x if isinstance(x, tuple) else None for x in xs]
-        if any(r is None for r in res):
-            res = [from_bytes(b) for b in save_seal(xs)]
-        meta = res[0][0]
-        outs = self._to_seal(meta, imap.apply([d for _, d in res], self.plan.primes[:meta.levels]))
+        outs = map_ciphertexts(imap, xs, self.ctx, self._moduli, self._zero_meta)
         bias = sp.stage.bias_float()
         for ct, b in zip(outs, bias):
             if b:
@@ -274,7 +250,7 @@ class Evaluator:
             ev.add_plain_inplace(acc, self._plain(values, acc.parms_id(), acc.scale))
         return acc
 
-    def _affine_latency(self, xs: list[Any], sp: StagePlan, pts: list[list[Any]]) -> Any:
+    def _affine_latency(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int], Any]) -> Any:
         lay = sp.layout
         if lay is None:
             raise ParameterError("internal: latency stage without layout")
@@ -287,8 +263,8 @@ class Evaluator:
             rots.append(r)
         acc = None
         tmp = self._new()
-        for g, row in enumerate(pts):
-            inner = self._sum_products(zip(rots, row), tmp)
+        for g in lay.giant_steps:
+            inner = self._sum_products(((rots[b], pts.get((g, b))) for b in lay.baby_steps), tmp)
             if inner is None:
                 continue
             if g:
@@ -302,7 +278,7 @@ class Evaluator:
             acc.scale = x.scale * sp.plain_scale
         ev.rescale_to_next_inplace(acc)
         self._fold(acc, lay.fold_steps)
-        self._add_bias(acc, sp.stage.bias_float(), lay.n_out_pad)
+        self._add_bias(acc, sp.stage.bias_float(), lay.width)
         return acc
 
     def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: list[Any]) -> Any:
@@ -347,7 +323,7 @@ class Evaluator:
                 period = sp.gather.period
             elif kind is StageKind.AFFINE:
                 x = self._affine_latency(xs if k == 0 else [x], sp, prep)
-                period = sp.layout.n_out_pad if sp.layout is not None else period
+                period = sp.layout.width if sp.layout is not None else period
             elif kind is StageKind.SQUARE:
                 self._square(x)
             elif kind is StageKind.POLY:

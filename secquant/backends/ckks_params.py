@@ -38,31 +38,18 @@ import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks_chain import INPUT_EXTRA_BITS, Free, free_chain_bits
-from secquant.backends.ckks_layout import DiagLayout, GatherLayout, diag_layout, next_pow2
+from secquant.backends.seal.context import coeff_primes
+from secquant.backends.seal.layout import BSGSLayout, GatherLayout, dense_bsgs, next_pow2
 from secquant.backends.ckks_noise import FFT_REL, NoiseModel
 from secquant.backends.ckks_stages import Stage, StageKind, power_depth, power_split, powers_needed
-from secquant.backends.security import estimate_security, max_coeff_modulus_bits
+from secquant.backends.seal.security import estimate_security, max_coeff_modulus_bits
 from secquant.errors import ConfigError, ParameterError
 
-__all__ = ["CKKSPlan", "PlanOptions", "PolyPlan", "StagePlan", "make_plan", "seal_primes"]
+__all__ = ["CKKSPlan", "PlanOptions", "PolyPlan", "StagePlan", "make_plan"]
 
 DEGREES = (4096, 8192, 16384, 32768)
 MAX_PRIME_BITS = 60
 MIN_SCALE_BITS = 20
-
-
-def seal_primes(poly_degree: int, bit_sizes: list[int]) -> list[int]:
-    """The primes SEAL's ``CoeffModulus.Create`` picks (deterministic), without any key.
-
-    Raises:
-        ParameterError: SEAL cannot find such primes.
-    """
-    import tenseal.sealapi as sa
-
-    try:
-        return [int(m.value()) for m in sa.CoeffModulus.Create(poly_degree, list(bit_sizes))]
-    except (ValueError, RuntimeError) as exc:
-        raise ParameterError(f"SEAL finds no primes of {bit_sizes} bits for N={poly_degree}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -167,7 +154,7 @@ class StagePlan:
     plain_scale: float
     message_bound: float
     error_out: float
-    layout: DiagLayout | None = None
+    layout: BSGSLayout | None = None
     poly: PolyPlan | None = None
     gather: GatherLayout | None = None
 
@@ -185,7 +172,7 @@ class StagePlan:
              "log2_message_bound": round(math.log2(max(self.message_bound, 1.0)), 3),
              "error_bound_int": self.error_out}
         if self.layout is not None:
-            d["layout"] = {"n_in_pad": self.layout.n_in_pad, "n_out_pad": self.layout.n_out_pad,
+            d["layout"] = {"n_in_pad": self.layout.period, "n_out_pad": self.layout.width,
                            "baby": self.layout.baby, "giant": self.layout.giant, "rotations": self.layout.rotations}
         if self.gather is not None:
             d["gather"] = {"period": self.gather.period, "inputs_per_output": int(self.gather.cols.shape[1]),
@@ -347,10 +334,12 @@ def _gather_for(st: Stage, opts: PlanOptions, n: int, period: int) -> GatherLayo
     """The gathered layout of a LATENCY first stage, when it is allowed and rotates less than BSGS."""
     if opts.mode is not Mode.LATENCY or not opts.client_gather or st.kind is not StageKind.AFFINE or st.matrix is None:
         return None
-    gather = GatherLayout.of(st.matrix, n // 2)
-    if gather.period > n // 2 or gather.chunks > MAX_GATHER_CHUNKS:
+    if next_pow2(st.n_out) > n // 2:
         return None
-    bsgs = diag_layout(st.n_in, st.n_out, period)
+    gather = GatherLayout.of(st.matrix, n // 2)
+    if gather.chunks > MAX_GATHER_CHUNKS:
+        return None
+    bsgs = dense_bsgs(st.n_in, st.n_out, period)
     server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
     return gather if len(gather.fold_steps) <= server_rotations else None
 
@@ -425,12 +414,12 @@ def _propagate(stages: list[Stage], opts: PlanOptions, n: int, primes: list[int]
                                                                             + FFT_REL * q * target))
                 e_out = prod / q + blocks * noise.rescale + (blocks - 1) * ks_out + noise.rounding
             elif opts.mode is Mode.LATENCY:
-                layout = diag_layout(st.n_in, st.n_out, period)
-                period = layout.n_out_pad
+                layout = dense_bsgs(st.n_in, st.n_out, period)
+                period = layout.width
                 client_baby = opts.client_rotations and not plans
                 e_in_rot = e_in + (ks if layout.baby > 1 and not client_baby else 0.0)
-                per_block = (layout.n_out_pad * m_in * noise.rounding + (layout.giant - 1) * ks
-                             + layout.n_out_pad * FFT_REL * q * target)
+                per_block = (layout.width * m_in * noise.rounding + (layout.giant - 1) * ks
+                             + layout.width * FFT_REL * q * target)
                 prod = st.row_l1 * s_pt * e_in_rot + layout.blocks * per_block
                 e_out = prod / q + layout.blocks * noise.rescale + (layout.blocks - 1) * ks_out + noise.rounding
             else:
@@ -598,7 +587,7 @@ def make_plan(stages: list[Stage], opts: PlanOptions, observed_output: int | Non
                 continue
         passing = []
         for label, bits, w, free in _candidates(stages, opts, n, reasons):
-            primes = seal_primes(n, bits)
+            primes = coeff_primes(n, bits)
             plans, err, problems = _propagate(stages, opts, n, primes, w, input_period, free)
             if problems:
                 reasons.append(f"{label}: " + "; ".join(problems))

@@ -105,11 +105,6 @@ class Stage:
     partial_floor: float = 0.0
 
     @property
-    def consumes_level(self) -> bool:
-        """Whether the stage rescales (drops at least one prime)."""
-        return self.kind is not StageKind.SHIFT
-
-    @property
     def degree(self) -> int:
         """Polynomial degree (POLY), else 0."""
         return int(self.coeffs.shape[0]) - 1 if self.coeffs is not None else 0

@@ -162,7 +162,7 @@ def test_check_output_refuses_out_of_bound(digits_mlp):
 
 
 def test_plan_parameters_pick_crt_from_bounds(digits_deep):
-    from secquant.backends._seal_io import crt_combine, is_prime
+    from secquant.backends.seal.primes import crt_combine, is_prime
 
     p = secquant.compile(digits_deep.qm, "bfv").backend.params
     assert all(is_prime(t) and (t - 1) % (2 * p.poly_degree) == 0 for t in p.plain_moduli)
@@ -177,7 +177,8 @@ def test_plan_parameters_pick_crt_from_bounds(digits_deep):
 
 def test_coefficient_primes_match_seal():
     """Plaintext primes are chosen to avoid SEAL's coefficient primes; both searches must agree."""
-    from secquant.backends._seal_io import primes_1_mod, seal
+    from secquant.backends.seal.context import sealapi as seal
+    from secquant.backends.seal.primes import primes_1_mod
 
     sa = seal()
     for n, bits in ((8192, [54, 54, 54]), (16384, [60, 60, 59])):

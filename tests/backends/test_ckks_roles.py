@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import secquant
-from secquant.backends.seal_wire import frame, save_seal, unframe
+from secquant.backends.seal.serialize import save_seal
+from secquant.backends.seal.wire import frame, unframe
 from secquant.errors import ConfigError, KeyMaterialError
 
 ts = pytest.importorskip("tenseal")

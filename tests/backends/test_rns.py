@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secquant.backends.rns import IntegerMap, chunk_bits
+from secquant.backends.seal.rns import IntegerMap, chunk_bits
 from secquant.errors import ParameterError
 
 # NTT-friendly primes of 20, 40, 52, 59 and 60 bits (SEAL picks primes of this kind).
@@ -101,7 +101,7 @@ def _seal_ckks(n: int = 4096):
 
 def test_bit_identical_to_seal_multiply_plain_and_add(tmp_path):
     """What the CKKS/BFV evaluators rely on: the map equals SEAL's own constant products and sums."""
-    from secquant.backends.seal_bytes import from_bytes, to_bytes
+    from secquant.backends.seal.ciphertext import from_bytes, to_bytes
 
     sa, ctx = _seal_ckks()
     keygen = sa.KeyGenerator(ctx)

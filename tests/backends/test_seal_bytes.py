@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from secquant.backends.seal_bytes import check_fresh, from_bytes, to_bytes
+from secquant.backends.seal.ciphertext import check_fresh, from_bytes, to_bytes
 from secquant.errors import ConfigError, SecquantError
 
 sa = pytest.importorskip("tenseal.sealapi")

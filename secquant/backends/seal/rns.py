@@ -15,20 +15,29 @@ The chunk products are reduced mod q_l and recombined by Horner's rule.  The
 result is bit for bit what SEAL's ``multiply_plain`` by the constant
 ``W_ij mod q_l`` followed by ``add`` returns (``tests/backends/test_rns.py``).
 
-Residues come from and go back to SEAL through :mod:`~.seal_bytes`.
+Residues come from and go back to SEAL through :mod:`~.ciphertext`
+(:func:`map_ciphertexts`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from secquant.backends.seal.ciphertext import (
+    CiphertextMeta,
+    Residues,
+    from_bytes,
+    to_bytes,
+)
+from secquant.backends.seal.context import sealapi
+from secquant.backends.seal.serialize import scratch
 from secquant.errors import ParameterError
 
-__all__ = ["IntegerMap", "chunk_bits"]
+__all__ = ["IntegerMap", "chunk_bits", "map_ciphertexts"]
 
 #: float64 holds every integer of magnitude below this exactly.
 _EXACT = 2**53
@@ -108,11 +117,6 @@ class IntegerMap:
                      for key, rows in by_support.items()]
         return [(r, c, self.weights[np.ix_(r, c)].astype(np.float64)) for r, c in pairs]
 
-    @property
-    def zero_rows(self) -> NDArray[np.intp]:
-        """Rows of W that are all zero (their outputs are encryptions of zero, not made here)."""
-        return np.flatnonzero(~np.any(self.weights != 0, axis=1))
-
     def apply(self, inputs: Sequence[NDArray[np.uint64]], moduli: Sequence[int]) -> list[NDArray[np.uint64] | None]:
         """``sum_j W_ij · inputs[j] mod q_l`` for every row i (None for an all-zero row).
 
@@ -148,7 +152,7 @@ class IntegerMap:
         """One block of residues (polynomial s, prime l, a slice of coefficients) for every row."""
         width = where[2].stop - where[2].start
         x = np.empty((len(inputs), width), dtype=np.uint64)
-        for j in self._inputs_used:
+        for j in self._inputs_used.tolist():
             x[j] = inputs[j][where]
         n_chunks = -(-q.bit_length() // c)
         mask = np.uint64((1 << c) - 1)
@@ -180,3 +184,30 @@ def _add_mod(a: NDArray[np.uint64], b: NDArray[np.uint64], q: int) -> NDArray[np
     s = a + b  # both < q < 2**61: no wrap
     return np.where(s >= np.uint64(q), s - np.uint64(q), s)
 
+
+
+def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
+                    moduli: Mapping[tuple[int, ...], Sequence[int]],
+                    zero: Callable[[CiphertextMeta], Any]) -> list[Any]:
+    """``W · xs`` on SEAL ciphertexts (or their parsed :data:`~.ciphertext.Residues`), exactly.
+
+    The residues are read from SEAL's bytes, mapped by ``imap`` and loaded
+    back; an all-zero row of ``W`` becomes ``zero(meta)``.
+
+    Args:
+        imap: The integer map W.
+        xs: ``k`` ciphertexts, or ``k`` :data:`~.ciphertext.Residues` (all at one level).
+        context: The SEALContext the outputs are loaded under.
+        moduli: Primes of each level, keyed by ``parms_id``.
+        zero: An encryption of zero at the inputs' level and scale.
+
+    Raises:
+        ParameterError: shapes or moduli do not match the map.
+    """
+    io = scratch()
+    res: list[Residues] = [x if isinstance(x, tuple) else from_bytes(io.dump(x)) for x in xs]
+    meta = res[0][0]
+    arrays = imap.apply([d for _, d in res], moduli[tuple(meta.parms_id)])
+    sa = sealapi()
+    return [io.load(sa.Ciphertext(context), context, to_bytes(meta, a), "ciphertext") if a is not None
+            else zero(meta) for a in arrays]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from numpy.typing import NDArray
 
 from secquant.errors import ConfigError
 
-__all__ = ["CiphertextMeta", "check_fresh", "from_bytes", "to_bytes"]
+__all__ = ["CiphertextMeta", "Residues", "check_fresh", "from_bytes", "read_fresh", "to_bytes"]
 
 _MAGIC = 0xA15E
 _HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, reserved, total size
@@ -51,7 +52,11 @@ class CiphertextMeta:
     version: tuple[int, int]
 
 
-def _payload(blob: bytes | memoryview) -> tuple[bytes, tuple[int, int]]:
+#: A ciphertext as its metadata and residues ``(size, L, N)``.
+Residues = tuple[CiphertextMeta, NDArray[np.uint64]]
+
+
+def _payload(blob: bytes | memoryview) -> tuple[bytes | memoryview, tuple[int, int]]:
     if len(blob) < _HEADER.size:
         raise ConfigError("a SEAL ciphertext blob is shorter than its header")
     magic, hsize, major, minor, compression, _, total = _HEADER.unpack_from(blob)
@@ -112,7 +117,7 @@ def to_bytes(meta: CiphertextMeta, data: NDArray[np.uint64]) -> bytes:
     return _HEADER.pack(_MAGIC, _HEADER.size, major, minor, _NONE, 0, _HEADER.size + len(members)) + members
 
 
-def check_fresh(meta: CiphertextMeta, data: NDArray[np.uint64], parms_id: list[int], moduli: list[int],
+def check_fresh(meta: CiphertextMeta, data: NDArray[np.uint64], parms_id: Sequence[int], moduli: Sequence[int],
                 ntt_form: bool, what: str) -> None:
     """Check a parsed ciphertext as SEAL's ``load`` would, plus freshness (size 2, top level).
 
@@ -124,3 +129,15 @@ def check_fresh(meta: CiphertextMeta, data: NDArray[np.uint64], parms_id: list[i
         raise ConfigError(f"{what} is not a fresh encryption at the top level")
     if np.any(data >= np.array(moduli, dtype=np.uint64)[None, :, None]):
         raise ConfigError(f"{what} has a residue at or above its prime")
+
+
+def read_fresh(blob: bytes | memoryview, parms_id: Sequence[int], moduli: Sequence[int], ntt_form: bool,
+               what: str) -> Residues:
+    """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
+
+    Raises:
+        ConfigError: malformed, seeded, not fresh at this level, or a residue not below its prime.
+    """
+    meta, data = from_bytes(blob)
+    check_fresh(meta, data, list(parms_id), list(moduli), ntt_form, what)
+    return meta, data

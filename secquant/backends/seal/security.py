@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from secquant.errors import ParameterError
 
-__all__ = ["MAX_COEFF_BITS", "estimate_security", "max_coeff_modulus_bits", "min_poly_degree"]
+__all__ = ["MAX_COEFF_BITS", "estimate_security", "max_coeff_modulus_bits"]
 
 #: security level -> {N: max log2(q)}
 MAX_COEFF_BITS: dict[int, dict[int, int]] = {
@@ -33,22 +33,6 @@ def max_coeff_modulus_bits(poly_degree: int, security: int = 128) -> int:
             f"N must be one of {sorted(MAX_COEFF_BITS[128])} and security one of {sorted(MAX_COEFF_BITS)}"
         )
     return table[poly_degree]
-
-
-def min_poly_degree(total_bits: int, security: int = 128) -> int:
-    """Smallest N whose bound admits a ``total_bits``-bit coefficient modulus.
-
-    Raises:
-        ParameterError: no N up to 32768 is large enough (the circuit is too deep).
-    """
-    for n, bits in sorted(MAX_COEFF_BITS.get(security, {}).items()):
-        if bits >= total_bits:
-            return n
-    raise ParameterError(
-        f"a {total_bits}-bit coefficient modulus exceeds every standard parameter set at "
-        f"{security}-bit security (at most {MAX_COEFF_BITS.get(security, {}).get(32768)} bits at N=32768); "
-        "reduce the multiplicative depth or the bit widths"
-    )
 
 
 def estimate_security(poly_degree: int, total_bits: int) -> int:

@@ -1,7 +1,4 @@
-"""Bytes on the wire for the SEAL backends (CKKS, BFV): SEAL objects and framed batches.
-
-SEAL's Python binding saves and loads through file paths only, so objects pass
-through a private temporary directory (``/dev/shm`` when present).
+"""Transport frames of the SEAL backends (CKKS, BFV): many SEAL blobs in one message.
 
 A frame is ``magic | u32 header length | JSON header | blobs`` (the magic
 names the scheme: ``SQCKKS1``, ``SQBFV1``); the header
@@ -12,66 +9,27 @@ all of it, raising :class:`~secquant.errors.ConfigError` for anything malformed.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from secquant.errors import ConfigError
 
-__all__ = ["frame", "load_seal", "save_seal", "unframe"]
+__all__ = ["BFV_MAGIC", "CKKS_MAGIC", "frame", "unframe"]
 
-MAGIC = b"SQCKKS1\n"
+CKKS_MAGIC = b"SQCKKS1\n"
 BFV_MAGIC = b"SQBFV1\n"
-_SCHEMES = {MAGIC: "CKKS", BFV_MAGIC: "BFV"}
+_SCHEMES = {CKKS_MAGIC: "CKKS", BFV_MAGIC: "BFV"}
 _MAX_HEADER = 1 << 20
 
 
-def _tmpdir() -> str | None:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-def save_seal(objs: list[Any]) -> list[bytes]:
-    """Serialize SEAL objects (anything with ``save(path)``) to bytes."""
-    out = []
-    with tempfile.TemporaryDirectory(dir=_tmpdir()) as tmp:
-        path = str(Path(tmp) / "obj")
-        for obj in objs:
-            obj.save(path)
-            out.append(Path(path).read_bytes())
-    return out
-
-
-def load_seal(blobs: list[bytes], make: Callable[[], Any], context: Any, what: str) -> list[Any]:
-    """Deserialize SEAL objects made by ``make()`` under ``context``.
-
-    Raises:
-        ConfigError: a blob is not a valid object for these parameters.
-    """
-    out = []
-    with tempfile.TemporaryDirectory(dir=_tmpdir()) as tmp:
-        path = str(Path(tmp) / "obj")
-        for blob in blobs:
-            Path(path).write_bytes(blob)
-            obj = make()
-            try:
-                obj.load(context, path)
-            except (ValueError, RuntimeError, TypeError) as exc:
-                raise ConfigError(f"malformed {what}: SEAL rejects it ({exc}); was it made under other parameters?") from exc
-            out.append(obj)
-    return out
-
-
-def frame(kind: str, meta: dict[str, Any], blobs: list[bytes], magic: bytes = MAGIC) -> bytes:
+def frame(kind: str, meta: dict[str, Any], blobs: list[bytes], magic: bytes = CKKS_MAGIC) -> bytes:
     """Frame blobs with a JSON header (no digest: a frame is transport, not an artifact)."""
     header = json.dumps({"kind": kind, "meta": meta, "lengths": [len(b) for b in blobs]},
                         separators=(",", ":")).encode()
     return b"".join([magic, struct.pack("<I", len(header)), header, *blobs])
 
 
-def unframe(payload: bytes, kind: str, magic: bytes = MAGIC) -> tuple[dict[str, Any], list[memoryview]]:
+def unframe(payload: bytes, kind: str, magic: bytes = CKKS_MAGIC) -> tuple[dict[str, Any], list[memoryview]]:
     """Split a frame made by :func:`frame` with the same ``magic`` into views of its blobs (no copies).
 
     Raises:
