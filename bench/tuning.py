@@ -30,7 +30,7 @@ from secquant.quant.config import QuantConfig  # noqa: E402
 from secquant.quant.convert import quantize_model  # noqa: E402
 from secquant.tuning import MaxAccuracyDrop, SearchSpace, tune  # noqa: E402
 from secquant.tuning.pipeline import PipelineConfig, prepare, qat  # noqa: E402
-from secquant.tuning.train import accuracy, predictions  # noqa: E402
+from secquant.training import accuracy, predictions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from torch import nn
 from secquant.errors import ConfigError, SecquantError
 from secquant.quant.model import QuantizedModel
 from secquant.quant.primitives import centered_lift
-from secquant.tuning.train import predictions
+from secquant.training import predictions
 
 __all__ = ["AccuracyReport", "Stage", "StageAccuracy", "StageStatus", "accuracy_breakdown"]
 

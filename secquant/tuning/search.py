@@ -32,7 +32,7 @@ from secquant.quant.calibration import MinMax, MSEOptimal, Percentile, RangeMeth
 from secquant.quant.config import QuantConfig
 from secquant.quant.convert import calibration_array, prepare_chain, quantize_model
 from secquant.quant.model import QuantizedModel
-from secquant.tuning.train import accuracy
+from secquant.training import accuracy
 
 __all__ = ["MaxAccuracyDrop", "MaxModulusBits", "SearchSpace", "Target", "TargetNotMetError", "Trial", "TuneResult", "tune"]
 

@@ -26,6 +26,7 @@ from secquant.audit.membership.targets import Family, Target, score_target
 from secquant.audit.membership.training import DPSpec, TrainSpec, train_dpsgd, train_model
 from secquant.errors import ConfigError, SecquantError
 from secquant.quant.primitives import coerce_enum
+from secquant.training import TrainingDivergedError
 
 __all__ = ["Backend", "ModelJob", "ModelOutputs", "run_jobs"]
 
@@ -97,12 +98,16 @@ def run_job(job: ModelJob, x: NDArray[np.float32], y: NDArray[np.int64], n_class
     rows = np.repeat(np.arange(len(y)), job.counts)
     xs, ys = x[rows], y[rows]
     eps = None
-    if job.family is Family.DPSGD:
-        if dp is None:
-            raise ConfigError("a DPSGD job needs a DPSpec")
-        model, eps = train_dpsgd(xs, ys, n_classes, train, dp, job.seed)
-    else:
-        model = train_model(xs, ys, n_classes, train, job.seed)
+    if job.family is Family.DPSGD and dp is None:
+        raise ConfigError("a DPSGD job needs a DPSpec")
+    try:
+        if job.family is Family.DPSGD:
+            model, eps = train_dpsgd(xs, ys, n_classes, train, dp, job.seed)  # type: ignore[arg-type]
+        else:
+            model = train_model(xs, ys, n_classes, train, job.seed)
+    except TrainingDivergedError as exc:  # every target of this model is unusable; the audit goes on
+        failed = {t.label: f"{type(exc).__name__}: {exc}" for t in job.targets}
+        return ModelOutputs(job.index, job.family, {}, failed, None, time.perf_counter() - start)
     calibration = x[job.counts > 0]
     logits: dict[str, NDArray[np.float64]] = {}
     errors: dict[str, str] = {}

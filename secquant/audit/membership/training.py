@@ -1,13 +1,13 @@
-"""Small classifiers for audits: plain training and DP-SGD through opacus.
+"""The audit's classifiers: the architecture, and its training and DP-SGD settings.
 
 Models are ``Linear -> Square -> Linear`` chains (or one ``Linear`` when
 ``hidden = 0``), so :func:`secquant.quantize_model` converts them exactly.
-torch and opacus are imported inside the functions.
+Training is :func:`secquant.training.train_classifier` (Adam, or DP-SGD through
+opacus); torch and opacus are imported inside the functions.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,22 +15,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.errors import ConfigError
+from secquant.training import DPSGD, Accountant, Optimizer, TrainOptions, check_int, check_number, train_classifier
 
 if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["DPSpec", "TrainSpec", "build_model", "train_dpsgd", "train_model"]
-
-
-def _positive_int(value: object, what: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ConfigError(f"{what} must be an int >= {minimum}, got {value!r}")
-
-
-def _positive_float(value: object, what: str, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(float(value))
-    if not ok or float(value) < 0 or (float(value) == 0 and not allow_zero):
-        raise ConfigError(f"{what} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -55,11 +45,16 @@ class TrainSpec:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive_int(self.hidden, "hidden", 0)
-        _positive_int(self.epochs, "epochs")
-        _positive_int(self.batch_size, "batch_size")
-        _positive_float(self.lr, "lr")
-        _positive_float(self.weight_decay, "weight_decay", allow_zero=True)
+        check_int(self.hidden, "hidden", 0)
+        check_int(self.epochs, "epochs", 1)
+        check_int(self.batch_size, "batch_size", 1)
+        check_number(self.lr, "lr")
+        check_number(self.weight_decay, "weight_decay", allow_zero=True)
+
+    def options(self, seed: int) -> TrainOptions:
+        """The :class:`~secquant.training.TrainOptions` of non-private training (Adam)."""
+        return TrainOptions(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=seed,
+                            optimizer=Optimizer.ADAM, weight_decay=self.weight_decay)
 
 
 @dataclass(frozen=True)
@@ -88,15 +83,15 @@ class DPSpec:
     accountant: str = "rdp"
 
     def __post_init__(self) -> None:
-        _positive_float(self.epsilon, "epsilon")
-        if not 0.0 < float(self.delta) < 1.0:
-            raise ConfigError(f"delta must lie in (0, 1), got {self.delta}")
-        _positive_float(self.max_grad_norm, "max_grad_norm")
-        _positive_int(self.epochs, "epochs")
-        _positive_int(self.batch_size, "batch_size")
-        _positive_float(self.lr, "lr")
         if self.accountant not in ("rdp", "prv"):
             raise ConfigError(f"accountant must be 'rdp' or 'prv', got {self.accountant!r}")
+        self.options(0)  # validates every field
+
+    def options(self, seed: int) -> TrainOptions:
+        """The :class:`~secquant.training.TrainOptions` of DP-SGD (plain SGD inside opacus)."""
+        return TrainOptions(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=seed,
+                            optimizer=Optimizer.SGD,
+                            dp=DPSGD(self.epsilon, self.delta, self.max_grad_norm, Accountant(self.accountant)))
 
 
 def build_model(n_features: int, n_classes: int, hidden: int) -> nn.Module:
@@ -126,31 +121,21 @@ def train_model(x: NDArray[np.float32], y: NDArray[np.int64], n_classes: int, sp
         y: Labels in ``[0, n_classes)``.
         n_classes: Number of classes.
         spec: Training choices.
-        seed: Seeds torch and the batch order.
+        seed: Seeds torch (the initial weights) and the batch order.
 
     Returns:
         The trained model in eval mode.
 
     Raises:
         ConfigError: mismatched or empty data.
+        TrainingDivergedError: the loss became NaN or infinite.
     """
     import torch
 
     x, y = _check_xy(x, y)
     torch.manual_seed(seed)
     model = build_model(x.shape[1], n_classes, spec.hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(spec.epochs):
-        perm = torch.randperm(len(yt), generator=gen)
-        for i in range(0, len(yt), spec.batch_size):
-            idx = perm[i : i + spec.batch_size]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-    return model.eval()
+    return train_classifier(model, x, y, spec.options(seed)).model
 
 
 def train_dpsgd(
@@ -165,37 +150,12 @@ def train_dpsgd(
 
     Raises:
         ConfigError: mismatched or empty data.
+        TrainingDivergedError: the loss became NaN or infinite.
     """
-    import warnings
-
     import torch
-    from opacus import PrivacyEngine
 
     x, y = _check_xy(x, y)
     torch.manual_seed(seed)
     model = build_model(x.shape[1], n_classes, spec.hidden)
-    opt = torch.optim.SGD(model.parameters(), lr=dp.lr)
-    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    loader = torch.utils.data.DataLoader(data, batch_size=dp.batch_size, generator=torch.Generator().manual_seed(seed))
-    with warnings.catch_warnings():
-        # Audit models are measured, not deployed: the fast (non-cryptographic) RNG is fine here.
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        engine = PrivacyEngine(accountant=dp.accountant, secure_mode=False)
-        private, opt, loader = engine.make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=dp.epsilon, target_delta=dp.delta,
-            epochs=dp.epochs, max_grad_norm=dp.max_grad_norm,
-        )
-        private.train()
-        for _ in range(dp.epochs):
-            for xb, yb in loader:
-                if len(yb) == 0:
-                    continue
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(private(xb), yb).backward()
-                opt.step()
-        eps = float(engine.get_epsilon(dp.delta))
-    plain = build_model(x.shape[1], n_classes, spec.hidden)
-    plain.load_state_dict({k.removeprefix("_module."): v for k, v in private.state_dict().items()})
-    return plain.eval(), eps
+    result = train_classifier(model, x, y, dp.options(seed))
+    return result.model, float(result.epsilon)  # type: ignore[arg-type]
