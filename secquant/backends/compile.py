@@ -34,7 +34,7 @@ __all__ = ["EncryptedModel", "Mode", "Scheme", "client_from_spec", "compile", "r
 _BACKENDS: dict[Scheme, type[Backend]] = {}
 _MODULES = {
     Scheme.PLAIN: "secquant.backends.plain",
-    Scheme.BFV: "secquant.backends.bfv",
+    Scheme.BFV: "secquant.backends.bfv.backend",
     Scheme.CKKS: "secquant.backends.ckks",
     Scheme.PAILLIER: "secquant.backends.paillier",
 }

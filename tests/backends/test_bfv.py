@@ -145,20 +145,38 @@ def test_simulate_predicts_success(digits_deep):
 
 def test_planted_bug_is_refused_not_returned(digits_mlp, monkeypatch):
     """A server that squares twice (a planted bug) yields values outside the proven bound: refused."""
-    from secquant.backends import bfv_eval
+    from secquant.backends.bfv import evaluate
 
-    real_square = bfv_eval._square
-    monkeypatch.setattr(bfv_eval, "_square", lambda kit, xs: real_square(kit, real_square(kit, xs)))
+    real_square = evaluate.square
+    monkeypatch.setattr(evaluate, "square", lambda kit, xs: real_square(kit, real_square(kit, xs)))
     em = secquant.compile(digits_mlp.qm, "bfv")
     with pytest.raises(ModulusOverflowError):
         em.forward_int(digits_mlp.qm.quantize_input(digits_mlp.x_test[:64]))
 
 
-def test_check_output_refuses_out_of_bound(digits_mlp):
-    em = secquant.compile(digits_mlp.qm, "bfv")
+def test_decryption_refuses_a_planted_out_of_bound_value(digits_mlp, monkeypatch):
+    """The one checked decryption path: a server that returns encryptions of bound + 1 for output 0.
+
+    The planted value lies inside the plaintext modulus (it decrypts cleanly), so only the bound
+    check in ``BFVClient.decrypt`` can refuse it; the other outputs stay exact.
+    """
+    from secquant.backends.bfv.evaluate import ServerProgram
+
     top = digits_mlp.qm.bounds().output.max_abs
-    with pytest.raises(ModulusOverflowError):
-        em.backend.check_output(np.full((1, 10), top + 1, dtype=object))
+    real_run = ServerProgram.run_throughput
+
+    def planted(self, xs):
+        out = real_run(self, xs)
+        bad = self.kit.encrypt_zero()
+        self.kit.evaluator.add_plain_inplace(bad, self.kit.constant((top + 1) % self.kit.t))
+        return [bad, *out[1:]]
+
+    em = secquant.compile(digits_mlp.qm, "bfv")
+    assert 2 * (top + 1) < em.backend.params.total_plain_modulus  # bound + 1 decrypts as itself
+    xq = digits_mlp.qm.quantize_input(digits_mlp.x_test[:8])
+    monkeypatch.setattr(ServerProgram, "run_throughput", planted)
+    with pytest.raises(ModulusOverflowError, match="outside the proven output bound"):
+        em.forward_int(xq)
 
 
 def test_plan_parameters_pick_crt_from_bounds(digits_deep):

@@ -13,7 +13,7 @@ on ciphertexts and :func:`simulate_mod` runs it on residues mod t.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -88,7 +88,7 @@ class PolyStage:
         return max(0, (self.degree - 1).bit_length())
 
 
-Stage = Union[AffineStage, SquareStage, PolyStage]
+Stage = AffineStage | SquareStage | PolyStage
 
 
 def _mod(a: Any, t: int) -> NDArray[np.int64]:

@@ -1,0 +1,213 @@
+"""The BFV client role: secret keys (one per CRT prime), encryption, checked decryption.
+
+The client makes one TenSEAL BFV context per CRT prime and keeps its secret
+key.  ``public_material()`` (a digest-checked artifact) holds each context
+serialized *without* its secret key (public and relinearization keys) and, in
+latency mode, SEAL Galois keys for exactly the rotation steps the plan uses.
+``encrypt`` uses secret-key encryption: seeded (half the size) in latency
+mode, whole in throughput mode, where the server reads the residues straight
+from the wire.  ``decrypt`` is the one checked decryption path: noise budget,
+CRT recombination, then :func:`check_output` against the proven bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secquant.artifact import encode_artifact
+from secquant.backends.base import ClientRole, Mode, Progress
+from secquant.backends.bfv.client_params import BFVClientParams
+from secquant.backends.bfv.kit import PrimeKit
+from secquant.backends.bfv.latency import pack_latency, unpack_latency
+from secquant.backends.bfv.wire import (
+    BATCH,
+    PUBLIC,
+    RESULT,
+    frame_primes,
+    unframe_primes,
+)
+from secquant.backends.seal.context import sealapi as seal
+from secquant.backends.seal.primes import crt_combine
+from secquant.backends.seal.serialize import scratch
+from secquant.errors import ConfigError, ModulusOverflowError
+from secquant.quant.model import ModelInterface
+from secquant.quant.primitives import centered_lift
+
+__all__ = ["BFVClient", "check_output"]
+
+
+def check_output(interface: ModelInterface, out: NDArray[Any], modulus: int) -> NDArray[Any]:
+    """Reshape decrypted centered integers and refuse any past the proven bound on |output|.
+
+    Args:
+        interface: The model's interface (output shape and proven bound).
+        out: Decrypted centered integers, shape (n, d_out).
+        modulus: The plaintext modulus they were decrypted under (for the error).
+
+    Raises:
+        ModulusOverflowError: a value exceeds ``interface.output_max_abs``: the
+            result cannot be trusted (a corrupted ciphertext or a faulty server).
+    """
+    out = np.asarray(out, dtype=object).reshape(out.shape[0], *interface.output_shape)
+    bound = interface.output_max_abs
+    if out.size and (np.any(out < -bound) or np.any(out > bound)):
+        raise ModulusOverflowError(
+            "a decrypted BFV value lies outside the proven output bound; the result cannot be trusted",
+            bound=bound, modulus=modulus)
+    return interface.as_output(out)
+
+
+class BFVClient(ClientRole):
+    """Holds the secret keys (one TenSEAL context per CRT prime); knows no weight.
+
+    Built from a :class:`~secquant.quant.model.ModelInterface` and the client
+    view of the parameters (see ``BFVBackend.client_from_spec``).
+
+    Attributes:
+        last_noise_budget: Smallest noise budget (bits) SEAL measured in the last decrypted result.
+    """
+
+    def __init__(self, interface: ModelInterface, params: BFVClientParams) -> None:
+        import tenseal as ts  # type: ignore[import-untyped]
+
+        sa = seal()
+        self.interface = interface
+        self.params = params
+        self._scratch = scratch()
+        self._kits: list[PrimeKit] = []
+        self._contexts: list[Any] = []
+        self._galois: list[bytes] = []
+        self.last_noise_budget: int | None = None
+        elts = list(params.galois)
+        for t in params.plain_moduli:
+            ctx = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=params.poly_degree, plain_modulus=int(t),
+                             coeff_mod_bit_sizes=list(params.coeff_bits), n_threads=1)
+            kit = PrimeKit.create(params, t)
+            sk = self._scratch.transfer(ctx.secret_key().data, sa.SecretKey(), kit.context)
+            kit.encryptor = sa.Encryptor(kit.context, sk)
+            kit.decryptor = sa.Decryptor(kit.context, sk)
+            self._galois.append(self._scratch.dump(sa.KeyGenerator(kit.context, sk).create_galois_keys(elts))
+                                if elts else b"")
+            self._kits.append(kit)
+            self._contexts.append(ctx)
+
+    def public_material(self) -> bytes:
+        """Per prime: the TenSEAL context without secret key, and the Galois keys for the plan's steps."""
+        arrays: dict[str, NDArray[Any]] = {}
+        for i, ctx in enumerate(self._contexts):
+            blob = ctx.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
+                                 save_relin_keys=True)
+            arrays[f"context{i}"] = np.frombuffer(blob, dtype=np.uint8)
+            arrays[f"galois{i}"] = np.frombuffer(self._galois[i], dtype=np.uint8)
+        meta = {"parameters": {"poly_degree": self.params.poly_degree, "coeff_bits": list(self.params.coeff_bits),
+                               "plain_moduli": [str(t) for t in self.params.plain_moduli],
+                               "mode": self.params.mode.value}}
+        return encode_artifact(PUBLIC, 1, meta, arrays)
+
+    def _slot_vectors(self, kit: PrimeKit, batch: NDArray[np.int64]) -> list[NDArray[Any]]:
+        """The slots of every ciphertext of one batch (throughput: one per feature; latency: one input)."""
+        p = self.params
+        if p.mode is Mode.THROUGHPUT:
+            cols = np.zeros((batch.shape[1], p.poly_degree), dtype=np.int64)
+            cols[:, : batch.shape[0]] = np.mod(batch, kit.t).T
+            return list(cols)
+        if p.gather is not None:
+            return p.gather.pack(batch[0])
+        return [pack_latency(batch, p.period, p.poly_degree)]
+
+    def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
+        """Encrypt integer inputs of shape (n, *input_shape) under every CRT prime.
+
+        Args:
+            xq: Integers in the model's input range.
+            progress: Called as ``progress(done, total)`` after each batch of ciphertexts.
+
+        Raises:
+            ConfigError, InputRangeError: wrong shape or values outside the input range.
+        """
+        arr = self.interface.check_integers(xq)
+        flat = arr.reshape(arr.shape[0], -1).astype(np.int64)
+        n, d = flat.shape
+        p = self.params
+        size = p.poly_degree if p.mode is Mode.THROUGHPUT else p.inputs_per_ciphertext
+        batches = [flat[i:i + size] for i in range(0, n, size)]
+        total, done = len(self._kits) * len(batches), 0
+        blobs: list[list[bytes]] = []
+        for kit in self._kits:
+            per: list[bytes] = []
+            for batch in batches:
+                per.extend(self._encrypt_slots(kit, slots) for slots in self._slot_vectors(kit, batch))
+                done += 1
+                if progress:
+                    progress(done, total)
+            blobs.append(per)
+        return frame_primes(BATCH, p, n, blobs, {"features": d, "batches": len(batches)})
+
+    def _encrypt_slots(self, kit: PrimeKit, slots: NDArray[Any]) -> bytes:
+        """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT, whose
+        server reads the residues straight from the wire (it needs the second polynomial, not a seed)."""
+        pt = kit.encode(slots)
+        if self.params.mode is not Mode.THROUGHPUT:
+            return self._scratch.dump(kit.encryptor.encrypt_symmetric(pt))
+        ct = seal().Ciphertext()
+        kit.encryptor.encrypt_symmetric(pt, ct)
+        return self._scratch.dump(ct)
+
+    def _decrypt_slots(self, kit: PrimeKit, blob: memoryview) -> tuple[NDArray[np.uint64], int]:
+        """The slots of one result ciphertext and its noise budget (bits).
+
+        Raises:
+            ModulusOverflowError: the noise budget is exhausted.
+        """
+        sa = seal()
+        ct = self._scratch.load(sa.Ciphertext(), kit.context, blob, "BFV result ciphertext")
+        budget = int(kit.decryptor.invariant_noise_budget(ct))
+        if budget <= 0:
+            raise ModulusOverflowError(
+                "a BFV result's noise budget is exhausted, so its decryption cannot be trusted; "
+                "raise margin= or use a larger poly_degree", modulus=kit.t)
+        pt = sa.Plaintext()
+        kit.decryptor.decrypt(ct, pt)
+        return np.asarray(kit.encoder.decode_uint64(pt), dtype=np.uint64), budget
+
+    def _unpack(self, values: list[NDArray[np.uint64]], n: int, batches: int) -> NDArray[Any]:
+        """Residues of shape (n, d_out) from the slots of one prime's result ciphertexts.
+
+        Raises:
+            ConfigError: the result holds the wrong number of ciphertexts.
+        """
+        p = self.params
+        d_out = int(np.prod(self.interface.output_shape))
+        if p.mode is Mode.THROUGHPUT:
+            if len(values) != batches * d_out:
+                raise ConfigError("BFV result holds the wrong number of ciphertexts")
+            parts = [np.stack(values[b * d_out:(b + 1) * d_out], axis=1) for b in range(batches)]
+        else:
+            parts = [unpack_latency(v, d_out, p.poly_degree)[:p.inputs_per_ciphertext] for v in values]
+        res = np.concatenate(parts, axis=0)[:n] if parts else np.zeros((0, d_out), np.uint64)
+        if res.shape[0] != n:
+            raise ConfigError("BFV result holds the wrong number of ciphertexts")
+        return res.astype(object)
+
+    def decrypt(self, payload: bytes) -> NDArray[Any]:
+        """Decrypt, recombine by CRT and check against the proven output bound (:func:`check_output`).
+
+        Raises:
+            ConfigError: malformed payload.
+            ModulusOverflowError: noise budget exhausted, or a value outside the proven bound.
+        """
+        p = self.params
+        meta, blobs = unframe_primes(RESULT, payload, p)
+        n, batches = int(meta["n"]), int(meta.get("batches", 0))
+        residues, budgets = [], []
+        for kit, per in zip(self._kits, blobs):
+            decrypted = [self._decrypt_slots(kit, blob) for blob in per]
+            budgets += [b for _, b in decrypted]
+            residues.append(self._unpack([v for v, _ in decrypted], n, batches))
+        self.last_noise_budget = min(budgets) if budgets else None
+        total = p.total_plain_modulus
+        combined = crt_combine(residues, p.plain_moduli) if len(residues) > 1 else residues[0]
+        return check_output(self.interface, centered_lift(np.asarray(combined, dtype=object), total), total)

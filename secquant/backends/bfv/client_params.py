@@ -1,0 +1,112 @@
+"""The client's view of the BFV parameters: ring, primes and slot layout, never a stage or weight.
+
+:class:`BFVClientParams` is what ``BFVBackend.client_spec()`` publishes next to
+the model interface: enough to make keys, pack inputs and unpack results.  In
+latency mode with a gathered first stage it holds that stage's sparsity
+pattern (the layer's geometry), never a weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secquant.backends.base import Mode
+from secquant.backends.bfv.options import POLY_DEGREES, SECURITY_LEVELS
+from secquant.backends.bfv.params import BFVParameters
+from secquant.backends.seal.layout import GatherLayout
+from secquant.backends.seal.primes import is_prime
+from secquant.errors import ConfigError
+
+__all__ = ["BFVClientParams"]
+
+
+@dataclass(frozen=True, eq=False)
+class BFVClientParams:
+    """The client's view of :class:`BFVParameters`: enough to make keys, pack and unpack; no stage.
+
+    Attributes:
+        mode: Slot layout.
+        poly_degree: N.
+        coeff_bits: Bit sizes of the coefficient primes (special prime last).
+        plain_moduli: CRT primes t_i, each = 1 mod 2N.
+        security: 128, 192 or 256.
+        period: Latency-mode slot period (0 in throughput mode).
+        gather: Latency-mode gathering of the first stage (its sparsity pattern only), or None.
+        galois: Galois elements the server rotates with (empty in throughput mode).
+
+    Raises:
+        ConfigError: a field is out of range.
+    """
+
+    mode: Mode
+    poly_degree: int
+    coeff_bits: tuple[int, ...]
+    plain_moduli: tuple[int, ...]
+    security: int
+    period: int = 0
+    gather: GatherLayout | None = field(default=None, repr=False)
+    galois: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.poly_degree not in POLY_DEGREES or self.security not in SECURITY_LEVELS:
+            raise ConfigError(f"BFV client parameters: N={self.poly_degree}, security={self.security} are not offered")
+        if not self.plain_moduli or not self.coeff_bits:
+            raise ConfigError("BFV client parameters need plaintext primes and coefficient primes")
+        for t in self.plain_moduli:
+            if (t - 1) % (2 * self.poly_degree) or not is_prime(t):
+                raise ConfigError(f"plain modulus {t} is not a prime = 1 mod 2N={2 * self.poly_degree}")
+        if self.mode is Mode.LATENCY and not 0 < self.period <= self.poly_degree // 2:
+            raise ConfigError(f"latency mode needs a period in (0, N/2], got {self.period}")
+
+    @property
+    def total_plain_modulus(self) -> int:
+        """Product of the CRT primes."""
+        return math.prod(self.plain_moduli)
+
+    @property
+    def inputs_per_ciphertext(self) -> int:
+        """Latency mode: 1 with gathering, else 2 (one per row)."""
+        return 1 if self.gather is not None else 2
+
+    @classmethod
+    def of(cls, params: BFVParameters, galois: list[int]) -> BFVClientParams:
+        """The client view of ``params``; ``galois`` from :func:`~secquant.backends.bfv.evaluate.galois_elements`."""
+        lay = params.layout
+        return cls(params.mode, params.poly_degree, tuple(params.coeff_bits), tuple(params.plain_moduli),
+                   params.security, lay.period if lay else 0, params.gather,
+                   tuple(galois))
+
+    def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """JSON-ready fields and arrays (the gather pattern) for a client spec."""
+        meta = {"mode": self.mode.value, "poly_degree": self.poly_degree, "coeff_bits": list(self.coeff_bits),
+                "plain_moduli": [str(t) for t in self.plain_moduli], "security": self.security,
+                "period": self.period, "galois": [int(g) for g in self.galois]}
+        arrays = {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64)} if self.gather is not None else {}
+        return meta, arrays
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> BFVClientParams:
+        """Rebuild from :meth:`to_meta`.
+
+        Raises:
+            ConfigError: a field is missing or invalid.
+        """
+        try:
+            cols = arrays.get("gather_cols")
+            if cols is not None and (cols.ndim != 2 or cols.dtype.kind not in "iu"):
+                raise ConfigError("BFV client spec: the gather pattern must be a 2-d integer array")
+            return cls(Mode(meta["mode"]), int(meta["poly_degree"]), tuple(int(b) for b in meta["coeff_bits"]),
+                       tuple(int(t) for t in meta["plain_moduli"]), int(meta["security"]), int(meta["period"]),
+                       GatherLayout(np.asarray(cols, dtype=np.int64), int(meta["period"]), int(meta["poly_degree"]))
+                       if cols is not None else None,
+                       tuple(int(g) for g in meta["galois"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"malformed BFV client spec: {exc!r}") from exc
+

@@ -1,0 +1,67 @@
+"""What a user may choose for the BFV backend: :class:`BFVOptions`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from secquant.backends.base import Mode
+from secquant.errors import ConfigError
+from secquant.quant.primitives import coerce_enum
+
+__all__ = ["DEFAULT_MARGIN", "POLY_DEGREES", "SECURITY_LEVELS", "BFVOptions"]
+
+#: Ring degrees N offered (smaller rings hold no useful circuit at 128-bit security).
+POLY_DEGREES = (4096, 8192, 16384, 32768)
+#: Security levels offered, in bits; nothing weaker than 128.
+SECURITY_LEVELS = (128, 192, 256)
+#: Default bits of estimated noise budget left at the end.
+DEFAULT_MARGIN = 10
+
+
+def _int_or_none(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class BFVOptions:
+    """User choices of ``secquant.compile(qm, "bfv", ...)``; everything else comes from ``qm.bounds()``.
+
+    Attributes:
+        mode: ``THROUGHPUT`` (default: one ciphertext per feature, N inputs per
+            batch, no Galois keys) or ``LATENCY`` (one input per ciphertext);
+            the lower-case names are accepted.
+        plain_modulus: Force one plaintext prime t (no CRT); it must be prime,
+            = 1 mod 2N, and at least ``qm.modulus_needed`` (checked when compiling).
+        poly_degree: Force N, one of :data:`POLY_DEGREES`.
+        security: 128 (default), 192 or 256 bits.
+        margin: Bits of estimated noise budget to keep at the end (>= 1; default 10).
+
+    Raises:
+        ConfigError: a value of the wrong type or out of range.
+    """
+
+    mode: Mode = Mode.THROUGHPUT
+    plain_modulus: int | None = None
+    poly_degree: int | None = None
+    security: int = 128
+    margin: int = DEFAULT_MARGIN
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+        plain = _int_or_none(self.plain_modulus, "plain_modulus")
+        if plain is not None and plain < 2:
+            raise ConfigError(f"plain_modulus must be a prime >= 2, got {plain}")
+        object.__setattr__(self, "plain_modulus", plain)
+        if self.poly_degree is not None and self.poly_degree not in POLY_DEGREES:
+            raise ConfigError(f"poly_degree must be one of {POLY_DEGREES}, got {self.poly_degree!r}")
+        if self.security not in SECURITY_LEVELS:
+            raise ConfigError(f"security must be 128, 192 or 256 bits (nothing weaker is offered), "
+                              f"got {self.security!r}")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, int) or self.margin < 1:
+            raise ConfigError(f"margin must be a positive number of bits, got {self.margin!r}")

@@ -1,0 +1,133 @@
+"""The BFV server role: public and evaluation keys only; runs the plan under every CRT prime.
+
+The server refuses public material that carries a secret key
+(:class:`~secquant.errors.KeyMaterialError`), and any payload that is
+malformed, made under other parameters, or holds ciphertexts that are not
+fresh top-level encryptions (:class:`~secquant.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numpy.typing import NDArray
+
+from secquant.artifact import read_artifact
+from secquant.backends.base import Mode, ServerRole
+from secquant.backends.bfv.evaluate import ServerProgram
+from secquant.backends.bfv.kit import PrimeKit
+from secquant.backends.bfv.params import BFVParameters
+from secquant.backends.bfv.plan import Stage
+from secquant.backends.bfv.wire import (
+    BATCH,
+    PUBLIC,
+    RESULT,
+    frame_primes,
+    unframe_primes,
+)
+from secquant.backends.seal.context import sealapi as seal
+from secquant.backends.seal.serialize import scratch
+from secquant.errors import ArtifactError, ConfigError, KeyMaterialError
+
+__all__ = ["BFVServer"]
+
+_WRONG_COUNT = "BFV payload holds the wrong number of ciphertexts for this model"
+
+
+class BFVServer(ServerRole):
+    """Evaluates the plan; holds public and evaluation keys only.
+
+    Args:
+        params: The compiled parameters.
+        stages: The plan.
+        d_in: Flattened input features.
+        public_material: ``BFVClient.public_material()`` bytes.
+
+    Raises:
+        ConfigError: malformed material, or keys that do not match the parameters.
+        KeyMaterialError: the material carries a secret key.
+    """
+
+    def __init__(self, params: BFVParameters, stages: list[Stage], d_in: int, public_material: bytes) -> None:
+        self.params = params
+        self.d_in = d_in
+        self._scratch = scratch()
+        if not isinstance(public_material, (bytes, bytearray)):
+            raise ConfigError(f"public material must be bytes, got {type(public_material).__name__}")
+        try:
+            _, _, arrays = read_artifact(bytes(public_material), PUBLIC)
+        except ArtifactError as exc:
+            raise ConfigError(f"malformed BFV public material: {exc}") from exc
+        self._programs = [ServerProgram(self._kit(i, t, arrays), stages, params)
+                          for i, t in enumerate(params.plain_moduli)]
+
+    def _kit(self, i: int, t: int, arrays: dict[str, NDArray[Any]]) -> PrimeKit:
+        """SEAL objects and evaluation keys of prime ``i`` from its public TenSEAL context."""
+        import tenseal as ts  # type: ignore[import-untyped]
+
+        sa = seal()
+        if f"context{i}" not in arrays:
+            raise ConfigError(f"BFV public material lacks the context of prime {i}")
+        try:
+            ctx = ts.context_from(arrays[f"context{i}"].tobytes(), n_threads=1)
+        except Exception as exc:  # TenSEAL raises several unrelated types on malformed bytes
+            raise ConfigError(f"malformed TenSEAL context in the public material: {exc}") from exc
+        if ctx.has_secret_key() or ctx.is_private():
+            raise KeyMaterialError(
+                "the BFV public material carries a secret key; the server refuses it. "
+                "Send only ClientRole.public_material() (serialize(save_secret_key=False))")
+        kit = PrimeKit.create(self.params, t)
+        try:
+            relin_src, pub_src = ctx.relin_keys().data, ctx.public_key().data
+        except Exception as exc:  # TenSEAL raises several unrelated types on missing keys
+            raise ConfigError(f"the TenSEAL context lacks public or relinearization keys: {exc}") from exc
+        kit.relin = self._scratch.transfer(relin_src, sa.RelinKeys(), kit.context)
+        kit.public = self._scratch.transfer(pub_src, sa.PublicKey(), kit.context)
+        galois = arrays.get(f"galois{i}")
+        if self.params.layout is not None and self.params.layout.steps:
+            if galois is None or galois.size == 0:
+                raise ConfigError("latency mode needs Galois keys in the public material")
+            kit.galois = self._scratch.load(sa.GaloisKeys(), kit.context, galois.tobytes(), "BFV Galois keys")
+        return kit
+
+    def _inputs(self, prog: ServerProgram, blobs: list[memoryview]) -> list[Any]:
+        """Fresh top-level input ciphertexts (or their residues, when the program reads them).
+
+        Raises:
+            ConfigError: malformed, or not a fresh encryption.
+        """
+        if self.params.mode is Mode.THROUGHPUT and prog.takes_residues:
+            return [prog.residues(b) for b in blobs]
+        sa, top = seal(), list(prog.kit.context.first_parms_id())
+        cts = [self._scratch.load(sa.Ciphertext(), prog.kit.context, b, "BFV input ciphertext") for b in blobs]
+        if any(ct.size() != 2 or ct.is_ntt_form() or list(ct.parms_id()) != top for ct in cts):
+            raise ConfigError("BFV payload holds a ciphertext that is not a fresh encryption")
+        return cts
+
+    def _run(self, prog: ServerProgram, cts: list[Any], meta: dict[str, Any]) -> list[Any]:
+        """The result ciphertexts of one prime."""
+        p, d_in = self.params, self.d_in
+        if p.mode is Mode.THROUGHPUT:
+            batches = int(meta.get("batches", -1))
+            if int(meta.get("features", -1)) != d_in or len(cts) != batches * d_in:
+                raise ConfigError(_WRONG_COUNT)
+            return [y for b in range(batches) for y in prog.run_throughput(cts[b * d_in:(b + 1) * d_in])]
+        n_in, gather = int(meta["n"]), p.gather
+        if gather is not None:
+            if len(cts) != n_in * gather.chunks:
+                raise ConfigError(_WRONG_COUNT)
+            return [prog.run_latency(cts[i * gather.chunks:(i + 1) * gather.chunks]) for i in range(n_in)]
+        if len(cts) != (n_in + 1) // 2:
+            raise ConfigError(_WRONG_COUNT)
+        return [prog.run_latency([ct]) for ct in cts]
+
+    def evaluate(self, payload: bytes) -> bytes:
+        """Run the plan under every prime.
+
+        Raises:
+            ConfigError: malformed payload or one made under other parameters.
+        """
+        meta, blobs = unframe_primes(BATCH, payload, self.params)
+        out = [[self._scratch.dump(ct) for ct in self._run(prog, self._inputs(prog, per), meta)]
+               for prog, per in zip(self._programs, blobs)]
+        return frame_primes(RESULT, self.params, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
