@@ -23,6 +23,7 @@ from secquant.audit.membership.policies import (
     RoundedScores,
     TopLabel,
     default_policies,
+    features,
     parse_policy,
 )
 from secquant.errors import ConfigError, SecquantError
@@ -34,7 +35,7 @@ RNG = np.random.default_rng
 def test_full_scores_phi_is_exact_log_odds() -> None:
     z = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
     y = np.array([0, 2])
-    f = FullScores().features(z, y, RNG(0))
+    f = features(FullScores(), z, y, RNG(0))
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     py = p[[0, 1], y]
     np.testing.assert_allclose(f.phi, np.log(py / (1 - py)), rtol=1e-12)
@@ -43,7 +44,7 @@ def test_full_scores_phi_is_exact_log_odds() -> None:
 
 
 def test_full_scores_is_stable_for_huge_logits() -> None:
-    f = FullScores().features(np.array([[1000.0, 0.0]]), np.array([0]), RNG(0))
+    f = features(FullScores(), np.array([[1000.0, 0.0]]), np.array([0]), RNG(0))
     assert f.phi[0] == pytest.approx(1000.0) and f.loss[0] == pytest.approx(0.0, abs=1e-300)
 
 
@@ -51,12 +52,12 @@ def test_rounded_scores_round_probabilities_to_k_bits() -> None:
     z = np.log(np.array([[0.7, 0.2, 0.1]]))
     r = RoundedScores(2).release(z, RNG(0))
     np.testing.assert_allclose(r, [[0.75, 0.25, 0.0]])
-    f = RoundedScores(2).features(z, np.array([2]), RNG(0))
+    f = features(RoundedScores(2), z, np.array([2]), RNG(0))
     assert f.phi[0] == pytest.approx(math.log(0.125 / 0.875))  # clipped at half a step
 
 
 def test_top_label_releases_only_correctness() -> None:
-    f = TopLabel().features(np.array([[3.0, 1.0], [0.0, 2.0]]), np.array([0, 0]), RNG(0))
+    f = features(TopLabel(), np.array([[3.0, 1.0], [0.0, 2.0]]), np.array([0, 0]), RNG(0))
     np.testing.assert_array_equal(f.phi, [1.0, 0.0])
     assert f.discrete
 
@@ -90,9 +91,9 @@ def test_policies_validate_fields_and_inputs() -> None:
     with pytest.raises(ValueError):  # ConfigError is a ValueError
         RoundedScores(True)
     with pytest.raises(ConfigError, match="labels"):
-        FullScores().features(np.zeros((2, 3)), np.array([0, 3]), RNG(0))
+        features(FullScores(), np.zeros((2, 3)), np.array([0, 3]), RNG(0))
     with pytest.raises(SecquantError, match="shape"):
-        FullScores().features(np.zeros(3), np.array([0]), RNG(0))
+        features(FullScores(), np.zeros(3), np.array([0]), RNG(0))
 
 
 # -- attacks ------------------------------------------------------------------

@@ -25,7 +25,7 @@ from secquant.audit.estimators import check_confidence, check_delta
 from secquant.audit.membership.attacks import AttackKind, confidence_scores, lira_scores, loss_scores
 from secquant.audit.membership.metrics import AttackMetrics, attack_metrics
 from secquant.audit.membership.one_run import OneRunResult, one_run_audit
-from secquant.audit.membership.policies import Features, ReleasePolicy, default_policies
+from secquant.audit.membership.policies import Features, ReleasePolicy, default_policies, features, is_release_policy
 from secquant.audit.membership.shadows import Backend, ModelJob, ModelOutputs, run_jobs
 from secquant.audit.membership.targets import DEFAULT_BITS, Family, Target
 from secquant.audit.membership.training import DPSpec, TrainSpec
@@ -135,7 +135,7 @@ class MembershipAuditConfig:
         if not self.policies:
             raise ConfigError("give at least one release policy")
         for p in self.policies:
-            if not (hasattr(p, "features") and hasattr(p, "label")):
+            if not is_release_policy(p):
                 raise ConfigError(f"{p!r} is not a release policy; use FullScores(), RoundedScores(k), TopLabel() "
                                   "or DiscreteGaussianScores(sigma) (or parse_policy('round4'))")
         labels = [p.label for p in self.policies]
@@ -274,7 +274,7 @@ def _population(cfg: MembershipAuditConfig) -> tuple[NDArray[np.float32], NDArra
 
 
 def _features(policy: ReleasePolicy, logits: NDArray[np.float64], y: NDArray[np.int64], rng: np.random.Generator) -> Features:
-    return policy.features(np.asarray(logits, dtype=np.float64), y, rng)
+    return features(policy, np.asarray(logits, dtype=np.float64), y, rng)
 
 
 def _scores(attack: AttackKind, t: int, feats: list[Features], counts: NDArray[np.int64], usable: list[int]) -> NDArray[np.float64] | None:
