@@ -1,7 +1,8 @@
 """The contract every encrypted backend fulfils.
 
-A backend is built from a :class:`~secquant.QuantizedModel` and options; it
-chooses its encryption parameters from ``qm.bounds()`` *before any key exists*
+A backend is built from a :class:`~secquant.QuantizedModel` and its options
+(an instance of its :attr:`Backend.options_type`, a frozen dataclass; see
+:meth:`Backend.make_options` and :func:`secquant.compile`); it chooses its encryption parameters from ``qm.bounds()`` *before any key exists*
 and raises :class:`~secquant.errors.ParameterError` or
 :class:`~secquant.errors.ModulusOverflowError` for impossible requests.
 
@@ -26,8 +27,9 @@ the same roles on unencrypted integers mod p.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,7 +40,7 @@ from secquant.artifact import encode_artifact, read_artifact
 from secquant.errors import ArtifactError, ConfigError
 from secquant.quant.model import ModelInterface, QuantizedModel
 
-__all__ = ["Backend", "ClientRole", "Mode", "Progress", "Scheme", "ServerRole", "SimulationReport",
+__all__ = ["Backend", "ClientRole", "Mode", "NoOptions", "Progress", "Scheme", "ServerRole", "SimulationReport",
            "decode_client_spec", "encode_client_spec", "run_rounds", "spec_type"]
 
 #: Format version of every ``secquant.<Scheme>ClientSpec`` artifact.
@@ -82,6 +84,11 @@ class SimulationReport:
     reasons: list[str]
     output: NDArray[Any]
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a backend that takes none (the plain backend)."""
 
 
 class ClientRole(abc.ABC):
@@ -132,12 +139,55 @@ class ServerRole(abc.ABC):
 
 
 class Backend(abc.ABC):
-    """One scheme's compilation of a quantized model."""
+    """One scheme's compilation of a quantized model.
+
+    Subclasses set :attr:`options_type`, a frozen dataclass of the user's
+    choices that validates itself in ``__post_init__`` (enum fields accept
+    their lower-case values through ``coerce_enum``), and take an instance of
+    it: ``Backend(qm, options)`` (None: the defaults).
+
+    Raises:
+        ConfigError: ``options`` is not an :attr:`options_type`.
+    """
 
     scheme: ClassVar[Scheme]
+    #: The frozen dataclass of this backend's options.
+    options_type: ClassVar[type[Any]]
 
-    def __init__(self, qm: QuantizedModel, **options: Any) -> None:
+    def __init__(self, qm: QuantizedModel, options: Any = None) -> None:
         self.qm = qm
+        if hasattr(type(self), "options_type"):  # until every backend declares it (issue 11)
+            self.options = type(self).make_options(options)
+
+    @classmethod
+    def make_options(cls, options: Any = None, keywords: Mapping[str, Any] | None = None) -> Any:
+        """The typed options from either an :attr:`options_type` instance or keyword options, never both.
+
+        Args:
+            options: An instance of :attr:`options_type`, or None.
+            keywords: Field names of :attr:`options_type` and their values (lower-case
+                enum values accepted), validated into a new instance.
+
+        Raises:
+            ConfigError: both forms given, ``options`` of another type, an unknown
+                keyword (the message lists the accepted ones), or an invalid value.
+        """
+        expected = cls.options_type
+        given = dict(keywords or {})
+        if options is not None:
+            if given:
+                raise ConfigError(f"pass options={expected.__name__}(...) or keyword options, not both "
+                                  f"(got both, with keywords {sorted(given)})")
+            if not isinstance(options, expected):
+                raise ConfigError(f"{cls.__name__} takes options of type {expected.__name__}, got "
+                                  f"{type(options).__name__}")
+            return options
+        accepted = [f.name for f in dataclasses.fields(expected)]
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} for {cls.__name__}; accepted: "
+                              f"{', '.join(accepted) if accepted else 'none'}")
+        return expected(**given)
 
     @abc.abstractmethod
     def parameters(self) -> dict[str, Any]:

@@ -2,6 +2,20 @@
 
 Backends register themselves by scheme; the module of each scheme is imported
 only when that scheme is compiled, so TenSEAL and phe stay unloaded until used.
+
+Options are typed.  Each backend class declares ``options_type``, a frozen
+dataclass validated in its ``__post_init__`` (:class:`~secquant.BFVOptions`,
+:class:`~secquant.CKKSOptions`, :class:`~secquant.PaillierOptions`; the plain
+backend takes :class:`~secquant.backends.base.NoOptions`).  Both forms work:
+
+* ``compile(qm, "bfv", options=BFVOptions(mode=Mode.LATENCY))``: the typed form;
+* ``compile(qm, "bfv", mode="latency")``: keyword options, validated into
+  ``options_type(**keywords)``.
+
+:meth:`Backend.make_options <secquant.backends.base.Backend.make_options>`
+refuses both forms at once, an options object of another type (naming the
+expected one) and unknown keywords (listing the accepted ones), all with
+``ConfigError``.  A backend is then built as ``cls(qm, options)``.
 """
 
 from __future__ import annotations
@@ -11,9 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from numpy.typing import ArrayLike, NDArray
-
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from secquant.backends.base import (
     Backend,
@@ -165,19 +178,29 @@ class EncryptedModel:
         return self.backend.simulate(self.qm.quantize_input(x))
 
 
-def compile(qm: QuantizedModel, scheme: Scheme | str, **options: Any) -> EncryptedModel:  # noqa: A001
+def compile(qm: QuantizedModel, scheme: Scheme | str, options: Any = None,
+            **keywords: Any) -> EncryptedModel:
     """Compile ``qm`` for ``scheme`` (``"bfv"``, ``"ckks"``, ``"paillier"`` or ``"plain"``).
 
     Parameters are chosen from ``qm.bounds()``; options override them where a
     backend allows (e.g. ``plain_modulus`` for BFV, ``mode``).
 
+    Args:
+        qm: The integer model.
+        scheme: A :class:`Scheme` or its lower-case name.
+        options: The backend's typed options (``BFVOptions``, ``CKKSOptions``,
+            ``PaillierOptions``), or None for keyword options.
+        **keywords: Fields of the backend's options, validated into them.
+
     Raises:
-        ConfigError: unknown scheme or option.
+        ConfigError: unknown scheme or option, both ``options`` and keywords,
+            or options of another scheme.
         ParameterError: no secure parameters exist for the model.
         ModulusOverflowError: a forced modulus is smaller than the bounds need.
     """
     if not isinstance(qm, QuantizedModel):
         raise ConfigError(f"compile takes a QuantizedModel, got {type(qm).__name__}")
-    chosen = coerce_enum(scheme, Scheme, "scheme")
-    backend = _backend_class(chosen)(qm, **options)
-    return EncryptedModel(qm, backend)
+    cls = _backend_class(coerce_enum(scheme, Scheme, "scheme"))
+    if not hasattr(cls, "options_type") and options is None:  # a backend still parsing keywords (issue 11)
+        return EncryptedModel(qm, cls(qm, **keywords))
+    return EncryptedModel(qm, cls(qm, cls.make_options(options, keywords)))

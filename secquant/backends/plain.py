@@ -7,7 +7,7 @@ reference ``qm.forward_int`` reduced mod p and lifted back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +16,7 @@ from secquant.artifact import encode_artifact, read_artifact
 from secquant.backends.base import (
     Backend,
     ClientRole,
+    NoOptions,
     Progress,
     ServerRole,
     SimulationReport,
@@ -74,12 +75,9 @@ class _PlainServer(ServerRole):
 
 @register_backend(Scheme.PLAIN)
 class PlainBackend(Backend):
-    """No encryption; arithmetic mod ``qm.modulus``."""
+    """No encryption; arithmetic mod ``qm.modulus``; takes no options."""
 
-    def __init__(self, qm: QuantizedModel, **options: Any) -> None:
-        if options:
-            raise ConfigError(f"the plain backend takes no options, got {sorted(options)}")
-        super().__init__(qm)
+    options_type: ClassVar[type[NoOptions]] = NoOptions
 
     def parameters(self) -> dict[str, Any]:
         return {"scheme": "plain", "modulus": str(self.qm.modulus), "bits": self.qm.bounds().bits}
