@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_json  # noqa: E402
 
 from secquant.audit import audit_mechanism  # noqa: E402
-from secquant.audit.mechanisms import (  # noqa: E402
+from secquant.dp.mechanisms import (  # noqa: E402
     DiscreteGaussianMechanism,
     DiscreteLaplaceMechanism,
     GaussianMechanism,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from secquant.audit import audit_mechanism, audit_pairs
-from secquant.audit.mechanisms import LaplaceMechanism
+from secquant.dp.mechanisms import LaplaceMechanism
 
 EPSILON = 1.0
 CLIP = 1.0  # each record contributes at most CLIP: L1 sensitivity of the sum

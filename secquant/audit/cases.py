@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from secquant.audit.mechanisms.base import AccountedMechanism, PrivacyClaim
-from secquant.audit.mechanisms.distributed import DistributedDiscreteGaussian, DistributedSum
-from secquant.audit.mechanisms.noise import (
+from secquant.dp.mechanisms.base import AccountedMechanism, PrivacyClaim
+from secquant.dp.mechanisms.distributed import DistributedDiscreteGaussian, DistributedSum
+from secquant.dp.mechanisms.noise import (
     DiscreteGaussianMechanism,
     DiscreteLaplaceMechanism,
     FixedPointLaplace,
@@ -22,7 +22,7 @@ from secquant.audit.mechanisms.noise import (
     RepeatedLaplace,
     StochasticRounding,
 )
-from secquant.audit.mechanisms.selection import ReportNoisyMax, SparseVector, SvtVariant
+from secquant.dp.mechanisms.selection import ReportNoisyMax, SparseVector, SvtVariant
 from secquant.errors import ConfigError
 
 __all__ = ["BuiltinCase", "builtin_case", "builtin_cases"]

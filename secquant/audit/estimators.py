@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from secquant.dp.accounting import check_delta
 from secquant.errors import ConfigError
 
 __all__ = [
@@ -53,20 +54,6 @@ def check_confidence(confidence: float, what: str = "confidence") -> float:
     value = float(confidence)
     if not 0.0 < value < 1.0:
         raise ConfigError(f"{what} must lie strictly between 0 and 1 (e.g. 0.95), got {value}")
-    return value
-
-
-def check_delta(delta: float) -> float:
-    """Return δ as a float after checking ``0 <= δ < 1``.
-
-    Raises:
-        ConfigError: δ is negative, at least 1, or not a number.
-    """
-    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)):
-        raise ConfigError(f"delta must be a number in [0, 1), got {delta!r}")
-    value = float(delta)
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"delta must satisfy 0 <= delta < 1, got {value}")
     return value
 
 

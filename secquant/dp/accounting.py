@@ -15,16 +15,32 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from secquant.audit.estimators import check_delta
+import numpy as np
+
 from secquant.errors import ConfigError
 
 __all__ = [
+    "check_delta",
     "discrete_gaussian_epsilon",
     "epsilon_for_event",
     "epsilon_from_privacy_loss",
 ]
 
 _EPS_MAX = 200.0
+
+
+def check_delta(delta: float) -> float:
+    """Return δ as a float after checking ``0 <= δ < 1``.
+
+    Raises:
+        ConfigError: δ is negative, at least 1, or not a number.
+    """
+    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)):
+        raise ConfigError(f"delta must be a number in [0, 1), got {delta!r}")
+    value = float(delta)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"delta must satisfy 0 <= delta < 1, got {value}")
+    return value
 
 
 def epsilon_from_privacy_loss(privacy_loss: Any, delta: float) -> float:

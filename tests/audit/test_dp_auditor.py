@@ -65,7 +65,7 @@ def test_vector_outputs_use_a_classifier() -> None:
     def gauss3(x: Any, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.asarray(x, float)[None, :] + rng.normal(0.0, 1.0, (n, 3))
 
-    from secquant.audit.mechanisms import GaussianMechanism
+    from secquant.dp.mechanisms import GaussianMechanism
 
     eps = GaussianMechanism(1.0).accountant_epsilon(1e-2)
     ok = audit_mechanism(gauss3, np.zeros(3), u, epsilon=eps, delta=1e-2, samples=200_000, seed=2)

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from secquant.audit import audit_mechanism
-from secquant.audit.mechanisms import (
+from secquant.dp.mechanisms import (
     DiscreteLaplaceMechanism,
     GaussianMechanism,
     LaplaceMechanism,

@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 
 from secquant.audit import audit_mechanism, audit_pairs
-from secquant.audit.mechanisms import (
+from secquant.audit.cases import builtin_case, builtin_cases
+from secquant.dp.mechanisms import (
     DiscreteGaussianMechanism,
     GaussianMechanism,
     LaplaceMechanism,
     RandomizedResponse,
     StochasticRounding,
-    builtin_case,
-    builtin_cases,
 )
 from secquant.errors import ConfigError
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from secquant.audit.mechanisms import DistributedDiscreteGaussian
-from secquant.audit.samplers import (
+from secquant.dp.mechanisms import DistributedDiscreteGaussian
+from secquant.dp.samplers import (
     bernoulli_exp_neg,
     discrete_gaussian_sigma_squared,
     sample_discrete_gaussian,

@@ -7,13 +7,17 @@ Correct: :class:`LaplaceMechanism`, :class:`GaussianMechanism`,
 :class:`SparseVector` (Alg. 1), :class:`DistributedSum` of a
 :class:`DistributedDiscreteGaussian`.  Deliberately broken variants are flags
 on the same classes (``return_value``, ``variant``, ``scale_noise``,
-``reuse_noise``); :func:`builtin_cases` lists them all with their claims.
+``reuse_noise``); :func:`secquant.audit.cases.builtin_cases` lists them all
+with their claims and the verdict an audit must reach.
+
+Modules: :mod:`.base` (the claim, argument checks), :mod:`.noise` (additive
+and rounding noise), :mod:`.selection` (report-noisy-max, sparse vector),
+:mod:`.distributed` (the distributed discrete Gaussian of secure aggregation).
 """
 
-from secquant.audit.mechanisms.base import AccountedMechanism, PrivacyClaim
-from secquant.audit.mechanisms.catalogue import BuiltinCase, builtin_case, builtin_cases
-from secquant.audit.mechanisms.distributed import DistributedDiscreteGaussian, DistributedSum
-from secquant.audit.mechanisms.noise import (
+from secquant.dp.mechanisms.base import AccountedMechanism, PrivacyClaim
+from secquant.dp.mechanisms.distributed import DistributedDiscreteGaussian, DistributedSum
+from secquant.dp.mechanisms.noise import (
     DiscreteGaussianMechanism,
     DiscreteLaplaceMechanism,
     FixedPointLaplace,
@@ -23,11 +27,10 @@ from secquant.audit.mechanisms.noise import (
     RepeatedLaplace,
     StochasticRounding,
 )
-from secquant.audit.mechanisms.selection import ReportNoisyMax, SparseVector, SvtVariant
+from secquant.dp.mechanisms.selection import ReportNoisyMax, SparseVector, SvtVariant
 
 __all__ = [
     "AccountedMechanism",
-    "BuiltinCase",
     "DiscreteGaussianMechanism",
     "DiscreteLaplaceMechanism",
     "DistributedDiscreteGaussian",
@@ -42,6 +45,4 @@ __all__ = [
     "SparseVector",
     "StochasticRounding",
     "SvtVariant",
-    "builtin_case",
-    "builtin_cases",
 ]

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.audit.estimators import check_delta
+from secquant.dp.accounting import check_delta
 from secquant.errors import ConfigError
 
 __all__ = ["AccountedMechanism", "PrivacyClaim"]

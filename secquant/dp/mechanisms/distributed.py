@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.audit.accounting import epsilon_for_event
-from secquant.audit.mechanisms.base import draws, integer_input, positive, positive_int
-from secquant.audit.samplers import sample_discrete_gaussian
+from secquant.dp.accounting import epsilon_for_event
+from secquant.dp.mechanisms.base import draws, integer_input, positive, positive_int
+from secquant.dp.samplers import sample_discrete_gaussian
 from secquant.errors import ConfigError
 
 __all__ = ["DistributedDiscreteGaussian", "DistributedSum"]

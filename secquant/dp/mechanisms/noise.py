@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.audit.accounting import discrete_gaussian_epsilon, epsilon_for_event
-from secquant.audit.mechanisms.base import draws, integer_input, positive, positive_int, real_input
-from secquant.audit.samplers import sample_discrete_gaussian, sample_discrete_laplace
+from secquant.dp.accounting import discrete_gaussian_epsilon, epsilon_for_event
+from secquant.dp.mechanisms.base import draws, integer_input, positive, positive_int, real_input
+from secquant.dp.samplers import sample_discrete_gaussian, sample_discrete_laplace
 from secquant.errors import ConfigError
 from secquant.quant.primitives import Rounding, round_values
 
@@ -108,7 +108,7 @@ class GaussianMechanism:
 class DiscreteLaplaceMechanism:
     """``x + DLap(a)`` on integers, ``P[Z = z] ∝ exp(-a|z|)``; ε = a·Δ (``DiscreteLaplaceDpEvent``).
 
-    Noise from the exact sampler :func:`secquant.audit.samplers.sample_discrete_laplace`.
+    Noise from the exact sampler :func:`secquant.dp.samplers.sample_discrete_laplace`.
 
     Attributes:
         parameter: a > 0 (1/scale, per integer step).

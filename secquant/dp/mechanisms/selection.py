@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.audit.accounting import epsilon_for_event
-from secquant.audit.mechanisms.base import draws, positive, positive_int, real_input
+from secquant.dp.accounting import epsilon_for_event
+from secquant.dp.mechanisms.base import draws, positive, positive_int, real_input
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
