@@ -10,6 +10,20 @@ strings.  The digest is SHA-256 over the canonical JSON of type, version and
 meta, then each array's name, dtype, shape and bytes in name order.  Loading
 refuses a wrong type, an unknown version and any digest mismatch; writing goes
 to a temporary file that replaces the target only when complete.
+
+A digest only catches accidents: whoever can write the file can recompute it.
+Two optional layers protect against people (both need ``cryptography``):
+
+* ``encrypt_with=KEY``: the artifact is sealed under AES-256-GCM
+  (:mod:`secquant.sealing`); its type, version, array shapes, nonce and key id
+  stay readable and are authenticated.
+* ``sign_with=PRIVATE_KEY``: the bytes (sealed or not) are wrapped in an
+  Ed25519-signed envelope (:mod:`secquant.signing`).  ``read_artifact(...,
+  trusted=[public keys])`` verifies the signature before anything else is
+  parsed, and refuses unsigned files, unknown signers and bad signatures.
+
+Layout on disk: ``[signed envelope [sealed body [npz]]]``; a plain ``.npz``
+written by earlier versions still loads when no ``trusted`` key is given.
 """
 
 from __future__ import annotations
@@ -29,7 +43,14 @@ from numpy.typing import NDArray
 
 from secquant.errors import ArtifactError, IntegrityError
 
-__all__ = ["encode_artifact", "read_artifact", "write_artifact", "write_bytes_atomic"]
+__all__ = [
+    "encode_artifact",
+    "open_artifact",
+    "protect_artifact",
+    "read_artifact",
+    "write_artifact",
+    "write_bytes_atomic",
+]
 
 _HEADER = "__header__"
 _BIGINTS = "__bigints__"
@@ -69,12 +90,29 @@ def encode_artifact(
     version: int,
     meta: dict[str, Any],
     arrays: dict[str, NDArray[Any]],
+    *,
+    sign_with: Any = None,
+    encrypt_with: Any = None,
 ) -> bytes:
     """Encode an artifact in memory (the bytes :func:`write_artifact` writes).
 
+    Args:
+        kind, version, meta, arrays: As :func:`write_artifact`.
+        sign_with: Ed25519 private key (PEM path, PEM bytes or key object) to sign with, or None.
+        encrypt_with: Model key (:class:`~secquant.sealing.ModelKey`, key file path or 32 bytes), or None.
+
     Raises:
         ArtifactError: metadata is not JSON-serializable or a name is reserved.
+        KeyMaterialError: a key file is readable by others.
+        ConfigError: a key is malformed.
     """
+    plain = _encode_plain(kind, version, meta, arrays)
+    if sign_with is None and encrypt_with is None:
+        return plain
+    return protect_artifact(plain, sign_with=sign_with, encrypt_with=encrypt_with)
+
+
+def _encode_plain(kind: str, version: int, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> bytes:
     if _HEADER in arrays:
         raise ArtifactError(f"array name {_HEADER!r} is reserved")
     plain, big = _split_bigints(arrays)
@@ -117,6 +155,8 @@ def write_artifact(
     arrays: dict[str, NDArray[Any]],
     *,
     mode: int = 0o644,
+    sign_with: Any = None,
+    encrypt_with: Any = None,
 ) -> Path:
     """Write an artifact atomically.
 
@@ -127,11 +167,108 @@ def write_artifact(
         meta: JSON-serializable metadata.
         arrays: Named arrays; object arrays must hold Python ints.
         mode: File permissions (use 0o600 for secret material).
+        sign_with: Ed25519 private key to sign with (see :func:`encode_artifact`), or None.
+        encrypt_with: Model key to encrypt with (see :func:`encode_artifact`), or None.
 
     Raises:
         ArtifactError: metadata is not JSON-serializable or a name is reserved.
+        KeyMaterialError, ConfigError: a key is unusable.
     """
-    return write_bytes_atomic(path, encode_artifact(kind, version, meta, arrays), mode=mode)
+    data = encode_artifact(kind, version, meta, arrays, sign_with=sign_with, encrypt_with=encrypt_with)
+    return write_bytes_atomic(path, data, mode=mode)
+
+
+def protect_artifact(data: bytes, *, sign_with: Any = None, encrypt_with: Any = None) -> bytes:
+    """Encrypt and/or sign the bytes of a plain artifact (e.g. a client spec before it is published).
+
+    Encryption comes first, so a reader checks the signature before decrypting.
+
+    Raises:
+        ArtifactError: ``data`` is not a plain artifact.
+        KeyMaterialError, ConfigError: a key is unusable.
+    """
+    out = bytes(data)
+    if encrypt_with is not None:
+        from secquant.sealing import seal
+
+        kind, version, shapes = _describe(out)
+        out = seal(out, encrypt_with, kind=kind, version=version, arrays=shapes)
+    if sign_with is not None:
+        from secquant.signing import sign_envelope
+
+        out = sign_envelope(out, sign_with)
+    return out
+
+
+def _describe(data: bytes) -> tuple[str, int, dict[str, list[Any]]]:
+    """Type, version and ``{array: [dtype, shape]}`` of a plain artifact, for a sealed header."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        header = json.loads(npz[_HEADER].tobytes().decode())
+        shapes = {n: [npz[n].dtype.str, list(npz[n].shape)] for n in npz.files if n != _HEADER}
+    return str(header["type"]), int(header["version"]), shapes
+
+
+def _check_sealed_header(header: dict[str, Any], data: bytes) -> None:
+    """The decrypted artifact is what its authenticated header says (type, version, arrays)."""
+    try:
+        found = _describe(data)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"the decrypted artifact is not a secquant artifact: {exc!r}") from exc
+    if list(found) != [header.get("type"), header.get("version"), header.get("arrays")]:
+        raise IntegrityError("the decrypted artifact does not match its authenticated header")
+
+
+def open_artifact(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    trusted: Any = None,
+    decrypt_with: Any = None,
+) -> bytes | str | os.PathLike[str]:
+    """Check the signature and decrypt, returning what the npz reader should read.
+
+    Args:
+        source: File path or bytes.
+        trusted: Public keys (paths, PEM or raw bytes, key objects) of accepted
+            signers, or None to skip signature checks (unsigned files load).
+        decrypt_with: Model key for an encrypted artifact, or None.
+
+    Returns:
+        The plain artifact's bytes, or ``source`` itself when it is a plain
+        file and nothing had to be checked.
+
+    Raises:
+        IntegrityError: unsigned while ``trusted`` is given, unknown signer, bad
+            signature, not encrypted while ``decrypt_with`` is given, or damaged.
+        DecryptionError: wrong key, or the ciphertext was modified.
+        ArtifactError: encrypted but no ``decrypt_with``.
+    """
+    from secquant.sealing import SEALED_MAGIC
+    from secquant.signing import SIGNED_MAGIC
+
+    if not isinstance(source, (bytes, bytearray)):
+        with open(source, "rb") as fh:
+            magic = fh.read(len(SIGNED_MAGIC))
+        if trusted is None and decrypt_with is None and magic not in (SIGNED_MAGIC, SEALED_MAGIC):
+            return source
+        source = Path(source).read_bytes()
+    data = bytes(source)
+    if trusted is not None:
+        from secquant.signing import open_envelope
+
+        data = open_envelope(data, trusted)[1]
+    elif data.startswith(SIGNED_MAGIC):
+        from secquant.signing import strip_envelope
+
+        data = strip_envelope(data)
+    if decrypt_with is not None:
+        from secquant.sealing import unseal
+
+        header, data = unseal(data, decrypt_with)
+        _check_sealed_header(header, data)
+    elif data.startswith(SEALED_MAGIC):
+        raise ArtifactError("the artifact is encrypted; pass decrypt_with= a model key "
+                            "(ModelKey.from_file(path) or ModelKey.from_env())")
+    return data
 
 
 def _refuse_compressed(source: Any) -> None:
@@ -180,6 +317,9 @@ def read_artifact(
     path: str | os.PathLike[str] | bytes,
     kind: str,
     versions: tuple[int, ...] = (1,),
+    *,
+    trusted: Any = None,
+    decrypt_with: Any = None,
 ) -> tuple[int, dict[str, Any], dict[str, NDArray[Any]]]:
     """Read and verify an artifact written by :func:`write_artifact`.
 
@@ -187,14 +327,18 @@ def read_artifact(
         path: File path, or the file's bytes.
         kind: The type the caller expects.
         versions: Format versions the caller can read.
+        trusted: Public keys of accepted signers (see :func:`open_artifact`); the
+            signature is checked before anything else is parsed.
+        decrypt_with: Model key of an encrypted artifact.
 
     Returns:
         (version, meta, arrays), with big-integer arrays restored as object arrays.
 
     Raises:
-        ArtifactError: not an artifact, wrong type, or unsupported version.
-        IntegrityError: the digest does not match the content.
+        ArtifactError: not an artifact, wrong type, unsupported version, or encrypted without a key.
+        IntegrityError: the digest does not match the content, or a signature or decryption check failed.
     """
+    path = open_artifact(path, trusted=trusted, decrypt_with=decrypt_with)
     source: Any = io.BytesIO(path) if isinstance(path, bytes) else path
     _refuse_compressed(source)
     _refuse_truncated(source)
