@@ -40,7 +40,7 @@ from torch import nn
 
 import secquant
 from secquant.artifact import write_bytes_atomic
-from secquant.backends.paillier_keys import generate_keypair
+from secquant.backends.paillier.keys import generate_keypair
 from secquant.data import load_dataset
 
 TARGET_RATIO = 20.0

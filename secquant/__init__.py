@@ -48,6 +48,9 @@ _LAZY = {
     "compile": "secquant.backends.compile",
     "Scheme": "secquant.backends.compile",
     "EncryptedModel": "secquant.backends.compile",
+    "BFVOptions": "secquant.backends.bfv.options",
+    "CKKSOptions": "secquant.backends.ckks.options",
+    "PaillierOptions": "secquant.backends.paillier.options",
     "tune": "secquant.tuning",
 }
 

@@ -48,8 +48,8 @@ _BACKENDS: dict[Scheme, type[Backend]] = {}
 _MODULES = {
     Scheme.PLAIN: "secquant.backends.plain",
     Scheme.BFV: "secquant.backends.bfv.backend",
-    Scheme.CKKS: "secquant.backends.ckks",
-    Scheme.PAILLIER: "secquant.backends.paillier",
+    Scheme.CKKS: "secquant.backends.ckks.backend",
+    Scheme.PAILLIER: "secquant.backends.paillier.backend",
 }
 
 B = TypeVar("B", bound=type[Backend])

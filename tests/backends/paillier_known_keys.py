@@ -14,7 +14,7 @@ import hashlib
 
 import gmpy2
 
-from secquant.backends.paillier_keys import PaillierPrivateKey, keypair_from_primes
+from secquant.backends.paillier.keys import PaillierPrivateKey, keypair_from_primes
 
 #: Fixed DJN secret x, so hs is fixed too.
 KNOWN_DJN_X = int.from_bytes(hashlib.sha256(b"secquant paillier test djn x").digest(), "big")

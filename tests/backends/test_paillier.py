@@ -17,8 +17,8 @@ from torch import nn
 
 import secquant
 from secquant.backends.base import run_rounds
-from secquant.backends.paillier import PaillierBackend
-from secquant.backends.paillier_packing import PackingLayout
+from secquant.backends.paillier import PaillierBackend, PaillierOptions
+from secquant.backends.paillier.packing import PackingLayout
 from secquant.data import load_dataset
 from secquant.errors import ConfigError, ModulusOverflowError
 from secquant.nn import Poly, Square
@@ -131,7 +131,7 @@ def test_interactive_square_mlp_is_bit_exact(  # type: ignore[no-untyped-def]
     result, rounds = run_rounds(client, server, client.encrypt(xq))
     assert rounds == 3 and np.array_equal(client.decrypt(result), expected)
     # An intermediate result cannot be decrypted as final: the client must send the next round.
-    lone = PaillierBackend(square_mlp, private_key=known_key(2048), interactive=True)
+    lone = PaillierBackend(square_mlp, PaillierOptions(private_key=known_key(2048), interactive=True))
     lone_client = lone.client()
     other = _compile(square_mlp, interactive=True).server(lone_client.public_material())
     with pytest.raises(ConfigError, match="next_request"):

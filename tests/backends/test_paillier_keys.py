@@ -17,7 +17,7 @@ from torch import nn
 
 import secquant
 from secquant.artifact import encode_artifact
-from secquant.backends.paillier_keys import (
+from secquant.backends.paillier.keys import (
     PUBLIC_KEY_TYPE,
     check_key_bits,
     generate_keypair,
@@ -25,7 +25,7 @@ from secquant.backends.paillier_keys import (
     load_public_key,
     security_bits,
 )
-from secquant.backends.paillier_math import (
+from secquant.backends.paillier.crypto import (
     Decryptor,
     Encryptor,
     PublicEncryptor,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secquant.backends.paillier_math import Decryptor, Encryptor, pack_ciphertexts
-from secquant.backends.paillier_packing import PackingLayout, guard_bits_for
+from secquant.backends.paillier.crypto import Decryptor, Encryptor, pack_ciphertexts
+from secquant.backends.paillier.packing import PackingLayout, guard_bits_for
 from secquant.errors import ConfigError, ModulusOverflowError
 
 try:

@@ -38,7 +38,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.backends.paillier_keys import PaillierPrivateKey, PaillierPublicKey, require_gmpy2
+from secquant.backends.paillier.keys import (
+    PaillierPrivateKey,
+    PaillierPublicKey,
+    require_gmpy2,
+)
 from secquant.errors import ConfigError
 
 __all__ = [
@@ -335,7 +339,7 @@ def pack_ciphertexts(ciphertexts: Sequence[Any], slot_bits: int, modulus: Any) -
     """One ciphertext of ``sum_k m_k·2**(k·slot_bits)`` from ciphertexts of ``m_k`` (Horner's rule).
 
     Costs ``(len-1)·slot_bits`` squarings; whether the slots decode is the
-    caller's :class:`~secquant.backends.paillier_packing.PackingLayout` check.
+    caller's :class:`~secquant.backends.paillier.packing.PackingLayout` check.
     """
     g2 = require_gmpy2()
     if not ciphertexts:

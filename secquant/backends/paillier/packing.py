@@ -12,7 +12,7 @@ slot by slot, carrying the borrow upwards, so negative values need no offset.
 Adding two packed integers adds them slot by slot, which is what makes packing
 useful under Paillier: the product of two ciphertexts decrypts to the sum of
 the packed vectors, and ``c**(2**(k·b))`` moves a ciphertext's value into slot
-``k`` (see :func:`secquant.backends.paillier_math.pack_ciphertexts`).
+``k`` (see :func:`secquant.backends.paillier.crypto.pack_ciphertexts`).
 
 Guard bits are the headroom that makes sums safe.  A layout is sized from a
 proven bound ``|v| <= value_bound`` of one packed value and the number of packed
@@ -29,7 +29,7 @@ less than the modulus (``n > 2**(plaintext_bits)``), so the packed integer stays
 inside the centered window ``(-n/2, n/2)`` and a residue mod ``n`` decodes too.
 
 The module is pure integer arithmetic, no keys and no state: secure inference
-(:mod:`secquant.backends.paillier`) packs the outputs of a layer, and secure
+(:mod:`secquant.backends.paillier.server`) packs the outputs of a layer, and secure
 aggregation can pack client updates with ``max_summands`` = number of clients.
 """
 

@@ -1,12 +1,13 @@
-"""How an integer model splits into Paillier rounds.
+"""How an integer model splits into Paillier rounds, on the shared lowering.
 
 Paillier adds ciphertexts and multiplies them by plaintext integers, nothing
-more, so the server can evaluate exactly the affine ops (Linear, Conv2d,
-SumPool2d, Flatten, AddConst).  A maximal run of them becomes one
-:class:`AffineBlock`, flattened to one integer matrix ``y = W x + b`` (composing
-integer affine maps is exact).  The element-wise non-linear ops (Square, Poly)
-between blocks form :class:`ClientStep` s, which the client applies to the
-decrypted pre-activations exactly as :mod:`secquant.quant.intops` does.
+more, so the server evaluates exactly the :class:`~secquant.quant.lowering.Affine`
+stages of :func:`~secquant.quant.lowering.lower` (a maximal run of Linear,
+Conv2d, SumPool2d, Flatten and AddConst, composed into one integer map
+``y = W x + b``): each is one :class:`AffineBlock`, one round.  The element-wise
+stages between blocks (Square, Poly) form :class:`ClientStep` s, which the
+client applies to the decrypted pre-activations exactly as
+:mod:`secquant.quant.intops` does.
 
 A model without non-linear ops is one block and one round.  Otherwise the
 protocol is interactive: round ``r`` evaluates block ``r`` on the server, and
@@ -15,70 +16,87 @@ the client applies ``steps[r]`` before encrypting the input of round ``r + 1``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.errors import ArtifactError, ConfigError, UnsupportedLayerError
-from secquant.quant import exact
-from secquant.quant.intops import IntLinear, IntOp, max_abs, op_from_parts, op_to_parts
+from secquant.errors import ArtifactError, ConfigError
+from secquant.quant.intops import (
+    OP_TYPES,
+    IntOp,
+    IntPoly,
+    IntSquare,
+    op_from_parts,
+    op_to_parts,
+)
+from secquant.quant.lowering import Affine, lower
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["AFFINE_KINDS", "CLIENT_KINDS", "AffineBlock", "ClientBlock", "ClientStep", "PaillierClientPlan",
-           "PaillierPlan", "build_plan"]
+__all__ = ["CLIENT_OPS", "AffineBlock", "ClientBlock", "ClientStep", "PaillierClientPlan", "PaillierPlan",
+           "build_plan"]
 
-#: Op kinds the server evaluates under Paillier.
-AFFINE_KINDS = frozenset({"linear", "conv2d", "sumpool2d", "flatten", "add_const"})
-#: Element-wise op kinds the client applies between rounds.
-CLIENT_KINDS = frozenset({"square", "poly"})
+#: Element-wise op types the client applies between rounds.
+CLIENT_OPS: tuple[type[IntOp], ...] = (IntSquare, IntPoly)
 
 IntArray = NDArray[Any]
 
 
 @dataclass(frozen=True, eq=False)
 class AffineBlock:
-    """A run of affine ops as one integer map ``y = W x + b`` on flattened inputs.
+    """One server round: an :class:`~secquant.quant.lowering.Affine` stage with Paillier's scalar bounds.
 
     Attributes:
-        names: Names of the ops folded into the block.
-        weight: Integers of shape (out_features, in_features); int64 or Python ints.
-        bias: Integers of shape (out_features,).
-        in_shape: Shape of one input (no batch axis).
-        in_bound: Proven bound on |input integer|.
-        out_bound: Proven bound on |output integer| (from ``qm.bounds()``).
+        stage: The affine stage (exact ``W``, ``b`` and per-feature bounds).
     """
 
-    names: tuple[str, ...]
-    weight: IntArray
-    bias: IntArray
-    in_shape: tuple[int, ...]
-    in_bound: int
-    out_bound: int
+    stage: Affine
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the ops folded into the block."""
+        return self.stage.names
+
+    @property
+    def weight(self) -> IntArray:
+        """Integers of shape (out_features, in_features); int64 or Python ints."""
+        return self.stage.matrix
+
+    @property
+    def bias(self) -> IntArray:
+        """Integers of shape (out_features,)."""
+        return self.stage.bias
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of one input (no batch axis)."""
+        return self.stage.in_shape
 
     @property
     def in_features(self) -> int:
         """Flattened input size."""
-        return int(self.weight.shape[1])
+        return self.stage.d_in
 
     @property
     def out_features(self) -> int:
         """Flattened output size."""
-        return int(self.weight.shape[0])
+        return self.stage.d_out
 
     @property
-    def partial_bound(self) -> int:
-        """Bound on every partial sum of ``W x + b`` for ``|x| <= in_bound``."""
-        w = np.asarray(self.weight, dtype=object)
-        return int(np.max(np.abs(w).sum(axis=1))) * self.in_bound + max_abs(self.bias) if w.size else max_abs(self.bias)
+    def in_bound(self) -> int:
+        """Proven bound on |input integer| (from ``qm.bounds()``)."""
+        return self.stage.in_max
+
+    @property
+    def out_bound(self) -> int:
+        """Proven bound on |output integer| (from ``qm.bounds()``): what the slots must hold."""
+        return self.stage.out_max
 
     def apply(self, x: IntArray) -> IntArray:
         """Exact ``W x + b`` for integer inputs of shape (n, *in_shape); result (n, out_features)."""
-        flat = np.asarray(x).reshape(len(x), -1)
-        bound = self.partial_bound
-        y = exact.matmul(exact.as_exact(flat, bound), self.weight, bound)
-        return exact.as_exact(exact.as_exact(y, bound) + exact.as_exact(self.bias, bound), bound)
+        return self.stage.apply(x).reshape(len(x), -1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,8 +255,9 @@ def _step_from(data: dict[str, Any] | None, arrays: dict[str, IntArray]) -> Clie
         return None
     ops = []
     for op in data["ops"]:
-        if op["kind"] not in CLIENT_KINDS:
-            raise ConfigError(f"a Paillier client step may only hold {sorted(CLIENT_KINDS)}, got {op['kind']!r}")
+        if OP_TYPES.get(str(op["kind"])) not in CLIENT_OPS:
+            allowed = sorted(str(cls.kind) for cls in CLIENT_OPS)
+            raise ConfigError(f"a Paillier client step may only hold {allowed}, got {op['kind']!r}")
         ops.append(op_from_parts(op["kind"], op["name"], op["attrs"], {k: arrays[v] for k, v in op["arrays"].items()}))
     bounds = tuple(int(str(b)) for b in data["bounds"])
     if len(bounds) != len(ops):
@@ -246,78 +265,30 @@ def _step_from(data: dict[str, Any] | None, arrays: dict[str, IntArray]) -> Clie
     return ClientStep(tuple(ops), bounds, tuple(int(v) for v in data["shape"]))
 
 
-def _shape_bound(shape: tuple[int, ...], value: int) -> IntArray:
-    return np.full(shape, int(value), dtype=object)
-
-
-def _affine_matrix(ops: list[IntOp], in_shape: tuple[int, ...]) -> tuple[IntArray, IntArray]:
-    """(W, b) of a chain of affine ops, by evaluating it on 0 and on every unit vector."""
-    if len(ops) == 1 and isinstance(ops[0], IntLinear) and len(in_shape) == 1:
-        return np.asarray(ops[0].weight), np.asarray(ops[0].bias).reshape(-1)
-    d = int(np.prod(in_shape))
-    basis = np.zeros((d + 1, d), dtype=np.int64)
-    basis[1:] = np.eye(d, dtype=np.int64)
-    x: IntArray = basis.reshape(d + 1, *in_shape)
-    m = _shape_bound(in_shape, 1)
-    for op in ops:
-        lo, hi = op.interval(-m, m)
-        bound = max(max_abs(op.partial_bound(m)), max_abs(lo, hi), 1)
-        m = np.maximum(np.abs(np.asarray(lo, dtype=object)), np.abs(np.asarray(hi, dtype=object)))
-        x = op.forward(x, bound)
-    out = np.asarray(x).reshape(d + 1, -1)
-    top = max_abs(out)
-    out = exact.as_exact(out, 2 * top + 1)
-    bias = out[0]
-    weight = (out[1:] - bias).T
-    return np.ascontiguousarray(weight), np.asarray(bias)
-
-
 def build_plan(qm: QuantizedModel) -> PaillierPlan:
-    """Split ``qm`` into server blocks and client steps.
+    """Split ``qm`` into server blocks (its affine stages) and client steps (the element-wise ones).
 
     Raises:
         UnsupportedLayerError: an op is neither affine nor element-wise (Square, Poly).
         ConfigError: the model has no affine op for the server to evaluate.
     """
-    problems = [
-        f"{op.name} ({op.kind}): Paillier evaluates only {sorted(AFFINE_KINDS)} on the server and "
-        f"{sorted(CLIENT_KINDS)} on the client"
-        for op in qm.ops
-        if op.kind not in AFFINE_KINDS | CLIENT_KINDS
-    ]
-    if problems:
-        raise UnsupportedLayerError(problems)
-    bounds = qm.bounds()
-    shape = tuple(qm.input_shape)
-    in_bound = bounds.input.max_abs
-    groups: list[tuple[bool, list[int]]] = []
-    for i, op in enumerate(qm.ops):
-        affine = op.kind in AFFINE_KINDS
-        if groups and groups[-1][0] == affine:
-            groups[-1][1].append(i)
-        else:
-            groups.append((affine, [i]))
-    if not any(affine for affine, _ in groups):
+    stages = lower(qm)
+    if not any(isinstance(st, Affine) for st in stages):
         raise ConfigError("the model has no affine layer (Linear, Conv2d, ...) for a Paillier server to evaluate")
+    ops = iter(qm.ops)
     pre: ClientStep | None = None
     blocks: list[AffineBlock] = []
     steps: list[ClientStep | None] = []
-    for affine, idx in groups:
-        ops = [qm.ops[i] for i in idx]
+    for affine, group in itertools.groupby(stages, key=lambda st: isinstance(st, Affine)):
+        run = list(group)
+        taken = tuple(next(ops) for st in run for _ in st.names)  # the ops each stage was lowered from
         if affine:
-            weight, bias = _affine_matrix(ops, shape)
-            out_bound = bounds.layers[idx[-1]].max_abs
-            blocks.append(AffineBlock(tuple(op.name for op in ops), weight, bias, shape, in_bound, out_bound))
-            steps.append(None)
-            for op in ops:
-                shape = op.output_shape(shape)
+            blocks.extend(AffineBlock(st) for st in run if isinstance(st, Affine))
+            steps.extend(None for _ in run)
+            continue
+        step = ClientStep(taken, tuple(st.partial_max for st in run), run[0].in_shape)
+        if blocks:
+            steps[-1] = step
         else:
-            step = ClientStep(tuple(ops), tuple(bounds.layers[i].partial_max_abs for i in idx), shape)
-            if not blocks:
-                pre = step
-            else:
-                steps[-1] = step
-            for op in ops:
-                shape = op.output_shape(shape)
-        in_bound = bounds.layers[idx[-1]].max_abs
+            pre = step
     return PaillierPlan(pre=pre, blocks=tuple(blocks), steps=tuple(steps), output_shape=tuple(qm.output_shape))
