@@ -156,8 +156,7 @@ class Backend(abc.ABC):
 
     def __init__(self, qm: QuantizedModel, options: Any = None) -> None:
         self.qm = qm
-        if hasattr(type(self), "options_type"):  # until every backend declares it (issue 11)
-            self.options = type(self).make_options(options)
+        self.options = type(self).make_options(options)
 
     @classmethod
     def make_options(cls, options: Any = None, keywords: Mapping[str, Any] | None = None) -> Any:

@@ -201,6 +201,4 @@ def compile(qm: QuantizedModel, scheme: Scheme | str, options: Any = None,
     if not isinstance(qm, QuantizedModel):
         raise ConfigError(f"compile takes a QuantizedModel, got {type(qm).__name__}")
     cls = _backend_class(coerce_enum(scheme, Scheme, "scheme"))
-    if not hasattr(cls, "options_type") and options is None:  # a backend still parsing keywords (issue 11)
-        return EncryptedModel(qm, cls(qm, **keywords))
     return EncryptedModel(qm, cls(qm, cls.make_options(options, keywords)))
