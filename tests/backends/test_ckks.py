@@ -137,7 +137,7 @@ def test_stages_merge_linear_ops_and_shift_costs_no_level(digits):
     import torch
     from torch import nn
 
-    from secquant.backends.ckks_stages import StageKind, build_stages
+    from secquant.backends.ckks.stages import StageKind, build_stages
     from secquant.nn import Square
 
     _, _, x, _ = digits

@@ -181,7 +181,7 @@ def test_hand_made_higher_degree_throughput(degree):
 
     An untrained net: the oracle is ``forward_int``, not accuracy.
     """
-    from secquant.backends.ckks_stages import power_depth
+    from secquant.backends.ckks.stages import power_depth
 
     x, _, xt = _digits()
     torch.manual_seed(4)
@@ -198,7 +198,7 @@ def test_hand_made_higher_degree_throughput(degree):
 
 
 def test_degree_above_the_limit_is_refused_naming_the_layer():
-    from secquant.backends.ckks_stages import MAX_POLY_DEGREE
+    from secquant.backends.ckks.stages import MAX_POLY_DEGREE
 
     x, _, _ = _digits()
     torch.manual_seed(0)

@@ -26,9 +26,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
-from secquant.backends.ckks_params import POLY_SCALE_REL, CKKSPlan, StagePlan
-from secquant.backends.ckks_stages import StageKind
-from secquant.backends.seal.ciphertext import CiphertextMeta, Residues, read_fresh, to_bytes
+from secquant.backends.ckks.noise import POLY_SCALE_REL
+from secquant.backends.ckks.plan import CKKSPlan, StagePlan
+from secquant.backends.ckks.stages import StageKind
+from secquant.backends.seal.ciphertext import (
+    CiphertextMeta,
+    Residues,
+    read_fresh,
+    to_bytes,
+)
 from secquant.backends.seal.context import SealScheme, levels, make_context, sealapi
 from secquant.backends.seal.layout import tile
 from secquant.backends.seal.rns import IntegerMap, map_ciphertexts
@@ -152,7 +158,7 @@ class Evaluator:
         """THROUGHPUT whose first stage is an integer map: inputs are parsed, not loaded into SEAL."""
         return bool(self._prepared) and isinstance(self._prepared[0], IntegerMap)
 
-    def residues(self, blob: bytes, n_primes: int, scale: float) -> Residues:
+    def residues(self, blob: bytes | memoryview, n_primes: int, scale: float) -> Residues:
         """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
 
         Raises:

@@ -9,7 +9,7 @@ dropped), and ``q0`` is sized for the final message plus two bits.  For TenSEAL'
 MNIST network (conv, square, fc, square, fc) this is three data primes instead
 of six, which halves the work of every operation and of every encryption.
 
-A chain is only a candidate: :func:`~.ckks_params.make_plan` checks every
+A chain is only a candidate: :func:`~.params.make_plan` checks every
 message against the real primes and propagates the error bound through it.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import math
 
-from secquant.backends.ckks_stages import Stage, StageKind
+from secquant.backends.ckks.stages import Stage, StageKind
 
 __all__ = ["Free", "free_chain_bits"]
 

@@ -17,8 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
+from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.plan import CKKSPlan
 from secquant.backends.seal.layout import GatherLayout
-from secquant.backends.ckks_params import CKKSPlan, PlanOptions
 from secquant.errors import ConfigError
 
 __all__ = ["CKKSClientPlan"]
@@ -26,7 +27,7 @@ __all__ = ["CKKSClientPlan"]
 
 @dataclass(frozen=True, eq=False)
 class CKKSClientPlan:
-    """The fields of a :class:`~secquant.backends.ckks_params.CKKSPlan` the client uses.
+    """The fields of a :class:`~secquant.backends.ckks.plan.CKKSPlan` the client uses.
 
     Attributes:
         options: Mode and security (the other options do not matter to the client).
@@ -45,7 +46,7 @@ class CKKSClientPlan:
         ConfigError: a field is out of range.
     """
 
-    options: PlanOptions
+    options: CKKSOptions
     poly_degree: int
     primes: tuple[int, ...]
     input_scale: float
@@ -84,7 +85,7 @@ class CKKSClientPlan:
     @classmethod
     def of(cls, plan: CKKSPlan, fingerprint: str) -> CKKSClientPlan:
         """The client view of ``plan``."""
-        options = PlanOptions(mode=plan.options.mode, security=plan.options.security)
+        options = CKKSOptions(mode=plan.options.mode, security=plan.options.security)
         gather = plan.stages[0].gather if plan.stages else None
         return cls(options, plan.poly_degree, tuple(int(p) for p in plan.primes), float(plan.input_scale),
                    int(plan.input_period), int(plan.input_copies), float(plan.output_bound),
@@ -102,7 +103,7 @@ class CKKSClientPlan:
         return meta, arrays
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], arrays: dict[str, NDArray[Any]] | None = None) -> CKKSClientPlan:
+    def from_meta(cls, meta: Any, arrays: dict[str, NDArray[Any]] | None = None) -> CKKSClientPlan:
         """Rebuild from :meth:`to_meta`.
 
         Raises:
@@ -111,7 +112,7 @@ class CKKSClientPlan:
         if not isinstance(meta, dict):
             raise ConfigError("CKKS client spec lacks its plan")
         try:
-            options = PlanOptions(mode=Mode(meta["mode"]), security=int(meta["security"]))
+            options = CKKSOptions(mode=Mode(meta["mode"]), security=int(meta["security"]))
             fingerprint = meta["fingerprint"]
             if not isinstance(fingerprint, str):
                 raise ConfigError("CKKS client plan: the fingerprint must be a string")

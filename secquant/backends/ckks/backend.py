@@ -1,0 +1,135 @@
+"""The CKKS backend: the integer model evaluated approximately on encrypted inputs.
+
+Ciphertexts hold the model's *integers* (quantized input, integer weights),
+each layer at a scale chosen from the proven bounds (:mod:`~.params`), and the
+client rounds the decrypted results to centered integers that approximate
+``qm.forward_int`` within ``parameters()["max_abs_error_int"]``.
+``secquant.compile(qm, "ckks", mode=..., security=..., precision_bits=...,
+poly_degree=..., scale_bits=...)`` or ``options=CKKSOptions(...)``
+(:mod:`~.options`).  Wire formats are frames of SEAL objects (:mod:`~.wire`);
+the public material carries the public, relinearization and Galois keys, never
+the secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secquant.backends.base import (
+    Backend,
+    ClientRole,
+    Mode,
+    SimulationReport,
+    decode_client_spec,
+    encode_client_spec,
+)
+from secquant.backends.ckks.client import CKKSClient
+from secquant.backends.ckks.client_plan import CKKSClientPlan
+from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.params import make_plan
+from secquant.backends.ckks.server import CKKSServer
+from secquant.backends.ckks.stages import build_stages
+from secquant.backends.ckks.wire import fingerprint
+from secquant.backends.compile import Scheme, register_backend
+from secquant.errors import ConfigError
+from secquant.quant.model import QuantizedModel
+
+__all__ = ["CKKSBackend"]
+
+
+def _options(options: CKKSOptions | None, kwargs: dict[str, Any]) -> CKKSOptions:
+    """``options``, or keyword options validated into :class:`CKKSOptions`.
+
+    Raises:
+        ConfigError: both forms, an unknown option, or an invalid value.
+    """
+    if options is not None:
+        if kwargs or not isinstance(options, CKKSOptions):
+            raise ConfigError("pass CKKSOptions or keyword options, not both")
+        return options
+    known = [f.name for f in dataclasses.fields(CKKSOptions)]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown CKKS option(s) {unknown}; known: {known}")
+    return CKKSOptions(**kwargs)
+
+
+@register_backend(Scheme.CKKS)
+class CKKSBackend(Backend):
+    """CKKS through SEAL (``tenseal.sealapi``), parameters from the model's bounds.
+
+    Args:
+        qm: The quantized model.
+        options: The user's choices (:class:`~.options.CKKSOptions`); keyword
+            options are validated into one.
+
+    Raises:
+        ConfigError: unknown options or values.
+        UnsupportedLayerError: an op CKKS does not evaluate.
+        ParameterError: no secure parameters meet the precision target.
+    """
+
+    options_type: ClassVar[type[CKKSOptions]] = CKKSOptions
+
+    def __init__(self, qm: QuantizedModel, options: CKKSOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(qm)
+        self.options = _options(options, kwargs)
+        self.stages = build_stages(qm)
+        self.plan = make_plan(self.stages, self.options, qm.bounds().output.observed_max_abs)
+        self._sizes: dict[str, int] = {}
+
+    def parameters(self) -> dict[str, Any]:
+        """Every choice, JSON-ready (see :meth:`~.plan.CKKSPlan.to_dict`), with measured sizes once known."""
+        out = self.plan.to_dict()
+        out["sizes_bytes"] = dict(self._sizes) or "measured after the first client() / encrypt (see sizes_bytes)"
+        return out
+
+    def batch_size(self) -> int | None:
+        return self.plan.slots if self.plan.options.mode is Mode.THROUGHPUT else None
+
+    def record_sizes(self, **sizes: int) -> None:
+        """Remember measured byte sizes (public material, one request, one response) for ``parameters()``."""
+        self._sizes.update({k: int(v) for k, v in sizes.items()})
+
+    def simulate(self, xq: NDArray[Any]) -> SimulationReport:
+        """Key-less: the integer reference, the proven bound check, and the plan's levels and scales."""
+        arr = self.qm.interface().check_integers(xq)
+        ref = self.reference(arr)
+        reasons = []
+        observed = float(np.max(np.abs(np.asarray(ref, dtype=np.float64)))) if np.size(ref) else 0.0
+        if observed > self.plan.output_bound:
+            reasons.append(f"an output reaches {observed:.4g}, above the proven bound {self.plan.output_bound:.4g}")
+        details = {"levels": [{"stage": s.stage.names, "primes_at_start": len(s.level_primes),
+                               "log2_scale_out": float(np.log2(s.scale_out)),
+                               "log2_message_bound": float(np.log2(max(s.message_bound, 1.0)))}
+                              for s in self.plan.stages],
+                   "max_abs_error_int": self.plan.max_abs_error_int,
+                   "observed_output_max": observed, "output_bound": self.plan.output_bound,
+                   "log2_q0": float(np.log2(self.plan.primes[0]))}
+        return SimulationReport(ok=not reasons, reasons=reasons, output=ref, details=details)
+
+    def client_spec(self) -> bytes:
+        """Model interface, ring, primes, scales, layout and Galois steps; no stage, weight or coefficient."""
+        meta, arrays = CKKSClientPlan.of(self.plan, fingerprint(self.plan)).to_meta()
+        return encode_client_spec(Scheme.CKKS, self.qm.interface(), {"plan": meta}, arrays)
+
+    @classmethod
+    def client_from_spec(cls, spec: bytes) -> ClientRole:
+        """A client with a fresh secret key, from :meth:`client_spec` bytes alone.
+
+        Raises:
+            ArtifactError, IntegrityError: not a CKKS client spec, or modified.
+            ConfigError: malformed spec.
+        """
+        interface, meta, arrays = decode_client_spec(Scheme.CKKS, spec)
+        return CKKSClient(interface, CKKSClientPlan.from_meta(meta.get("plan"), arrays))
+
+    def server(self, public_material: bytes) -> CKKSServer:
+        """Server role from public material only (refuses secret keys)."""
+        server = CKKSServer(self.plan, int(np.prod(self.qm.input_shape)), public_material)
+        self.record_sizes(public_material=len(public_material))
+        return server

@@ -1,0 +1,150 @@
+"""The CKKS client role: the secret key, encryption of integers, decryption to centered integers.
+
+Built from the model interface and the client plan alone
+(:class:`~.client_plan.CKKSClientPlan`): it knows no stage and no weight.
+Decryption refuses any value past the proven output bound plus the error bound.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secquant.backends.base import ClientRole, Mode, Progress
+from secquant.backends.ckks.client_plan import CKKSClientPlan
+from secquant.backends.ckks.evaluate import seal_context
+from secquant.backends.ckks.wire import BATCH, MATERIAL, PUBLIC_PARTS, RESULT
+from secquant.backends.seal.context import sealapi
+from secquant.backends.seal.layout import tile
+from secquant.backends.seal.primes import galois_elt
+from secquant.backends.seal.serialize import load_seal, save_seal
+from secquant.backends.seal.wire import frame, unframe
+from secquant.errors import ConfigError, ModulusOverflowError
+from secquant.quant.model import ModelInterface
+
+__all__ = ["CKKSClient"]
+
+
+class CKKSClient(ClientRole):
+    """Holds the secret key; encrypts integers and decrypts to centered integers; knows no weight.
+
+    Attributes:
+        key_seconds: Seconds spent making the public material.
+    """
+
+    def __init__(self, interface: ModelInterface, plan: CKKSClientPlan) -> None:
+        sa = sealapi()
+        self.interface, self.plan, self._sa = interface, plan, sa
+        self.context = seal_context(plan)
+        keygen = sa.KeyGenerator(self.context)
+        self._secret_key = keygen.secret_key()
+        self._keygen = keygen
+        self._encryptor = sa.Encryptor(self.context, self._secret_key)
+        self._decryptor = sa.Decryptor(self.context, self._secret_key)
+        self._encoder = sa.CKKSEncoder(self.context)
+        self._material: bytes | None = None
+        self.key_seconds = 0.0
+
+    def public_material(self) -> bytes:
+        """Public, relinearization and (LATENCY) Galois keys, framed with the plan's fingerprint."""
+        if self._material is None:
+            t0 = time.perf_counter()
+            kg = self._keygen
+            public_key = self._sa.PublicKey()
+            kg.create_public_key(public_key)
+            parts = [public_key, kg.create_relin_keys()]
+            names = list(PUBLIC_PARTS[:2])
+            if self.plan.galois_steps:
+                elements = [galois_elt(step, self.plan.poly_degree) for step in self.plan.galois_steps]
+                parts.append(kg.create_galois_keys(elements))
+                names.append("galois_keys")
+            meta = {"fingerprint": self.plan.fingerprint, "parts": names}
+            self._material = frame(MATERIAL, meta, save_seal(parts))
+            self.key_seconds = time.perf_counter() - t0
+        return self._material
+
+    def _encrypt_vector(self, values: list[float]) -> Any:
+        """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT.
+
+        A THROUGHPUT server reads the residues of the inputs straight from the
+        wire (:mod:`~secquant.backends.seal.ciphertext`), which needs the second
+        polynomial itself, not the seed SEAL would expand it from.
+        """
+        pt = self._sa.Plaintext()
+        self._encoder.encode(values, self.context.first_parms_id(), self.plan.input_scale, pt)
+        if self.plan.options.mode is Mode.LATENCY:
+            return self._encryptor.encrypt_symmetric(pt)
+        ct = self._sa.Ciphertext()
+        self._encryptor.encrypt_symmetric(pt, ct)
+        return ct
+
+    def _slot_vectors(self, arr: NDArray[np.int64]) -> list[NDArray[Any]]:
+        """The slots of every input ciphertext: gathered blocks, replicated copies (and the client's
+        baby-step rotations of them), or one feature of every input across slots."""
+        slots = self.plan.slots
+        if self.plan.gather is not None:
+            return [v for row in arr for v in self.plan.gather.pack(row.astype(np.float64))]
+        if self.plan.options.mode is Mode.LATENCY:
+            tiled = [tile(row.astype(np.float64), self.plan.input_period, slots) for row in arr]
+            return [np.roll(t, -b) for t in tiled for b in range(self.plan.input_copies)]
+        chunks = [arr[start:start + slots].astype(np.float64) for start in range(0, arr.shape[0], slots)]
+        return [chunk[:, j] for chunk in chunks for j in range(arr.shape[1])]
+
+    def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
+        """Encrypt integer inputs of shape (n, *input_shape).
+
+        Raises:
+            ConfigError, InputRangeError: wrong shape or values outside the input range.
+        """
+        arr = self.interface.check_integers(xq)
+        arr = arr.reshape(arr.shape[0], -1).astype(np.int64)
+        cts = [self._encrypt_vector(v.tolist()) for v in self._slot_vectors(arr)]
+        if progress is not None:
+            progress(len(cts), len(cts))
+        meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0])}
+        return frame(BATCH, meta, save_seal(cts))
+
+    def decrypt(self, payload: bytes) -> NDArray[Any]:
+        """Decrypt to centered integers within ``max_abs_error_int`` of ``qm.forward_int``.
+
+        Raises:
+            ConfigError: malformed, or computed under other parameters.
+            ModulusOverflowError: a value past the proven output bound plus the error bound.
+        """
+        meta, blobs = unframe(payload, RESULT)
+        if meta.get("fingerprint") != self.plan.fingerprint:
+            raise ConfigError("the result was computed under other CKKS parameters")
+        n = meta.get("n")
+        n_out = int(np.prod(self.interface.output_shape))
+        latency = self.plan.options.mode is Mode.LATENCY
+        expected = -1 if not isinstance(n, int) else n if latency else n_out * -(-n // self.plan.slots)
+        if not isinstance(n, int) or n < 0 or len(blobs) != expected:
+            raise ConfigError(f"malformed CKKS result: {len(blobs)} ciphertexts for n={n!r}")
+        cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS result ciphertext")
+        decoded = [self._decode(ct) for ct in cts]
+        if latency:
+            values = np.array([d[:n_out] for d in decoded]).reshape(n, n_out)
+        else:
+            chunks = [np.array(decoded[k * n_out:(k + 1) * n_out]).T for k in range(len(decoded) // n_out)]
+            values = np.concatenate(chunks)[:n] if chunks else np.zeros((0, n_out))
+        return self._to_ints(values).reshape(n, *self.interface.output_shape)
+
+    def _decode(self, ct: Any) -> NDArray[np.float64]:
+        pt = self._sa.Plaintext()
+        self._decryptor.decrypt(ct, pt)
+        return np.asarray(self._encoder.decode_double(pt))
+
+    def _to_ints(self, values: NDArray[np.float64]) -> NDArray[Any]:
+        limit = self.plan.output_bound + self.plan.max_abs_error + 1
+        if values.size and (not np.all(np.isfinite(values)) or float(np.max(np.abs(values))) > limit):
+            raise ModulusOverflowError(
+                f"a decrypted CKKS value ({float(np.max(np.abs(values))):.4g}) exceeds the proven output bound "
+                f"plus the error bound ({limit:.4g}); the ciphertext was corrupted or not made by this model",
+                bound=int(self.plan.output_bound))
+        rounded = np.rint(values)
+        if self.plan.output_bound + self.plan.max_abs_error < 2**62:
+            return rounded.astype(np.int64)
+        return np.vectorize(int, otypes=[object])(rounded)

@@ -1,0 +1,73 @@
+"""What a user may choose for the CKKS backend: :class:`CKKSOptions`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from secquant.backends.base import Mode
+from secquant.errors import ConfigError
+from secquant.quant.primitives import coerce_enum
+
+__all__ = ["DEGREES", "MAX_PRIME_BITS", "MIN_SCALE_BITS", "SECURITY_LEVELS", "CKKSOptions"]
+
+#: Ring degrees N offered.
+DEGREES = (4096, 8192, 16384, 32768)
+#: SEAL's largest prime.
+MAX_PRIME_BITS = 60
+#: Smallest prime (and scale) size, in bits.
+MIN_SCALE_BITS = 20
+#: Security levels offered, in bits; nothing weaker than 128.
+SECURITY_LEVELS = (128, 192, 256)
+
+
+@dataclass(frozen=True)
+class CKKSOptions:
+    """User choices of ``secquant.compile(qm, "ckks", ...)``; everything else is derived from the bounds.
+
+    Attributes:
+        mode: LATENCY (default; one input per ciphertext) or THROUGHPUT (inputs
+            across slots); the lower-case names are accepted.
+        security: 128 (default), 192 or 256 bits.
+        precision_bits: Target in [0, 50]: the error bound must be at most
+            2**-precision_bits of the reference output magnitude (the largest
+            |output| seen on calibration data, else the proven bound).
+        poly_degree: Force N (else the smallest that meets the target).
+        scale_bits: Force B in [20, 59], the bit size of the middle primes (w = B - 1).
+        client_rotations: LATENCY: the client encrypts the baby-step rotations
+            of its input (b1 ciphertexts instead of one), so the server makes
+            no rotation at the top level, where rotations cost the most.
+        client_gather: LATENCY: when the first stage is sparse (a convolution), the
+            client packs its inputs by the stage's sparsity pattern
+            (:class:`~secquant.backends.seal.layout.GatherLayout`) if that needs
+            at most ``MAX_GATHER_CHUNKS`` ciphertexts and no more server
+            rotations than baby-step giant-step.
+
+    Raises:
+        ConfigError: a value of the wrong type or out of range.
+    """
+
+    mode: Mode = Mode.LATENCY
+    security: int = 128
+    precision_bits: float = 12.0
+    poly_degree: int | None = None
+    scale_bits: int | None = None
+    client_rotations: bool = True
+    client_gather: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+        if self.security not in SECURITY_LEVELS:
+            raise ConfigError(
+                f"security must be 128, 192 or 256 bits, got {self.security!r}; secquant does not build "
+                "CKKS parameters below 128-bit security (SEAL refuses them too)"
+            )
+        if not (isinstance(self.precision_bits, (int, float)) and 0 <= self.precision_bits <= 50):
+            raise ConfigError(f"precision_bits must lie in [0, 50], got {self.precision_bits!r}")
+        if self.poly_degree is not None and self.poly_degree not in DEGREES:
+            raise ConfigError(f"poly_degree must be one of {DEGREES}, got {self.poly_degree!r}")
+        for name in ("client_rotations", "client_gather"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):
+            raise ConfigError(f"scale_bits must lie in [{MIN_SCALE_BITS}, {MAX_PRIME_BITS - 1}], "
+                              f"got {self.scale_bits!r}")

@@ -1,0 +1,240 @@
+"""A CKKS compilation's plan: every parameter, scale, level and error bound, fixed before any key.
+
+:class:`CKKSPlan` is what :func:`~.params.make_plan` returns: the ring, the
+modulus chain, the input scale and, per stage, a :class:`StagePlan` (its level,
+scales, message bound, error bound, slot layout and, for a polynomial, a
+:class:`PolyPlan`).  The evaluator follows it exactly; ``to_dict`` describes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from secquant.backends.base import Mode
+from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.stages import Stage
+from secquant.backends.seal.layout import BSGSLayout, GatherLayout
+from secquant.backends.seal.security import estimate_security
+
+__all__ = ["CKKSPlan", "PolyPlan", "StagePlan"]
+
+
+@dataclass(frozen=True, eq=False)
+class PolyPlan:
+    """How a POLY stage builds its powers and combines its terms.
+
+    Attributes:
+        products: ``(i, a, b, n_primes, prime, scale)`` per power x**i >= 2 in
+            build order: x**a · x**b at the level of ``n_primes`` primes, rescaled
+            by ``prime`` to ``scale`` (SEAL's own double arithmetic).
+        power_scales: Scale S_i of x**i, keyed by i (1: the stage's input).
+        power_errors: Error bound of x**i in integer units, keyed by i.
+        terms: Powers i >= 1 whose coefficient is not all zero.
+        coeff_primes: Primes when the coefficients multiply (the deepest power's level).
+        term_scale: ``q·Δ_out``, the scale every term A_i·x**i is brought to.
+        plain_scales: Scale of the encoded A_i, ``term_scale / S_i``, keyed by i.
+        period: LATENCY slot period of the values (coefficients are tiled with it).
+    """
+
+    products: tuple[tuple[int, int, int, int, int, float], ...]
+    power_scales: dict[int, float]
+    power_errors: dict[int, float]
+    terms: tuple[int, ...]
+    coeff_primes: int
+    term_scale: float
+    plain_scales: dict[int, float]
+    period: int
+
+
+@dataclass(frozen=True, eq=False)
+class StagePlan:
+    """A stage with its level, scales and error.
+
+    Attributes:
+        stage: The stage.
+        level_primes: Primes of the ciphertext modulus when the stage starts.
+        prime: The prime its rescale drops (0 for SHIFT).
+        scale_in, scale_out: Δ before and after (exact as SEAL computes them).
+        plain_scale: Scale of the encoded weights (AFFINE), else 0.
+        message_bound: Largest message |Δ·value| the stage forms before its rescale.
+        error_out: Error bound after the stage, in integer units.
+        layout: Diagonal layout (LATENCY AFFINE stages), else None.
+        poly: Powers and term scales (POLY stages), else None.
+        gather: Client-gathered layout (LATENCY, a sparse first stage), else None.
+    """
+
+    stage: Stage
+    level_primes: tuple[int, ...]
+    prime: int
+    scale_in: float
+    scale_out: float
+    plain_scale: float
+    message_bound: float
+    error_out: float
+    layout: BSGSLayout | None = None
+    poly: PolyPlan | None = None
+    gather: GatherLayout | None = None
+
+    @property
+    def levels(self) -> int:
+        """Primes this stage drops (0 for SHIFT and the free first stage)."""
+        if self.poly is not None:
+            return self.stage.levels
+        return 1 if self.prime else 0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        d = {**self.stage.summary(), "primes_at_start": len(self.level_primes),
+             "log2_scale_in": round(math.log2(self.scale_in), 3), "log2_scale_out": round(math.log2(self.scale_out), 3),
+             "log2_message_bound": round(math.log2(max(self.message_bound, 1.0)), 3),
+             "error_bound_int": self.error_out}
+        if self.layout is not None:
+            d["layout"] = {"n_in_pad": self.layout.period, "n_out_pad": self.layout.width,
+                           "baby": self.layout.baby, "giant": self.layout.giant, "rotations": self.layout.rotations}
+        if self.gather is not None:
+            d["gather"] = {"period": self.gather.period, "inputs_per_output": int(self.gather.cols.shape[1]),
+                           "client_ciphertexts": self.gather.chunks, "rotations": len(self.gather.fold_steps)}
+        if self.poly is not None:
+            d["levels"] = self.levels
+            d["ciphertext_products"] = len(self.poly.products)
+            d["power_error_bounds_int"] = {str(i): e for i, e in sorted(self.poly.power_errors.items())}
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class CKKSPlan:
+    """Every parameter of a CKKS compilation, fixed before any key exists.
+
+    Attributes:
+        options: What the user asked for.
+        poly_degree: N.
+        primes: Coefficient modulus, q0 first, the special prime last.
+        scale_bits: B (w = B - 1).
+        input_scale: Δ0.
+        input_period: Slot period of the input (LATENCY).
+        stages: Per-stage plans.
+        max_abs_error: Error bound of the decoded outputs before rounding, integer units.
+        reference_magnitude: The output magnitude the precision target refers to.
+        output_bound: Proven bound on |output|.
+        galois_steps: Rotation steps the server needs (empty in THROUGHPUT).
+    """
+
+    options: CKKSOptions
+    poly_degree: int
+    primes: tuple[int, ...]
+    scale_bits: int
+    input_scale: float
+    input_period: int
+    stages: tuple[StagePlan, ...]
+    max_abs_error: float
+    reference_magnitude: float
+    output_bound: float
+    galois_steps: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def slots(self) -> int:
+        """N/2."""
+        return self.poly_degree // 2
+
+    @property
+    def input_copies(self) -> int:
+        """Ciphertexts per input in LATENCY mode (the client's baby-step rotations)."""
+        first = self.stages[0] if self.stages else None
+        if first is not None and first.gather is not None:
+            return first.gather.chunks
+        if (self.options.mode is Mode.LATENCY and self.options.client_rotations and first is not None
+                and first.layout is not None):
+            return first.layout.baby
+        return 1
+
+    @property
+    def depth(self) -> int:
+        """Rescales along the circuit (primes consumed)."""
+        return sum(s.levels for s in self.stages)
+
+    @property
+    def bit_sizes(self) -> list[int]:
+        """Bit size of every prime."""
+        return [p.bit_length() for p in self.primes]
+
+    @property
+    def total_bits(self) -> int:
+        """log2 of the whole coefficient modulus (what the security table limits)."""
+        return sum(self.bit_sizes)
+
+    @property
+    def max_abs_error_int(self) -> int:
+        """Bound on |round(decoded) - exact| for every output integer."""
+        return math.floor(self.max_abs_error + 0.5)
+
+    @property
+    def output_scale(self) -> float:
+        """Δ of the result."""
+        return self.stages[-1].scale_out if self.stages else self.input_scale
+
+    def sizes(self) -> dict[str, int]:
+        """Uncompressed sizes of keys and ciphertexts (8 bytes per coefficient per prime).
+
+        SEAL's zstd and the seeded (secret-key) encryption make the wire smaller:
+        fresh inputs and keys travel at about half these sizes.
+        """
+        n, k_all = self.poly_degree, len(self.primes)
+        k_data = k_all - 1
+        k_out = k_data - self.depth
+        switch_key = k_data * 2 * k_all * n * 8
+        per_input = self.input_copies if self.options.mode is Mode.LATENCY else 1
+        return {
+            "fresh_ciphertext": 2 * n * k_data * 8,
+            "output_ciphertext": 2 * n * k_out * 8,
+            "public_key": 2 * n * k_all * 8,
+            "relin_keys": switch_key,
+            "galois_keys": switch_key * len(self.galois_steps),
+            "request_ciphertexts_per_input" if self.options.mode is Mode.LATENCY else "request_ciphertexts_per_batch":
+                per_input if self.options.mode is Mode.LATENCY else (self.stages[0].stage.n_in if self.stages else 0),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description of every choice."""
+        n_rot = sum(s.layout.rotations for s in self.stages if s.layout is not None) + sum(
+            len(s.gather.fold_steps) for s in self.stages if s.gather is not None)
+        if self.input_copies > 1 and self.stages[0].layout is not None:
+            n_rot -= self.input_copies - 1  # the client's baby steps
+        return {
+            "scheme": "ckks",
+            "mode": self.options.mode.value,
+            "poly_degree": self.poly_degree,
+            "slots": self.slots,
+            "coeff_modulus_bits": self.bit_sizes,
+            "coeff_modulus_total_bits": self.total_bits,
+            "primes": [str(p) for p in self.primes],
+            "scale_bits": self.scale_bits,
+            "log2_input_scale": math.log2(self.input_scale),
+            "log2_output_scale": math.log2(self.output_scale),
+            "depth": self.depth,
+            "security_bits": estimate_security(self.poly_degree, self.total_bits),
+            "security_requested": self.options.security,
+            "precision_bits_target": self.options.precision_bits,
+            "max_abs_error": self.max_abs_error,
+            "max_abs_error_int": self.max_abs_error_int,
+            "error_unit": "output integers (qm.forward_int units); divide by qm.output_scale for scores",
+            "relative_error_bound": self.max_abs_error / max(self.reference_magnitude, 1.0),
+            "reference_output_magnitude": self.reference_magnitude,
+            "output_bound": self.output_bound,
+            "q0_headroom_bits": math.log2(self.primes[0] / 2) - math.log2(
+                self.output_scale * self.output_bound + self.output_scale * self.max_abs_error),
+            "galois_steps": list(self.galois_steps),
+            "input_ciphertexts_per_input": self.input_copies if self.options.mode is Mode.LATENCY else None,
+            "rotations_per_input": n_rot,
+            "packing": ("one input per ciphertext, replicated over slots; hybrid diagonal BSGS matmul"
+                        + ("; first stage gathered by the client (sparsity pattern only)"
+                           if self.stages and self.stages[0].gather is not None else "")
+                        if self.options.mode is Mode.LATENCY else
+                        "inputs across slots, one ciphertext per feature (CryptoNets)"),
+            "stages": [s.summary() for s in self.stages],
+            "sizes_bytes_uncompressed": self.sizes(),
+            "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",
+        }
+
+
