@@ -260,7 +260,10 @@ def decode_client_spec(scheme: Scheme, spec: bytes) -> tuple[ModelInterface, dic
     _, meta, arrays = read_artifact(bytes(spec), spec_type(scheme), (CLIENT_SPEC_VERSION,))
     if meta.get("scheme") != scheme.value:
         raise ArtifactError(f"client spec names scheme {meta.get('scheme')!r}, expected {scheme.value!r}")
-    return ModelInterface.from_dict(meta.get("interface")), meta, arrays
+    interface = meta.get("interface")
+    if not isinstance(interface, dict):
+        raise ConfigError("the client spec lacks the model interface; rebuild it with backend.client_spec()")
+    return ModelInterface.from_dict(interface), meta, arrays
 
 
 def run_rounds(client: ClientRole, server: ServerRole, payload: bytes) -> tuple[bytes, int]:

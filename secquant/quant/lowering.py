@@ -44,24 +44,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secquant.errors import ConfigError, UnsupportedLayerError
-from secquant.quant import exact
-from secquant.quant.intops import (
-    IntAddConst,
-    IntConv2d,
-    IntFlatten,
-    IntLinear,
-    IntOp,
-    IntPoly,
-    IntSquare,
-    IntSumPool2d,
-    max_abs,
-)
+from secquant.quant import exact, intops
+from secquant.quant.intops import IntOp, IntPoly, IntSquare, max_abs
 from secquant.quant.model import QuantizedModel
 
 __all__ = ["AFFINE_OPS", "Affine", "Poly", "Square", "Stage", "StageKind", "lower"]
@@ -70,7 +60,8 @@ IntArray = NDArray[Any]
 Shape = tuple[int, ...]
 
 #: Op types that compose into an :class:`Affine` stage.
-AFFINE_OPS: tuple[type[IntOp], ...] = (IntLinear, IntConv2d, IntSumPool2d, IntFlatten, IntAddConst)
+AFFINE_OPS: tuple[type[IntOp], ...] = (intops.IntLinear, intops.IntConv2d, intops.IntSumPool2d, intops.IntFlatten,
+                                       intops.IntAddConst)
 
 
 class StageKind(enum.Enum):
@@ -192,10 +183,7 @@ class Affine(_StageBase):
             raise ConfigError(f"affine stage {self.names}: matrix {self.matrix.shape} and bias {self.bias.shape} "
                               f"do not map {self.in_shape} to {self.out_shape}")
 
-    @property
-    def kind(self) -> StageKind:
-        """:attr:`StageKind.AFFINE`."""
-        return StageKind.AFFINE
+    kind: ClassVar[StageKind] = StageKind.AFFINE  #: :attr:`StageKind.AFFINE`
 
     @property
     def d_in(self) -> int:
@@ -247,23 +235,25 @@ class Affine(_StageBase):
 
 
 @dataclass(frozen=True, eq=False)
-class Square(_StageBase):
-    """``y = x * x`` element-wise."""
+class _Elementwise(_StageBase):
+    """A stage that maps each feature alone: the same input and output shape."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.in_shape != self.out_shape:
-            raise ConfigError(f"square stage {self.names}: shapes {self.in_shape} -> {self.out_shape} differ")
-
-    @property
-    def kind(self) -> StageKind:
-        """:attr:`StageKind.SQUARE`."""
-        return StageKind.SQUARE
+            raise ConfigError(f"element-wise stage {self.names}: shapes {self.in_shape} -> {self.out_shape} differ")
 
     @property
     def dim(self) -> int:
         """Features."""
         return self.in_features
+
+
+@dataclass(frozen=True, eq=False)
+class Square(_Elementwise):
+    """``y = x * x`` element-wise."""
+
+    kind: ClassVar[StageKind] = StageKind.SQUARE  #: :attr:`StageKind.SQUARE`
 
     def propagate(self, m: Any) -> IntArray:
         """``m * m`` per feature."""
@@ -279,7 +269,7 @@ class Square(_StageBase):
 
 
 @dataclass(frozen=True, eq=False)
-class Poly(_StageBase):
+class Poly(_Elementwise):
     """``y = sum_i coeffs[i] * x**i`` element-wise.
 
     Attributes:
@@ -292,21 +282,11 @@ class Poly(_StageBase):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "coeffs", _compact(self.coeffs))
-        if self.in_shape != self.out_shape or self.coeffs.ndim != 2 or self.coeffs.shape[1] != self.dim:
-            raise ConfigError(f"poly stage {self.names}: coeffs {self.coeffs.shape} for shapes "
-                              f"{self.in_shape} -> {self.out_shape}; expected (degree+1, {self.dim})")
-        if self.coeffs.shape[0] < 1:
-            raise ConfigError(f"poly stage {self.names} has no coefficient")
+        if self.coeffs.ndim != 2 or self.coeffs.shape[0] < 1 or self.coeffs.shape[1] != self.dim:
+            raise ConfigError(f"poly stage {self.names}: coeffs of shape {self.coeffs.shape}; expected "
+                              f"(degree+1, {self.dim})")
 
-    @property
-    def kind(self) -> StageKind:
-        """:attr:`StageKind.POLY`."""
-        return StageKind.POLY
-
-    @property
-    def dim(self) -> int:
-        """Features."""
-        return self.in_features
+    kind: ClassVar[StageKind] = StageKind.POLY  #: :attr:`StageKind.POLY`
 
     @property
     def degree(self) -> int:
