@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default="service,aggregator")
     args = parser.parse_args(argv)
 
-    from secquant.protocol.aggregation_server import AggregatorConfig, create_aggregator_app
-    from secquant.protocol.binding import ModelBinding
+    from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
+    from secquant.protocol.inference import ServiceConfig, create_app
+    from secquant.protocol.inference.binding import ModelBinding
     from secquant.protocol.runner import ServerThread
-    from secquant.protocol.server import ServiceConfig, create_app
 
     token = secrets.token_urlsafe(32)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]

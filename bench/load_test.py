@@ -133,7 +133,7 @@ def run_client(url: str, token: str, qm: Any, batches: list[np.ndarray], toleran
 
 def bench_scheme(scheme: str, qm: Any, x: np.ndarray, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Serve ``scheme``, run the clients, summarize."""
-    from secquant.protocol.binding import ModelBinding
+    from secquant.protocol.inference.binding import ModelBinding
 
     model = workdir / "model.npz"
     qm.save(model)

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from secquant.protocol.aggregation import KeyHolder
-    from secquant.protocol.aggregation_server import AggregatorConfig, create_aggregator_app
+    from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
     from secquant.protocol.runner import ServerThread
 
     token = secrets.token_urlsafe(32)

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from secquant.protocol.aggregation import AggregationClient, KeyHolder, RoundConfig
-from secquant.protocol.aggregation_server import AggregatorConfig, create_aggregator_app
+from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
 from secquant.protocol.errors import ReleaseRefusedError
 from secquant.protocol.runner import ServerThread
 

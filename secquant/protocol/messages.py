@@ -35,7 +35,7 @@ Message types (``meta`` fields; payload):
 * ``CachedSession`` v1 — on the server's disk only (0600 files).
   ``session_hash`` (SHA-256 of the session id, hex), ``created``/``expires``
   (float, Unix seconds), ``fingerprint``; payload: the public material.
-* Aggregation messages are listed in :mod:`secquant.protocol.aggregation_messages`.
+* Aggregation messages are listed in :mod:`secquant.protocol.aggregation.messages`.
 """
 
 from __future__ import annotations

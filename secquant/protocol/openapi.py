@@ -1,7 +1,7 @@
 """Export the service's OpenAPI document: ``python -m secquant.protocol.openapi [--write]``.
 
 Prints the JSON, or with ``--write`` rewrites ``protocols/openapi.json`` (the
-file a test compares against :func:`secquant.protocol.server.openapi_schema`).
+file a test compares against :func:`secquant.protocol.inference.app.openapi_schema`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ DEFAULT_PATH = Path(__file__).resolve().parents[2] / "protocols" / "openapi.json
 
 def export() -> str:
     """The OpenAPI document as indented, key-sorted JSON text."""
-    from secquant.protocol.server import openapi_schema
+    from secquant.protocol.inference.app import openapi_schema
 
     return json.dumps(openapi_schema(), indent=2, sort_keys=True) + "\n"
 

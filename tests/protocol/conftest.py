@@ -14,9 +14,9 @@ from torch import nn
 
 from secquant.data import Dataset, load_dataset
 from secquant.nn import Square
-from secquant.protocol.binding import ModelBinding
+from secquant.protocol.inference import ServiceConfig, create_app
+from secquant.protocol.inference.binding import ModelBinding
 from secquant.protocol.runner import ServerThread
-from secquant.protocol.server import ServiceConfig, create_app
 from secquant.quant.model import QuantizedModel
 
 

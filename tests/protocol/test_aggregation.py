@@ -18,9 +18,9 @@ import pytest
 
 from secquant.errors import ConfigError
 from secquant.protocol.aggregation import AggregationClient, KeyHolder, RoundConfig
-from secquant.protocol.aggregation_encoding import encode_ciphertexts, encrypt_residues
-from secquant.protocol.aggregation_messages import SUBMISSION
-from secquant.protocol.aggregation_server import AggregatorConfig, create_aggregator_app
+from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
+from secquant.protocol.aggregation.encoding import encode_ciphertexts, encrypt_residues
+from secquant.protocol.aggregation.messages import SUBMISSION
 from secquant.protocol.errors import ReleaseRefusedError, RemoteError
 from secquant.protocol.messages import Frame, encode_frame
 from secquant.protocol.runner import ServerThread

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from secquant.audit import audit_mechanism
-from secquant.protocol.aggregation_config import RoundConfig
-from secquant.protocol.aggregation_encoding import released_sum_mechanism
+from secquant.protocol.aggregation.config import RoundConfig
+from secquant.protocol.aggregation.encoding import released_sum_mechanism
 
 CFG = RoundConfig(n_clients=10, dim=1, clip_norm=1.0, granularity=0.1, sigma=32.0, modulus_bits=16, key_bits=2048)
 

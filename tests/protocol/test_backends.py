@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from secquant.protocol import Client
-from secquant.protocol.binding import ModelBinding
+from secquant.protocol.inference.binding import ModelBinding
 from secquant.protocol.messages import EVALUATE_REQUEST, SESSION_CREATE, Frame, encode_frame
 
 from .conftest import start_server

@@ -17,10 +17,10 @@ import pytest
 
 from secquant.errors import ConfigError
 from secquant.protocol import Client
-from secquant.protocol.binding import ModelBinding
 from secquant.protocol.errors import ParameterMismatchError, RemoteError
+from secquant.protocol.inference import ServiceConfig
+from secquant.protocol.inference.binding import ModelBinding
 from secquant.protocol.messages import EVALUATE_REQUEST, SESSION_CREATE, Frame, encode_frame
-from secquant.protocol.server import ServiceConfig
 
 from .conftest import start_server
 
@@ -113,8 +113,8 @@ def test_tls(digits_mlp_qm, token, tmp_path: Path, digits) -> None:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
                     "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    from secquant.protocol.inference import create_app
     from secquant.protocol.runner import ServerThread
-    from secquant.protocol.server import create_app
 
     binding = ModelBinding.build(digits_mlp_qm, "plain")
     app = create_app(binding, ServiceConfig(token=token, cache_dir=str(tmp_path / "keys")))
@@ -239,7 +239,7 @@ def test_session_limit_is_429_and_ttl_expires(digits_mlp_qm, token, tmp_path: Pa
 def test_openapi_document_is_current() -> None:
     import json
 
-    from secquant.protocol.server import openapi_schema
+    from secquant.protocol.inference import openapi_schema
 
     path = Path(__file__).resolve().parents[2] / "protocols" / "openapi.json"
     on_disk = json.loads(path.read_text())

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the aggregator until interrupted."""
-    from secquant.protocol.aggregation_server import AggregatorConfig, create_aggregator_app
+    from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
     from secquant.protocol.runner import serve
 
     token = None if args.no_auth else (args.token or os.environ.get("SECQUANT_TOKEN"))

@@ -3,7 +3,7 @@
 Locally it compiles the saved integer model for the scheme, encrypts the
 inputs (with a progress bar), evaluates, decrypts, and prints predictions and
 timings.  With ``--server URL`` it runs one remote session through
-:func:`secquant.protocol.client.infer_remote` instead.
+:func:`secquant.protocol.inference.client.infer_remote` instead.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float], di
     from secquant.errors import SecquantError
 
     try:
-        from secquant.protocol.client import infer_remote
+        from secquant.protocol.inference.client import infer_remote
     except ImportError as exc:
-        raise SecquantError(f"remote inference is unavailable: secquant.protocol.client.infer_remote "
+        raise SecquantError(f"remote inference is unavailable: secquant.protocol.inference.client.infer_remote "
                             f"cannot be imported ({exc})") from exc
     try:
         result = infer_remote(args.server, x, token=args.token, model=args.model)

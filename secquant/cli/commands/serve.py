@@ -53,9 +53,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compile the model and serve until interrupted."""
-    from secquant.protocol.binding import ModelBinding
+    from secquant.protocol.inference import ServiceConfig, create_app, default_cache_dir
+    from secquant.protocol.inference.binding import ModelBinding
     from secquant.protocol.runner import serve
-    from secquant.protocol.server import ServiceConfig, create_app, default_cache_dir
 
     token = None if args.no_auth else (args.token or os.environ.get("SECQUANT_TOKEN"))
     if token is None and not args.no_auth:

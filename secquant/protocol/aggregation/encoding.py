@@ -1,7 +1,7 @@
 """Client-side encoding for secure aggregation: clip, scale, round, add noise, pack, encrypt.
 
 Pure functions (no network) shared by the real clients
-(:mod:`secquant.protocol.aggregation`) and the audited simulation of the
+(:mod:`secquant.protocol.aggregation.client`) and the audited simulation of the
 release (:func:`released_sum_mechanism`), so the auditor checks the very code
 the clients run.  Ciphertexts travel as fixed-width big-endian integers of
 ``ceil(bits(n²)/8)`` bytes each.
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from secquant.audit.samplers import sample_discrete_gaussian
+from secquant.dp.samplers import sample_discrete_gaussian
 from secquant.errors import ConfigError
-from secquant.protocol.aggregation_config import RoundConfig
+from secquant.protocol.aggregation.config import RoundConfig
 from secquant.protocol.errors import MessageError
 
 __all__ = [
@@ -136,14 +136,14 @@ def encrypt_residues(residues: NDArray[np.int64], config: RoundConfig, public_ke
 
     Encryption is ``(1 + n)^m · hs^a mod n²`` with fresh DJN randomness (a random
     exponent ``a`` of ceil(k/2) bits from :mod:`secrets`), the scheme of
-    :mod:`secquant.backends.paillier_math`.
+    :mod:`secquant.backends.paillier.crypto`.
 
     Args:
         residues: Centered residues mod 2^b, shape (dim,).
         config: The round.
-        public_key: A :class:`secquant.backends.paillier_keys.PaillierPublicKey`.
+        public_key: A :class:`secquant.backends.paillier.keys.PaillierPublicKey`.
     """
-    from secquant.backends.paillier_math import Randomness, fresh_randomizer
+    from secquant.backends.paillier.crypto import Randomness, fresh_randomizer
 
     layout = config.layout()
     n, n2 = public_key.n, public_key.nsquare
@@ -160,12 +160,12 @@ def decrypt_sum(cts: list[int], config: RoundConfig, private_key: Any) -> NDArra
     Args:
         cts: The aggregate's ciphertexts.
         config: The round.
-        private_key: A :class:`secquant.backends.paillier_keys.PaillierPrivateKey`.
+        private_key: A :class:`secquant.backends.paillier.keys.PaillierPrivateKey`.
 
     Raises:
         ModulusOverflowError: a slot overflowed its guard bits (more summands than planned, or another key).
     """
-    from secquant.backends.paillier_math import Decryptor
+    from secquant.backends.paillier.crypto import Decryptor
 
     layout = config.layout()
     n = int(private_key.public.n)

@@ -13,12 +13,32 @@
   ciphertexts, same encoding.
 
 JSON bodies (round open and status) are documented in
-:mod:`secquant.protocol.aggregation_server` and ``protocols/secure-aggregation.md``.
+:mod:`secquant.protocol.aggregation.rounds` and ``protocols/secure-aggregation.md``;
+a round's ``state`` is a :class:`RoundState` value, a submission's ``kind`` a
+:class:`SubmissionKind` value.
 """
 
 from __future__ import annotations
 
-__all__ = ["AGGREGATE", "SUBMISSION"]
+import enum
+
+__all__ = ["AGGREGATE", "SUBMISSION", "RoundState", "SubmissionKind"]
 
 SUBMISSION = "secquant.aggregation.Submission"
 AGGREGATE = "secquant.aggregation.Aggregate"
+
+
+class RoundState(enum.Enum):
+    """Where a round is (the ``state`` of a round status)."""
+
+    COLLECTING = "collecting"  #: accepting updates
+    TOPUP = "topup"  #: waiting for the survivors' extra noise shares
+    READY = "ready"  #: the sum carries enough noise; the key-holder may fetch it
+    REFUSED = "refused"  #: never released
+
+
+class SubmissionKind(enum.Enum):
+    """What a ``Submission`` frame carries (its ``kind``)."""
+
+    UPDATE = "update"  #: a client's encrypted update plus one noise share
+    TOPUP = "topup"  #: extra noise shares assigned after dropouts

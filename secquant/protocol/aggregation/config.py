@@ -6,7 +6,7 @@ client clips its update to L2 norm ``clip_norm``, divides by ``granularity``
 Sec. 4) so that ``‖q‖₂ <= norm_bound``, and adds one share of discrete Gaussian
 noise N_Z(0, σ²) per coordinate.  The released sum carries ``noise_shares``
 independent shares; the privacy claim is the KLS Proposition 14 bound of
-:class:`secquant.audit.mechanisms.DistributedDiscreteGaussian` with
+:class:`secquant.dp.mechanisms.DistributedDiscreteGaussian` with
 ``n_clients = min_noise_shares`` (more shares only add independent noise:
 post-processing).  When fewer shares than ``min_noise_shares`` reach the sum
 (dropouts), :class:`DropoutPolicy` decides: survivors top the noise up, or the
@@ -137,8 +137,8 @@ class RoundConfig:
         return 2 * self.n_clients
 
     def ddg(self) -> Any:
-        """The auditor's :class:`DistributedDiscreteGaussian` for the required shares."""
-        from secquant.audit.mechanisms import DistributedDiscreteGaussian
+        """The :class:`DistributedDiscreteGaussian` for the required shares."""
+        from secquant.dp.mechanisms import DistributedDiscreteGaussian
 
         return DistributedDiscreteGaussian(sigma=self.sigma, n_clients=self.required_shares,
                                            l2_sensitivity=self.l2_sensitivity, dim=self.dim,
@@ -158,7 +158,7 @@ class RoundConfig:
 
     def layout(self) -> Any:
         """Packing of centered residues mod 2^b into Paillier plaintexts (``PackingLayout``)."""
-        from secquant.backends.paillier_packing import PackingLayout
+        from secquant.backends.paillier.packing import PackingLayout
 
         return PackingLayout.for_bound(1 << (self.modulus_bits - 1), self.key_bits - 1, max_summands=self.max_summands)
 

@@ -28,8 +28,8 @@ from numpy.typing import ArrayLike, NDArray
 from secquant.backends.base import Scheme, decode_client_spec
 from secquant.backends.compile import client_from_spec
 from secquant.errors import ConfigError
-from secquant.protocol.binding import artifact_digest, model_artifact
-from secquant.protocol.errors import ParameterMismatchError, RemoteError
+from secquant.protocol.errors import ParameterMismatchError
+from secquant.protocol.inference.binding import artifact_digest, model_artifact
 from secquant.protocol.messages import (
     EVALUATE_REQUEST,
     EVALUATE_RESPONSE,
@@ -39,23 +39,11 @@ from secquant.protocol.messages import (
     decode_frame,
     encode_frame,
 )
+from secquant.protocol.transport import OCTET_STREAM, http_client, raise_for_status
 from secquant.quant.model import ModelInterface, QuantizedModel
 
 __all__ = ["Client", "RemoteInference", "infer_remote"]
 
-_OCTET = {"Content-Type": "application/octet-stream"}
-
-
-def raise_for_status(response: Any) -> None:
-    """Raise :class:`RemoteError` for a 4xx/5xx answer, with the server's message."""
-    if response.status_code < 400:
-        return
-    try:
-        body = response.json()
-        error, detail = str(body.get("error", "HTTPError")), str(body.get("detail", body))
-    except ValueError:
-        error, detail = "HTTPError", response.text[:500]
-    raise RemoteError(response.status_code, error, detail)
 
 
 class Client:
@@ -76,18 +64,11 @@ class Client:
 
     def __init__(self, url: str, token: str | None = None, *, model: QuantizedModel | str | Path | bytes | None = None,
                  verify: bool | str = True, timeout: float = 600.0) -> None:
-        import httpx
-
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"url must start with http:// or https://, got {url!r}")
         if not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if isinstance(verify, (str, Path)):
-            import ssl
-
-            verify = ssl.create_default_context(cafile=str(verify))  # type: ignore[assignment]
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, verify=verify, timeout=timeout)
+        self._http = http_client(url, token, verify=verify, timeout=timeout)
         self._model = model
         self.info: dict[str, Any] = {}
         self.spec: bytes | None = None
@@ -124,7 +105,7 @@ class Client:
         self.spec, self._role = spec, client_from_spec(scheme, spec)
         frame = Frame(SESSION_CREATE, 1, {"scheme": scheme.value, "model_digest": self.info["model_digest"],
                                           "fingerprint": self.info["fingerprint"]}, self._role.public_material())
-        response = self._http.post("/v1/sessions", content=encode_frame(frame), headers=_OCTET)
+        response = self._http.post("/v1/sessions", content=encode_frame(frame), headers=OCTET_STREAM)
         raise_for_status(response)
         self._session = str(response.json()["session_id"])
         return self
@@ -203,7 +184,7 @@ class Client:
 
     def _evaluate(self, body: bytes, batch: int, timings: dict[str, float]) -> bytes:
         t0 = time.perf_counter()
-        response = self._http.post(f"/v1/sessions/{self._session}/evaluate", content=body, headers=_OCTET)
+        response = self._http.post(f"/v1/sessions/{self._session}/evaluate", content=body, headers=OCTET_STREAM)
         raise_for_status(response)
         answer = decode_frame(response.content, EVALUATE_RESPONSE)
         timings["request"] += time.perf_counter() - t0

@@ -1,0 +1,58 @@
+"""Assemble the encrypted-inference service: a FastAPI application served by uvicorn.
+
+The server holds the quantized model and, per session, the client's public
+material; it never holds a secret key, plaintext inputs or outputs.  Clients
+build their role from the backend's client spec (``Backend.client_spec``):
+shapes, input quantization, output scale and bound, encryption parameters and
+layout, never a weight (in Paillier interactive mode, the activation
+coefficients the client applies).  Endpoints are in
+:mod:`secquant.protocol.inference.routes`, messages in
+:mod:`secquant.protocol.messages` and ``protocols/inference-service.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from secquant.protocol.http import install_error_handlers
+from secquant.protocol.inference.binding import ModelBinding
+from secquant.protocol.inference.config import ServiceConfig
+from secquant.protocol.inference.routes import router
+from secquant.protocol.inference.state import ServiceState
+from secquant.protocol.messages import PROTOCOL_VERSION
+
+__all__ = ["create_app", "default_cache_dir", "openapi_schema"]
+
+
+def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
+    """Build the FastAPI application.
+
+    Args:
+        binding: The compiled model; None builds a model-less app whose only use
+            is :func:`openapi_schema`.
+        config: Access control and limits.
+
+    Returns:
+        A ``fastapi.FastAPI`` instance.
+    """
+    app = FastAPI(title="secquant encrypted-inference service", version=str(PROTOCOL_VERSION),
+                  description="Encrypted inference on a quantized model; see protocols/inference-service.md.")
+    install_error_handlers(app)
+    app.state.secquant = ServiceState.build(binding, config)
+    app.include_router(router)
+    return app
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The service's OpenAPI document (what ``protocols/openapi.json`` holds)."""
+    return create_app(None, ServiceConfig(allow_no_auth=True)).openapi()  # type: ignore[no-any-return]
+
+
+def default_cache_dir() -> Path:
+    """``$SECQUANT_CACHE_DIR`` or ``~/.cache/secquant/keys``."""
+    env = os.environ.get("SECQUANT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "secquant" / "keys"
