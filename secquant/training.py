@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "Accountant",
     "DPSGD",
+    "Accountant",
     "Optimizer",
     "TrainOptions",
     "TrainResult",

@@ -26,9 +26,9 @@ from secquant._lazy import lazy_getattr
 
 _LAZY = {
     "audit_mechanism": "secquant.audit.auditor",
-    "audit_pairs": "secquant.audit.auditor",
+    "audit_pairs": "secquant.audit.pairs",
     "AuditSettings": "secquant.audit.auditor",
-    "PairStrategy": "secquant.audit.auditor",
+    "PairStrategy": "secquant.audit.pairs",
     "AuditResult": "secquant.audit.result",
     "PairSearchResult": "secquant.audit.result",
     "EpsilonBound": "secquant.audit.estimators",

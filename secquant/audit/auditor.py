@@ -17,17 +17,16 @@ Procedure of :func:`audit_mechanism` for a neighbouring pair (x0, x1):
 
 Guarantee: for any mechanism that satisfies the claim, ``violation`` is True with
 probability at most ``1 - confidence`` (the false-flag rate), whatever the
-mechanism and output type.  :func:`audit_pairs` keeps this guarantee over a
-search of several pairs (Bonferroni, or selection of the pair on selection data).
+mechanism and output type.  :func:`secquant.audit.pairs.audit_pairs` keeps this
+guarantee over a search of several pairs (Bonferroni, or selection of the pair on
+selection data).
 """
 
 from __future__ import annotations
 
-import enum
-import itertools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,28 +40,26 @@ from secquant.audit.estimators import (
     epsilon_lower_bound_from_counts,
     joint_alpha,
 )
-from secquant.audit.events import CandidateEvent, OutputKind, as_outputs, infer_kind, select_event
-from secquant.audit.result import AuditResult, DirectionBound, PairSearchResult
+from secquant.audit.events import CandidateEvent, select_event
+from secquant.audit.outputs import OutputKind, as_outputs, infer_kind
+from secquant.audit.result import AuditResult, DirectionBound
 from secquant.errors import ConfigError
-from secquant.quant.primitives import coerce_enum
 
-__all__ = ["AuditSettings", "Mechanism", "PairStrategy", "audit_mechanism", "audit_pairs"]
+__all__ = [
+    "AuditSettings",
+    "Mechanism",
+    "audit_mechanism",
+    "check_mechanism",
+    "estimate_stage",
+    "mechanism_name",
+    "select_stage",
+]
 
 #: A mechanism: ``(x, rng, n) -> array with n outputs along axis 0``.
 Mechanism = Callable[[Any, np.random.Generator, int], Any]
 
 MIN_SAMPLES = 1000
 _BATCH_CELLS = 1 << 23  # cap on batch_size · output size while estimating (64 MiB of float64)
-
-
-class PairStrategy(enum.Enum):
-    """How :func:`audit_pairs` keeps its confidence over many pairs."""
-
-    #: Audit every pair at confidence ``1 - (1 - confidence)/m``; report the best.
-    BONFERRONI = "bonferroni"
-    #: Run only the selection stage on every pair, pick the most promising pair
-    #: on selection data, and estimate that pair alone at full confidence.
-    SELECT = "select"
 
 
 @dataclass(frozen=True)
@@ -122,14 +119,14 @@ class AuditSettings:
         return self.samples - self.selection_samples
 
 
-def _check_mechanism(mechanism: Any) -> None:
+def check_mechanism(mechanism: Any) -> None:
     if not callable(mechanism):
         raise ConfigError(
             f"mechanism must be callable as mechanism(x, rng, n), got {type(mechanism).__name__}"
         )
 
 
-def _name_of(mechanism: Any, name: str | None) -> str:
+def mechanism_name(mechanism: Any, name: str | None) -> str:
     if name:
         return name
     for attr in ("name", "__name__"):
@@ -162,7 +159,7 @@ class _Selection:
     row_size: int
 
 
-def _select(
+def select_stage(
     mechanism: Mechanism, x0: Any, x1: Any, settings: AuditSettings, seeds: list[np.random.SeedSequence]
 ) -> _Selection:
     m = settings.selection_samples
@@ -179,7 +176,7 @@ def _select(
     return _Selection(kind, event, max(1, int(np.prod(out0.shape[1:]))))
 
 
-def _estimate(
+def estimate_stage(
     mechanism: Mechanism,
     x0: Any,
     x1: Any,
@@ -271,107 +268,10 @@ def audit_mechanism(
             too few samples.
     """
     started = time.perf_counter()
-    _check_mechanism(mechanism)
+    check_mechanism(mechanism)
     settings = AuditSettings(epsilon, delta, samples, confidence, selection_fraction, batch_size)
     seeds = np.random.SeedSequence(seed).spawn(5)
-    selection = _select(mechanism, x0, x1, settings, seeds)
-    return _estimate(
-        mechanism, x0, x1, settings, selection, seeds, seed=seed, name=_name_of(mechanism, name), started=started
-    )
-
-
-def audit_pairs(
-    mechanism: Mechanism,
-    pairs: Iterable[tuple[Any, Any]],
-    epsilon: float,
-    delta: float = 0.0,
-    samples: int = 1_000_000,
-    confidence: float = 0.95,
-    seed: int | None = 0,
-    *,
-    strategy: PairStrategy | str = PairStrategy.BONFERRONI,
-    max_pairs: int = 64,
-    selection_fraction: float = 0.2,
-    batch_size: int = 1 << 18,
-    name: str | None = None,
-) -> PairSearchResult:
-    """Audit several neighbouring pairs with one confidence statement for the whole search.
-
-    ``pairs`` may be a list or a generator; at most ``max_pairs`` are taken (a
-    longer iterable is refused rather than truncated, so the correction is
-    always for the pairs actually searched).
-
-    * ``BONFERRONI``: each of the m pairs is audited at confidence
-      ``1 - (1 - confidence)/m`` with its own samples; the best bound is valid
-      at ``confidence`` (union bound).
-    * ``SELECT``: every pair gets only the selection stage; the pair whose event
-      promises the largest bound is then estimated on fresh samples at full
-      ``confidence``.  No correction is needed because the choice of pair is made
-      before the estimation samples exist.  Costs ``m·selection + estimation``
-      draws per input instead of ``m·samples``.
-
-    Args:
-        mechanism: As for :func:`audit_mechanism`.
-        pairs: Iterable of ``(x0, x1)`` neighbouring pairs.
-        epsilon: Claimed ε in nats.
-        delta: Claimed δ in [0, 1).
-        samples: Draws per input for each audited pair, >= 1000.
-        confidence: Confidence of the whole search, in (0, 1).
-        seed: Seed (each pair gets an independent child stream).
-        strategy: :class:`PairStrategy` or its lower-case value.
-        max_pairs: Largest number of pairs accepted, >= 1.
-        selection_fraction: As for :func:`audit_mechanism`.
-        batch_size: As for :func:`audit_mechanism`.
-        name: Name shown in the results.
-
-    Returns:
-        A :class:`PairSearchResult`.
-
-    Raises:
-        ConfigError: no pairs, more than ``max_pairs`` pairs, a pair that is not a
-            2-tuple, or any error of :func:`audit_mechanism`.
-    """
-    started = time.perf_counter()
-    _check_mechanism(mechanism)
-    strategy = coerce_enum(strategy, PairStrategy, "strategy")
-    settings = AuditSettings(epsilon, delta, samples, confidence, selection_fraction, batch_size)
-    if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
-        raise ConfigError(f"max_pairs must be a positive int, got {max_pairs!r}")
-    taken = list(itertools.islice(iter(pairs), max_pairs + 1))
-    if not taken:
-        raise ConfigError("pairs is empty; give at least one (x0, x1) neighbouring pair")
-    if len(taken) > max_pairs:
-        raise ConfigError(f"more than max_pairs={max_pairs} pairs; pass a larger max_pairs or fewer pairs")
-    for i, pair in enumerate(taken):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ConfigError(f"pair {i} must be a 2-tuple (x0, x1), got {type(pair).__name__}")
-    label = _name_of(mechanism, name)
-    m = len(taken)
-    children = np.random.SeedSequence(seed).spawn(m)
-    if strategy is PairStrategy.BONFERRONI:
-        per_pair = 1.0 - (1.0 - settings.confidence) / m
-        results = tuple(
-            audit_mechanism(
-                mechanism, x0, x1, settings.epsilon, settings.delta, settings.samples, per_pair,
-                seed=None if seed is None else int(children[i].generate_state(1)[0]),
-                selection_fraction=settings.selection_fraction, batch_size=settings.batch_size, name=label,
-            )
-            for i, (x0, x1) in enumerate(taken)
-        )
-        best = max(results, key=lambda r: r.epsilon_lower_bound)
-        return PairSearchResult(
-            best, results, strategy.value, settings.confidence, per_pair, m, time.perf_counter() - started,
-            tuple(r.selection_epsilon for r in results),
-        )
-    seeds = [child.spawn(5) for child in children]
-    selections = [_select(mechanism, x0, x1, settings, seeds[i]) for i, (x0, x1) in enumerate(taken)]
-    scores = tuple(s.event.selection_epsilon for s in selections)
-    i = int(np.argmax(scores))
-    best = _estimate(
-        mechanism, taken[i][0], taken[i][1], settings, selections[i], seeds[i],
-        seed=seed, name=label, started=time.perf_counter(),
-    )
-    return PairSearchResult(
-        best, (best,), strategy.value, settings.confidence, settings.confidence, m,
-        time.perf_counter() - started, scores,
+    selection = select_stage(mechanism, x0, x1, settings, seeds)
+    return estimate_stage(
+        mechanism, x0, x1, settings, selection, seeds, seed=seed, name=mechanism_name(mechanism, name), started=started
     )

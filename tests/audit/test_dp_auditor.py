@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from secquant.audit import audit_mechanism, audit_pairs
-from secquant.audit.auditor import PairStrategy
+from secquant.audit.pairs import PairStrategy
 from secquant.errors import ConfigError, SecquantError
 
 

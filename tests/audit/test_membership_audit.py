@@ -150,7 +150,7 @@ def test_bad_run_inputs_raise_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="epsilon"):
         DPSpec(epsilon=0)
     (tmp_path / "file").write_text("x")
-    from secquant.audit.membership.audit import MembershipAudit
+    from secquant.audit.membership.result import MembershipAudit
 
     empty = MembershipAudit({}, (), {}, ("nothing",), 0.0)
     with pytest.raises(ConfigError, match="not a directory"):

@@ -9,9 +9,11 @@ Modules (each small and importable on its own):
 * :mod:`.attacks`: loss/confidence thresholds, LiRA online and offline;
 * :mod:`.metrics`: ROC, AUC, TPR at 0.1 % / 1 % FPR, ε lower bound (shared estimators);
 * :mod:`.one_run`: the one-run audit of Steinke, Nasr and Jagielski (2023);
-* :mod:`.targets`, :mod:`.training`: float, ``quantize_model`` and DP-SGD targets;
+* :mod:`.targets`, :mod:`.training`: float, ``quantize_model`` and DP-SGD targets
+  (trained by :func:`secquant.training.train_classifier`);
 * :mod:`.shadows`: parallel training (joblib, or Ray) with a progress bar;
-* :mod:`.audit`: the orchestration; :mod:`.report`: JSON, plots, summary.
+* :mod:`.config`: what an audit does; :mod:`.audit`: the orchestration;
+  :mod:`.result`: its rows; :mod:`.report`: JSON, plots, summary.
 
 Names are imported lazily so ``import secquant.audit.membership`` stays cheap.
 """
@@ -22,15 +24,15 @@ from secquant._lazy import lazy_getattr
 
 _LAZY = {
     "AttackKind": ".attacks",
-    "AuditRow": ".audit",
+    "AuditRow": ".result",
     "Backend": ".shadows",
-    "CanarySpec": ".audit",
+    "CanarySpec": ".config",
     "DPSpec": ".training",
     "DiscreteGaussianScores": ".policies",
     "Family": ".targets",
     "FullScores": ".policies",
-    "MembershipAudit": ".audit",
-    "MembershipAuditConfig": ".audit",
+    "MembershipAudit": ".result",
+    "MembershipAuditConfig": ".config",
     "OneRunResult": ".one_run",
     "RoundedScores": ".policies",
     "Target": ".targets",

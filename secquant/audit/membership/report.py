@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from secquant.artifact import write_bytes_atomic
-from secquant.audit.membership.audit import AuditRow, MembershipAudit
+from secquant.audit.membership.result import AuditRow, MembershipAudit
 from secquant.errors import ConfigError
 
 __all__ = ["best_rows", "write_report"]

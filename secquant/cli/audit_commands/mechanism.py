@@ -45,8 +45,8 @@ def _fmt_delta(delta: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the audits; returns the exit code."""
-    from secquant.audit.auditor import audit_pairs
     from secquant.audit.cases import builtin_case, builtin_cases
+    from secquant.audit.pairs import audit_pairs
     from secquant.audit.result import json_safe, write_text_atomic
 
     cases = [builtin_case(n) for n in args.only] if args.only else list(builtin_cases())

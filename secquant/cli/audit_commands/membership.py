@@ -64,7 +64,7 @@ def build_config(args: argparse.Namespace) -> Any:
         ConfigError: any argument out of range, naming the flag.
     """
     from secquant.audit.membership.attacks import AttackKind
-    from secquant.audit.membership.audit import CanarySpec, MembershipAuditConfig
+    from secquant.audit.membership.config import CanarySpec, MembershipAuditConfig
     from secquant.audit.membership.policies import parse_policy
     from secquant.audit.membership.training import DPSpec, TrainSpec
     from secquant.quant.primitives import coerce_enum
