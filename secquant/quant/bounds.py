@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.errors import ModulusOverflowError
+from secquant.quant.dag import INPUT, IntGraph
 from secquant.quant.intops import IntOp, max_abs
 from secquant.quant.primitives import Domain, modulus_needed, window
 
@@ -39,6 +40,7 @@ class LayerBound:
         partial_max_abs: Worst-case |partial sum or product| inside the layer.
         modulus_needed: Smallest modulus p whose window (-p/2, p/2] holds the outputs.
         observed_max_abs: Largest |output| seen on calibration data, if measured.
+        inputs: Names of the layers it reads (``"input"`` for the model input).
     """
 
     name: str
@@ -50,6 +52,7 @@ class LayerBound:
     partial_max_abs: int
     modulus_needed: int
     observed_max_abs: int | None = None
+    inputs: tuple[str, ...] = ()
 
     @property
     def bits(self) -> int:
@@ -67,6 +70,7 @@ class LayerBound:
             "modulus_needed": self.modulus_needed,
             "bits": self.bits,
             "observed_max_abs": self.observed_max_abs,
+            "inputs": list(self.inputs),
         }
 
 
@@ -96,6 +100,16 @@ class BoundReport:
     def bits(self) -> int:
         """ceil(log2(modulus_needed))."""
         return (self.modulus_needed - 1).bit_length()
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether each layer reads exactly the one before it."""
+        previous = self.input.name
+        for b in self.layers:
+            if b.inputs and b.inputs != (previous,):
+                return False
+            previous = b.name
+        return True
 
     @property
     def output(self) -> LayerBound:
@@ -136,18 +150,21 @@ class BoundReport:
         }
 
     def table(self) -> str:
-        """A fixed-width text table, one row per layer."""
-        rows = [("layer", "kind", "shape", "max |int|", "observed", "bits")]
+        """A fixed-width text table, one row per layer (with the layers each reads when the model branches)."""
+        graph = not self.is_chain
+        rows = [("layer", "kind", "shape", "max |int|", "observed", "bits", *(("reads",) if graph else ()))]
         for b in (self.input, *self.layers):
             observed = "-" if b.observed_max_abs is None else str(b.observed_max_abs)
-            rows.append((b.name, b.kind, "x".join(map(str, b.shape)), str(b.max_abs), observed, str(b.bits)))
+            reads = (", ".join(b.inputs) or "-",) if graph else ()
+            rows.append((b.name, str(b.kind), "x".join(map(str, b.shape)), str(b.max_abs), observed, str(b.bits), *reads))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         lines.append(f"modulus needed: {self.modulus_needed} ({self.bits} bits)")
         return "\n".join(lines)
 
 
-def _layer_bound(name: str, kind: str, lo: NDArray[Any], hi: NDArray[Any], partial: int, observed: int | None) -> LayerBound:
+def _layer_bound(name: str, kind: str, lo: NDArray[Any], hi: NDArray[Any], partial: int, observed: int | None,
+                 inputs: tuple[str, ...] = ()) -> LayerBound:
     lo_o, hi_o = np.asarray(lo, dtype=object), np.asarray(hi, dtype=object)
     vmin, vmax = int(np.min(lo_o)), int(np.max(hi_o))
     return LayerBound(
@@ -160,29 +177,34 @@ def _layer_bound(name: str, kind: str, lo: NDArray[Any], hi: NDArray[Any], parti
         partial_max_abs=max(partial, max_abs(lo_o, hi_o)),
         modulus_needed=modulus_needed(vmin, vmax, Domain.CENTERED),
         observed_max_abs=observed,
+        inputs=inputs,
     )
 
 
 def analyze(
     input_lo: NDArray[Any],
     input_hi: NDArray[Any],
-    ops: list[IntOp] | tuple[IntOp, ...],
+    ops: list[IntOp] | tuple[IntOp, ...] | IntGraph,
     observed: list[int] | None = None,
 ) -> BoundReport:
-    """Propagate the input interval through ``ops``.
+    """Propagate the input interval through the ops of a chain or a graph.
 
     Args:
         input_lo, input_hi: Per-element integer bounds of one input (broadcast
             to its shape).
-        ops: The integer ops in order.
-        observed: Optional observed |max| per op (same length as ``ops``).
+        ops: The integer ops of a chain in order, or an :class:`IntGraph`.
+        observed: Optional observed |max| per op (same length and order).
     """
-    lo, hi = np.asarray(input_lo, dtype=object), np.asarray(input_hi, dtype=object)
+    graph = ops if isinstance(ops, IntGraph) else IntGraph.chain(ops)
+    intervals = {INPUT: (np.asarray(input_lo, dtype=object), np.asarray(input_hi, dtype=object))}
     layers = []
-    in_bound = _layer_bound("input", "input", lo, hi, 0, None)
-    for i, op in enumerate(ops):
-        m = np.maximum(np.abs(lo), np.abs(hi))
-        partial = max_abs(op.partial_bound(m))
-        lo, hi = op.interval(lo, hi)
-        layers.append(_layer_bound(op.name, op.kind, lo, hi, partial, observed[i] if observed else None))
+    for i, node in enumerate(graph.nodes):
+        los = [intervals[n][0] for n in node.inputs]
+        his = [intervals[n][1] for n in node.inputs]
+        partial = max_abs(node.op.partial_of([np.maximum(np.abs(a), np.abs(b)) for a, b in zip(los, his)]))
+        lo, hi = node.op.interval_of(los, his)
+        intervals[node.name] = (np.asarray(lo, dtype=object), np.asarray(hi, dtype=object))
+        layers.append(_layer_bound(node.name, node.op.kind.value, lo, hi, partial,
+                                   observed[i] if observed else None, node.inputs))
+    in_bound = _layer_bound(INPUT, "input", *intervals[INPUT], 0, None)
     return BoundReport(input=in_bound, layers=tuple(layers))

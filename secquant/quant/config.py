@@ -12,14 +12,15 @@ from secquant.quant.calibration import (
     Granularity,
     MinMax,
     MSEOptimal,
-    PerChannel,
     Percentile,
+    PerChannel,
     PerTensor,
     RangeMethod,
     Symmetry,
     check_bits,
 )
 from secquant.quant.primitives import OnOverflow, Rounding, coerce_enum
+from secquant.quant.requantize_config import RequantizeConfig
 
 __all__ = ["QuantConfig"]
 
@@ -43,6 +44,8 @@ class QuantConfig:
         input_overflow: Inputs outside the calibrated range SATURATE (default)
             or RAISE; they never wrap.
         layer_bits: Per-layer overrides of ``bits``, keyed by layer name.
+        requantize: Scale integers back between layers (:class:`RequantizeConfig`);
+            None (default) keeps every integer exact, with bits growing with depth.
     """
 
     bits: int = 8
@@ -55,6 +58,7 @@ class QuantConfig:
     input_rounding: Rounding = Rounding.NEAREST
     input_overflow: OnOverflow = OnOverflow.SATURATE
     layer_bits: Mapping[str, int] = field(default_factory=dict)
+    requantize: RequantizeConfig | None = None
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
@@ -79,11 +83,13 @@ class QuantConfig:
         for name, b in layer_bits.items():
             check_bits(b, f"layer_bits[{name!r}]")
         object.__setattr__(self, "layer_bits", layer_bits)
+        if self.requantize is not None and not isinstance(self.requantize, RequantizeConfig):
+            raise ConfigError(f"requantize must be a RequantizeConfig or None, got {type(self.requantize).__name__}")
 
     def __hash__(self) -> int:
         return hash((self.bits, self.input_bits, self.weight_granularity, self.weight_method,
                      self.input_method, self.input_symmetry, self.input_range, self.input_rounding,
-                     self.input_overflow, tuple(sorted(self.layer_bits.items()))))
+                     self.input_overflow, tuple(sorted(self.layer_bits.items())), self.requantize))
 
     @property
     def effective_input_bits(self) -> int:
@@ -111,4 +117,5 @@ class QuantConfig:
             "input_rounding": self.input_rounding.value,
             "input_overflow": self.input_overflow.value,
             "layer_bits": dict(self.layer_bits),
+            **({"requantize": self.requantize.to_dict()} if self.requantize is not None else {}),
         }

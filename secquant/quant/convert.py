@@ -10,34 +10,38 @@ from torch import nn
 
 import secquant.quant.converters  # noqa: F401  (registers the built-in converters)
 from secquant.errors import ConfigError, UnsupportedLayerError
+from secquant.quant.build import build_graph
 from secquant.quant.calibration import Symmetry, qmax
 from secquant.quant.config import QuantConfig
-from secquant.quant.graph import ChainLayer, extract_chain, fold_batchnorm
-from secquant.quant.intops import IntAddConst, IntOp
-from secquant.quant.primitives import Rounding, round_values
+from secquant.quant.converters_graph import merge_converter_for
+from secquant.quant.graph import GraphLayer, extract_graph, fold_batchnorm
 from secquant.quant.model import InputQuant, QuantizedModel, observed_max
+from secquant.quant.primitives import Rounding, round_values
 from secquant.quant.registry import ConvState, converter_for, suggestion_for
+from secquant.quant.requantize_config import RequantizeConfig
 
-__all__ = ["calibration_array", "fit_input_quant", "prepare_chain", "quantize_model"]
+__all__ = ["calibration_array", "fit_input_quant", "prepare_graph", "quantize_model"]
 
 #: Calibration examples used to measure observed ranges for reports.
 OBSERVED_SAMPLES = 512
 
 
-def prepare_chain(model: nn.Module) -> list[ChainLayer]:
-    """Flatten ``model`` to a chain, fold BatchNorm, and check every layer is supported.
+def prepare_graph(model: nn.Module) -> list[GraphLayer]:
+    """Trace ``model`` into layers, fold BatchNorm where it can be, and check every layer is supported.
 
     Raises:
-        UnsupportedLayerError: listing every offending layer at once, each with
-            what to use instead.
+        UnsupportedLayerError: listing every offending layer or call at once,
+            each with what to use instead (``approximate_activations`` for
+            ReLU and friends, AvgPool2d for MaxPool2d...).
     """
-    chain, problems = fold_batchnorm(extract_chain(model))
-    for layer in chain:
-        if converter_for(layer.module) is None:
+    layers, problems = extract_graph(model)
+    layers = fold_batchnorm(layers)
+    for layer in layers:
+        if converter_for(layer.module) is None and merge_converter_for(layer.module) is None:
             problems.append(f"{layer.name} ({type(layer.module).__name__}): {suggestion_for(layer.module)}")
     if problems:
         raise UnsupportedLayerError(problems)
-    return chain
+    return layers
 
 
 def calibration_array(calibration: Any) -> NDArray[np.float64]:
@@ -92,19 +96,26 @@ def quantize_model(
     *,
     config: QuantConfig | None = None,
     modulus: int | None = None,
+    requantize: RequantizeConfig | None = None,
 ) -> QuantizedModel:
     """Convert a torch model into an exact integer model.
 
     Args:
-        model: ``nn.Sequential`` or a simple chain of supported layers (Linear,
-            Conv2d, AvgPool2d, Flatten, BatchNorm after Linear/Conv2d,
-            ``secquant.nn.Square``, ``secquant.nn.Poly``, Identity, Dropout).
+        model: Any ``nn.Module`` that torch.fx can trace (``nn.Sequential`` or
+            a class with a ``forward``), built from supported steps: Linear,
+            Conv1d, Conv2d, AvgPool2d, AdaptiveAvgPool2d, Flatten and flattening
+            views, BatchNorm1d/2d, ``secquant.nn.Square`` and ``Poly``, ``x * x``,
+            residual ``x + y``, ``torch.cat`` along channels, constant scaling,
+            Identity, Dropout.  See ``docs/models.md``.
         calibration: Example inputs of shape (n, *input_shape); they fix the
             input range unless ``config.input_range`` is given.
         bits: Weight bits; overrides ``config.bits`` (default 8).
         config: All other choices; see :class:`QuantConfig`.
         modulus: The plaintext modulus to check against; the smallest that
             holds the network when omitted.
+        requantize: Scale integers back between layers; overrides
+            ``config.requantize``.  None keeps today's exact model, whose bits
+            grow with depth.
 
     Raises:
         UnsupportedLayerError: listing every unsupported layer and what to use instead.
@@ -112,28 +123,38 @@ def quantize_model(
             that does not fit and the modulus needed.
         ConfigError: invalid calibration data or options.
     """
-    if config is None:
-        cfg = QuantConfig(bits=8 if bits is None else bits)
-    else:
-        cfg = config if bits is None else config.with_(bits=bits)
+    cfg = QuantConfig(bits=8 if bits is None else bits) if config is None else (
+        config if bits is None else config.with_(bits=bits))
+    if requantize is not None:
+        cfg = cfg.with_(requantize=requantize)
     data = calibration_array(calibration)
     was_training = model.training
     model.eval()
     try:
-        chain = prepare_chain(model)
+        layers = prepare_graph(model)
         iq = fit_input_quant(data, cfg)
-        state = ConvState(shape=iq.shape, scale=np.asarray(iq.scale), offset=np.asarray(iq.offset, dtype=np.int64))
-        ops: list[IntOp] = []
-        for layer in chain:
-            new_ops, state = converter_for(layer.module)(layer.module, layer.name, state, cfg)
-            ops.extend(new_ops)
-        if state.has_offset:
-            ops.append(IntAddConst(name="output.zero_point", constant=-np.asarray(state.full_offset())))
+        sample = _quantize_sample(iq, data[:OBSERVED_SAMPLES]) if cfg.requantize else None
+        built = build_graph(layers, input_state(iq), cfg, input_interval(iq) if cfg.requantize else None, sample)
     finally:
         model.train(was_training)
-    out_scale = state.full_scale()
-    draft = QuantizedModel(iq, tuple(ops), out_scale, modulus=2**4096, config=cfg.to_dict())
-    sample = draft.quantize_input(data[:OBSERVED_SAMPLES])
-    observed = observed_max(draft.ops, draft.bounds(), sample)
+    graph = built.graph
+    out_scale = built.output.full_scale()
+    draft = QuantizedModel(iq, graph, out_scale, modulus=2**4096, config=cfg.to_dict())
+    observed = observed_max(graph, draft.bounds(), draft.quantize_input(data[:OBSERVED_SAMPLES]))
     chosen = draft.modulus_needed if modulus is None else int(modulus)
-    return QuantizedModel(iq, tuple(ops), out_scale, modulus=chosen, config=cfg.to_dict(), observed=observed)
+    return QuantizedModel(iq, graph, out_scale, modulus=chosen, config=cfg.to_dict(), observed=observed)
+
+
+def _quantize_sample(iq: InputQuant, data: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Calibration inputs as the integers ``qm.quantize_input`` gives (zero point included)."""
+    return np.clip(round_values(iq.scale * data + iq.offset, iq.rounding), iq.lo, iq.hi).astype(np.int64)
+
+
+def input_state(iq: InputQuant) -> ConvState:
+    """What the converters know about the input integers: shape, scale, zero point."""
+    return ConvState(shape=iq.shape, scale=np.asarray(iq.scale), offset=np.asarray(iq.offset, dtype=np.int64))
+
+
+def input_interval(iq: InputQuant) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Per-element bounds of the input integers."""
+    return np.full(iq.shape, iq.lo, dtype=object), np.full(iq.shape, iq.hi, dtype=object)

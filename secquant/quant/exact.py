@@ -87,8 +87,12 @@ def pad2d(x: IntArray, padding: tuple[int, int]) -> IntArray:
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    widths = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
-    return np.pad(x, widths, mode="constant", constant_values=0)
+    h, w = x.shape[-2:]
+    # np.zeros(dtype=object) holds Python ints; np.pad would insert numpy int64 zeros, which
+    # overflow when multiplied by Python ints past 2**63.
+    out = np.zeros((*x.shape[:-2], h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    out[..., ph : ph + h, pw : pw + w] = x
+    return out
 
 
 def _windows(x: IntArray, kernel: tuple[int, int], stride: tuple[int, int]) -> IntArray:

@@ -1,144 +1,132 @@
-"""Turn a torch model into a flat chain of layers, and fold BatchNorm.
+"""A torch model as a graph of layers, and BatchNorm folding on that graph.
 
-``nn.Sequential`` trees are flattened directly; other modules are traced with
-``torch.fx`` and must form a single chain (each operation feeding the next).
-Functional calls that have a module equivalent (``torch.flatten``,
-``x.view(n, -1)``, ``x * x``, ``F.relu``...) become that module, so the
-validator can judge them like any layer.
+:func:`extract_graph` traces the model with ``torch.fx`` (see
+:mod:`secquant.quant.fxtrace`) into :class:`GraphLayer` s: a name, the module
+that computes it, and the names of the layers it reads.  Functional calls
+become modules, so every step is judged by the same converter registry:
+``torch.flatten`` and flattening views become ``nn.Flatten``, ``x * x``
+becomes :class:`~secquant.nn.Square`, ``x + y`` an :class:`Add`,
+``torch.cat`` a :class:`Concat`, ``F.relu`` an ``nn.ReLU`` (refused later,
+with the others).
 """
 
 from __future__ import annotations
 
 import copy
-import operator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from secquant.errors import UnsupportedLayerError
-from secquant.nn.layers import Square
-
-__all__ = ["ChainLayer", "extract_chain", "fold_batchnorm"]
+__all__ = ["Add", "Concat", "ConstAffine", "GraphLayer", "Reshape", "extract_graph", "fold_batchnorm"]
 
 
 @dataclass(frozen=True, eq=False)
-class ChainLayer:
-    """One step of the chain: a dotted name and the module that computes it."""
+class GraphLayer:
+    """One step of the model: a name, the module that computes it, and the layers it reads.
+
+    Attributes:
+        name: Dotted module path for modules (``"features.0"``), the fx node
+            name for functional calls (``"add"``, ``"cat_1"``).
+        module: The module (an :class:`Add`, :class:`Concat`, ... for functional calls).
+        inputs: Names of the layers whose outputs it reads, ``"input"`` for the model input.
+    """
 
     name: str
     module: nn.Module
+    inputs: tuple[str, ...]
 
 
-def extract_chain(model: nn.Module) -> list[ChainLayer]:
-    """Return the layers of ``model`` in execution order.
+class Add(nn.Module):
+    """``sum_k weights[k] * x_k`` of tensors of one shape (``x + y``, ``x - y``)."""
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        super().__init__()
+        self.weights = tuple(float(w) for w in weights)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return sum(w * x for w, x in zip(self.weights, xs))  # type: ignore[return-value]
+
+
+class Concat(nn.Module):
+    """``torch.cat(xs, dim)``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = int(dim)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, self.dim)
+
+
+class Reshape(nn.Module):
+    """``x.view(*spec)``; ``None`` in ``spec`` stands for the batch size (``x.size(0)``)."""
+
+    def __init__(self, spec: Sequence[int | None]) -> None:
+        super().__init__()
+        self.spec = tuple(None if s is None else int(s) for s in spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(*(x.shape[0] if s is None else s for s in self.spec))
+
+
+class ConstAffine(nn.Module):
+    """``scale * x + shift`` with Python numbers (``x * 0.5``, ``x + 1``, ``-x``)."""
+
+    def __init__(self, scale: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.scale, self.shift = float(scale), float(shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+def extract_graph(model: nn.Module) -> tuple[list[GraphLayer], list[str]]:
+    """Return the layers of ``model`` in a topological order (the output last) and the problems found.
 
     Raises:
-        UnsupportedLayerError: the model is not a chain, listing every problem.
+        UnsupportedLayerError: torch.fx cannot trace the model.
     """
-    if isinstance(model, nn.Sequential):
-        return _flatten_sequential(model, "")
-    if not list(model.children()):
-        return [ChainLayer(type(model).__name__, model)]
-    return _trace_chain(model)
+    from secquant.quant.fxtrace import trace_layers
+
+    return trace_layers(model)
 
 
-def _flatten_sequential(seq: nn.Sequential, prefix: str) -> list[ChainLayer]:
-    out: list[ChainLayer] = []
-    for key, child in seq.named_children():
-        name = f"{prefix}{key}"
-        if isinstance(child, nn.Sequential):
-            out.extend(_flatten_sequential(child, f"{name}."))
-        elif list(child.children()) and not isinstance(child, Square):
-            out.extend(ChainLayer(f"{name}.{c.name}", c.module) for c in _trace_chain(child))
-        else:
-            out.append(ChainLayer(name, child))
-    return out
-
-
-_FLATTEN_FUNCS = {torch.flatten, "flatten", "view", "reshape"}
-_SQUARE_FUNCS = {torch.square, "square"}
-_FUNCTIONAL_MODULES: dict[Any, type[nn.Module]] = {
-    torch.relu: nn.ReLU,
-    torch.nn.functional.relu: nn.ReLU,
-    "relu": nn.ReLU,
-    torch.sigmoid: nn.Sigmoid,
-    torch.tanh: nn.Tanh,
-    torch.nn.functional.gelu: nn.GELU,
+_FOLDABLE: dict[type[nn.Module], tuple[type[nn.Module], ...]] = {
+    nn.BatchNorm1d: (nn.Linear, nn.Conv1d),
+    nn.BatchNorm2d: (nn.Conv2d,),
 }
 
 
-def _trace_chain(model: nn.Module) -> list[ChainLayer]:
-    import torch.fx
+def fold_batchnorm(layers: Sequence[GraphLayer]) -> list[GraphLayer]:
+    """Fold each BatchNorm into the Linear or convolution it reads, where that is exact.
 
-    try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception as exc:  # fx raises many types for untraceable code
-        raise UnsupportedLayerError([f"{type(model).__name__}: cannot be traced into a chain ({exc})"]) from exc
-    chain: list[ChainLayer] = []
-    problems: list[str] = []
-    previous = None
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            previous = node
-            continue
-        if node.op in ("get_attr", "output"):
-            continue
-        if not node.args or node.args[0] is not previous:
-            problems.append(f"{node.name}: the model is not a simple chain (branching at {node.target})")
-        module = _node_module(model, node, previous)
-        if module is None:
-            problems.append(f"{node.name}: function {getattr(node.target, '__name__', node.target)!s} has no integer form")
-        else:
-            chain.append(ChainLayer(str(node.target) if node.op == "call_module" else node.name, module))
-        previous = node
-    if problems:
-        raise UnsupportedLayerError(problems)
-    return chain
-
-
-def _node_module(model: nn.Module, node: Any, previous: Any) -> nn.Module | None:
-    target = node.target
-    if node.op == "call_module":
-        return model.get_submodule(target)
-    if target in _FLATTEN_FUNCS:
-        return nn.Flatten()
-    if target in _SQUARE_FUNCS or (target is operator.mul and node.args[0] is node.args[1] is previous):
-        return Square()
-    if target in (operator.pow, "pow") and len(node.args) > 1 and node.args[1] == 2:
-        return Square()
-    cls = _FUNCTIONAL_MODULES.get(target)
-    return cls() if cls is not None else None
-
-
-_FOLDABLE = {nn.BatchNorm1d: nn.Linear, nn.BatchNorm2d: nn.Conv2d}
-
-
-def fold_batchnorm(chain: list[ChainLayer]) -> tuple[list[ChainLayer], list[str]]:
-    """Fold each BatchNorm into the Linear or Conv2d just before it.
-
-    The user's modules are not changed; folded layers are copies.
-
-    Returns:
-        The new chain and one problem line per BatchNorm that cannot be folded.
+    A BatchNorm folds when it reads a Linear/Conv1d (BatchNorm1d) or a Conv2d
+    (BatchNorm2d) whose output nothing else reads.  The others stay and
+    become integer affine ops.  The user's modules are not changed; folded
+    layers are copies.
     """
-    out: list[ChainLayer] = []
-    problems: list[str] = []
-    for layer in chain:
+    readers: dict[str, int] = {}
+    for layer in layers:
+        for i in layer.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    out: list[GraphLayer] = []
+    position: dict[str, int] = {}
+    alias: dict[str, str] = {}
+    for layer in layers:
+        layer = replace(layer, inputs=tuple(alias.get(i, i) for i in layer.inputs))
         bn = layer.module
-        if isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            prev = out[-1].module if out else None
-            if not isinstance(prev, _FOLDABLE[type(bn)]):
-                problems.append(
-                    f"{layer.name} ({type(bn).__name__}): must directly follow a "
-                    f"{_FOLDABLE[type(bn)].__name__} to be folded into it"
-                )
+        src_index = position.get(layer.inputs[0]) if len(layer.inputs) == 1 else None
+        if type(bn) in _FOLDABLE and src_index is not None:
+            src = out[src_index]
+            if isinstance(src.module, _FOLDABLE[type(bn)]) and readers.get(src.name) == 1:
+                out[src_index] = replace(src, module=_fold(src.module, bn))
+                alias[layer.name] = src.name
                 continue
-            out[-1] = ChainLayer(out[-1].name, _fold(prev, bn))
-            continue
+        position[layer.name] = len(out)
         out.append(layer)
-    return out, problems
+    return out
 
 
 def _fold(layer: nn.Module, bn: nn.Module) -> nn.Module:

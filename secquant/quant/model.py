@@ -6,11 +6,17 @@ Entry points are separate for floats and integers:
 * :meth:`QuantizedModel.forward_int`: integers -> exact centered integers;
 * :meth:`QuantizedModel.dequantize_output`: integers -> float scores;
 * :meth:`QuantizedModel.predict`: all three.
+
+The integers flow through an :class:`~secquant.quant.dag.IntGraph`: a chain
+for sequential models, a DAG for residual connections and concatenations.
+Backends that take chains read :attr:`QuantizedModel.ops`; a branching model
+is first laid out as an equivalent chain by :func:`secquant.quant.linearize.linearize`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,218 +25,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from secquant.artifact import read_artifact, write_artifact
-from secquant.errors import ArtifactError, ConfigError, InputRangeError
+from secquant.errors import ConfigError, InputRangeError
 from secquant.quant import exact
 from secquant.quant.bounds import BoundReport, analyze
-from secquant.quant.intops import IntOp, max_abs, op_from_parts, op_to_parts
-from secquant.quant.primitives import OnOverflow, Rounding, coerce_enum, round_values
+from secquant.quant.dag import GraphModelError, IntGraph, IntNode
+from secquant.quant.interface import InputQuant, ModelInterface
+from secquant.quant.intops import IntOp, max_abs
 
-__all__ = ["InputQuant", "ModelInterface", "QuantizedModel"]
-
-ARTIFACT_TYPE = "secquant.QuantizedModel"
-ARTIFACT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class InputQuant:
-    """Input quantization ``u = round(C·x + d)``, kept inside ``[lo, hi]``.
-
-    Attributes:
-        scale: C > 0.
-        offset: Integer d; the real value is ``(u - d) / C``.
-        lo, hi: Integer range of ``u`` that the bound analysis assumes.
-        rounding: How ``C·x + d`` is rounded.
-        on_overflow: SATURATE (clip to [lo, hi]) or RAISE for inputs outside it.
-        shape: Shape of one input (no batch axis).
-    """
-
-    scale: float
-    offset: int
-    lo: int
-    hi: int
-    rounding: Rounding
-    on_overflow: OnOverflow
-    shape: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rounding", coerce_enum(self.rounding, Rounding, "rounding"))
-        object.__setattr__(self, "on_overflow", coerce_enum(self.on_overflow, OnOverflow, "on_overflow"))
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if not (np.isfinite(self.scale) and self.scale > 0):
-            raise ConfigError(f"input scale must be finite and positive, got {self.scale}")
-        if self.lo > self.hi:
-            raise ConfigError(f"input range [{self.lo}, {self.hi}] is empty")
-        if self.on_overflow is OnOverflow.WRAP:
-            raise ConfigError("input quantization never wraps; use SATURATE or RAISE")
-
-    @property
-    def real_range(self) -> tuple[float, float]:
-        """The real interval [lo, hi] stands for."""
-        return (self.lo - self.offset) / self.scale, (self.hi - self.offset) / self.scale
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale, "offset": self.offset, "lo": self.lo, "hi": self.hi,
-            "rounding": self.rounding.value, "on_overflow": self.on_overflow.value, "shape": list(self.shape),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InputQuant:
-        """Rebuild from :meth:`to_dict`.
-
-        Raises:
-            ConfigError: a field is missing or invalid.
-        """
-        try:
-            return cls(scale=float(data["scale"]), offset=int(data["offset"]), lo=int(data["lo"]),
-                       hi=int(data["hi"]), rounding=data["rounding"], on_overflow=data["on_overflow"],
-                       shape=tuple(data["shape"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"malformed input quantization {data!r}: {exc!r}") from exc
-
-
-def _as_numpy(x: Any) -> NDArray[np.float64]:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-@dataclass(frozen=True, eq=False)
-class ModelInterface:
-    """What a client may know about a model: its edges, never its weights.
-
-    Everything here is needed to quantize inputs, check shapes and ranges,
-    dequantize outputs and refuse a decrypted value past the proven bound.
-
-    Attributes:
-        input_quant: How floats become input integers (carries the input shape).
-        output_scale: float64 per output element; scores are ``y / output_scale``.
-        output_shape: Shape of one output.
-        output_max_abs: Proven bound on |output integer|.
-        modulus: The plaintext modulus the model was checked against.
-    """
-
-    input_quant: InputQuant
-    output_scale: NDArray[np.float64]
-    output_shape: tuple[int, ...]
-    output_max_abs: int
-    modulus: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "output_shape", tuple(int(s) for s in self.output_shape))
-        object.__setattr__(self, "output_scale", np.asarray(self.output_scale, dtype=np.float64))
-        if isinstance(self.output_max_abs, bool) or not isinstance(self.output_max_abs, int) or self.output_max_abs < 0:
-            raise ConfigError(f"output_max_abs must be an int >= 0, got {self.output_max_abs!r}")
-        if isinstance(self.modulus, bool) or not isinstance(self.modulus, int) or self.modulus < 2:
-            raise ConfigError(f"modulus must be an int >= 2, got {self.modulus!r}")
-        if any(s < 1 for s in self.output_shape):
-            raise ConfigError(f"output shape {self.output_shape} has an empty axis")
-        if self.output_scale.size not in (1, int(np.prod(self.output_shape))):
-            raise ConfigError(f"output_scale has {self.output_scale.size} values for output shape {self.output_shape}")
-        if not np.all(np.isfinite(self.output_scale)) or np.any(self.output_scale <= 0):
-            raise ConfigError("output_scale must be finite and positive")
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input."""
-        return self.input_quant.shape
-
-    def batched(self, arr: NDArray[Any]) -> NDArray[Any]:
-        """``arr`` as a batch of shape (n, *input_shape) (one input or flat rows are accepted).
-
-        Raises:
-            ConfigError: the shape fits neither.
-        """
-        shape = self.input_shape
-        if arr.shape == shape:
-            return arr[None]
-        if arr.shape[1:] == shape:
-            return arr
-        if arr.ndim == 2 and arr.shape[1] == int(np.prod(shape)):
-            return arr.reshape(-1, *shape)
-        raise ConfigError(f"expected inputs of shape (n, {', '.join(map(str, shape))}), got {arr.shape}")
-
-    def check_integers(self, xq: ArrayLike) -> NDArray[Any]:
-        """Integer inputs as a batch, refused unless they lie in the input range.
-
-        Raises:
-            ConfigError: wrong shape or non-integer dtype.
-            InputRangeError: an integer lies outside ``[input_quant.lo, input_quant.hi]``.
-        """
-        arr = np.asarray(xq)
-        if arr.dtype.kind not in "iuO":
-            raise ConfigError(f"expected integers, got dtype {arr.dtype}; use quantize_input first")
-        arr = self.batched(arr)
-        iq = self.input_quant
-        if arr.size and (int(np.min(arr)) < iq.lo or int(np.max(arr)) > iq.hi):
-            raise InputRangeError(f"input integers must lie in [{iq.lo}, {iq.hi}], the range the bounds assume")
-        return arr
-
-    def quantize_input(self, x: ArrayLike, *, rng: np.random.Generator | None = None) -> NDArray[np.int64]:
-        """Quantize float inputs of shape (n, *input_shape) (or one input) to integers.
-
-        Raises:
-            ConfigError: wrong shape or non-finite values.
-            InputRangeError: a value lies outside the calibrated range and the
-                model was built with ``input_overflow=RAISE``.
-        """
-        arr = self.batched(_as_numpy(x))
-        if not np.all(np.isfinite(arr)):
-            raise ConfigError("inputs contain NaN or infinity")
-        iq = self.input_quant
-        v = round_values(iq.scale * arr + iq.offset, iq.rounding, rng)
-        if np.any((v < iq.lo) | (v > iq.hi)):
-            if iq.on_overflow is OnOverflow.RAISE:
-                lo_r, hi_r = iq.real_range
-                raise InputRangeError(
-                    f"inputs span [{arr.min():.6g}, {arr.max():.6g}] but the model was calibrated for "
-                    f"[{lo_r:.6g}, {hi_r:.6g}]; clip them or rebuild with input_overflow=SATURATE"
-                )
-            v = np.clip(v, iq.lo, iq.hi)
-        return v.astype(np.int64)
-
-    def dequantize_output(self, y: ArrayLike) -> NDArray[np.float64]:
-        """Float scores from output integers: ``y / output_scale``."""
-        return np.asarray(y, dtype=np.float64) / self.output_scale
-
-    def as_output(self, values: ArrayLike) -> NDArray[Any]:
-        """Centered output integers as int64, or Python ints when the bound passes 2**63."""
-        out = np.asarray(values, dtype=object)
-        return out.astype(np.int64) if self.output_max_abs < 2**63 else out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description; big integers as decimal strings."""
-        return {
-            "input_quant": self.input_quant.to_dict(),
-            "output_scale": [float(v) for v in self.output_scale.reshape(-1)],
-            "output_scale_shape": list(self.output_scale.shape),
-            "output_shape": list(self.output_shape),
-            "output_max_abs": str(self.output_max_abs),
-            "modulus": str(self.modulus),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelInterface:
-        """Rebuild from :meth:`to_dict`.
-
-        Raises:
-            ConfigError: a field is missing or invalid.
-        """
-        if not isinstance(data, dict):
-            raise ConfigError(f"a model interface must be a JSON object, got {type(data).__name__}")
-        try:
-            scale = np.asarray([float(v) for v in data["output_scale"]], dtype=np.float64)
-            return cls(input_quant=InputQuant.from_dict(data["input_quant"]),
-                       output_scale=scale.reshape([int(s) for s in data["output_scale_shape"]]),
-                       output_shape=tuple(int(s) for s in data["output_shape"]),
-                       output_max_abs=int(str(data["output_max_abs"])), modulus=int(str(data["modulus"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"malformed model interface: {exc!r}") from exc
+__all__ = ["InputQuant", "ModelInterface", "QuantizedModel", "observed_max"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,24 +43,59 @@ class QuantizedModel:
 
     Attributes:
         input_quant: How floats become input integers.
-        ops: Integer ops in order.
+        graph: The integer ops as an :class:`IntGraph`; a sequence of ops is
+            taken as a chain.
         output_scale: float64 per output element; scores are ``y / output_scale``.
         modulus: The plaintext modulus the model was checked against.
         config: JSON-ready description of how it was quantized.
-        observed: Largest |output| per op on calibration data (or None).
+        observed: Largest |output| per node on calibration data (or None).
+
+    Raises:
+        ModulusOverflowError: some node does not fit ``modulus``.
+        ConfigError: a malformed graph.
     """
 
     input_quant: InputQuant
-    ops: tuple[IntOp, ...]
+    graph: IntGraph
     output_scale: NDArray[np.float64]
     modulus: int
     config: dict[str, Any] = field(default_factory=dict)
     observed: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ops", tuple(self.ops))
+        if not isinstance(self.graph, IntGraph):
+            object.__setattr__(self, "graph", IntGraph.chain(tuple(self.graph)))
         object.__setattr__(self, "output_scale", np.asarray(self.output_scale, dtype=np.float64))
+        if self.observed is not None and len(self.observed) != len(self.graph.nodes):
+            raise ConfigError(f"observed has {len(self.observed)} entries for {len(self.graph.nodes)} nodes")
         self.bounds().check(self.modulus)
+
+    # -- structure ----------------------------------------------------------
+    @property
+    def nodes(self) -> tuple[IntNode, ...]:
+        """Every node of the graph, in topological order."""
+        return self.graph.nodes
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether the integer ops form a chain (no residual add, no concatenation)."""
+        return self.graph.is_chain
+
+    @property
+    def ops(self) -> tuple[IntOp, ...]:
+        """The integer ops of a chain, in order.
+
+        Raises:
+            GraphModelError: the model branches; use :attr:`graph`, or
+                ``secquant.quant.linearize.linearize(qm)`` for an equivalent chain.
+        """
+        if not self.graph.is_chain:
+            merges = [n.name for n in self.graph.nodes if len(n.inputs) != 1][:3]
+            raise GraphModelError(
+                f"this integer model is a graph, not a chain (it merges branches at {merges}); read qm.graph, "
+                "or lay it out as an equivalent chain with secquant.quant.linearize.linearize(qm)"
+            )
+        return self.graph.ops
 
     # -- shapes and bounds -------------------------------------------------
     @property
@@ -269,30 +106,27 @@ class QuantizedModel:
     @cached_property
     def output_shape(self) -> tuple[int, ...]:
         """Shape of one output."""
-        shape = self.input_shape
-        for op in self.ops:
-            shape = op.output_shape(shape)
-        return shape
+        return self.graph.shapes(self.input_shape)[self.graph.output]
 
     def bounds(self) -> BoundReport:
-        """Proven per-layer bounds and the modulus the network needs (cached)."""
+        """Proven per-node bounds and the modulus the network needs (cached)."""
         cached = self.__dict__.get("_bounds")
         if cached is None:
             lo = np.full(self.input_shape, self.input_quant.lo, dtype=object)
             hi = np.full(self.input_shape, self.input_quant.hi, dtype=object)
-            cached = analyze(lo, hi, list(self.ops), list(self.observed) if self.observed else None)
+            cached = analyze(lo, hi, self.graph, list(self.observed) if self.observed else None)
             object.__setattr__(self, "_bounds", cached)
         return cached
 
     @property
     def modulus_needed(self) -> int:
-        """Smallest modulus that holds every layer without wrap-around."""
+        """Smallest modulus that holds every node without wrap-around."""
         return self.bounds().modulus_needed
 
     @property
     def multiplicative_depth(self) -> int:
-        """Ciphertext-by-ciphertext multiplications along the network."""
-        return sum(op.multiplicative_depth for op in self.ops)
+        """Ciphertext-by-ciphertext multiplications on the longest path through the network."""
+        return self.graph.multiplicative_depth()
 
     # -- the three entry points --------------------------------------------
     def quantize_input(self, x: ArrayLike, *, rng: np.random.Generator | None = None) -> NDArray[np.int64]:
@@ -314,7 +148,16 @@ class QuantizedModel:
 
         Returns:
             Centered integers of shape (n, *output_shape): int64, or Python ints
-            (object dtype) when the output bound passes 2**63.
+            (object dtype) when a bound passes 2**63.
+
+        Raises:
+            ConfigError: wrong shape or non-integer values.
+            InputRangeError: an integer lies outside the input range.
+        """
+        return self.forward_all(xq, keep=False)[self.graph.output]
+
+    def forward_all(self, xq: ArrayLike, *, keep: bool = True) -> dict[str, NDArray[Any]]:
+        """Every node's exact output (and ``"input"``), as :meth:`forward_int` computes them.
 
         Raises:
             ConfigError: wrong shape or non-integer values.
@@ -323,14 +166,13 @@ class QuantizedModel:
         arr = np.asarray(xq)
         if arr.dtype.kind not in "iuO":
             raise ConfigError(f"forward_int takes integers, got dtype {arr.dtype}; use quantize_input first")
-        arr = self._batched(arr)
+        arr = self.interface().batched(arr)
         iq = self.input_quant
         if arr.size and (int(np.min(arr)) < iq.lo or int(np.max(arr)) > iq.hi):
             raise InputRangeError(f"input integers must lie in [{iq.lo}, {iq.hi}], the range the bounds assume")
         x = exact.as_exact(arr, max(abs(iq.lo), abs(iq.hi)))
-        for op, bound in zip(self.ops, self.bounds().layers):
-            x = op.forward(x, bound.partial_max_abs)
-        return x
+        layers = self.bounds().layers
+        return self.graph.evaluate(x, lambda k, node, inputs: layers[k].partial_max_abs, keep=keep)
 
     def dequantize_output(self, y: ArrayLike) -> NDArray[np.float64]:
         """Float scores from output integers: ``y / output_scale``."""
@@ -356,14 +198,15 @@ class QuantizedModel:
     # -- description and artifacts -----------------------------------------
     def summary(self) -> dict[str, Any]:
         """Layers, scales, bounds and the modulus, ready for JSON."""
+        chain = self.graph.is_chain
         return {
             "input": self.input_quant.to_dict(),
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "layers": [
-                {"name": op.name, "kind": op.kind, **op.attrs(),
-                 **{k: list(np.shape(v)) for k, v in op.arrays().items()}}
-                for op in self.ops
+                {"name": n.name, "kind": n.op.kind.value, **({} if chain else {"inputs": list(n.inputs)}),
+                 **n.op.attrs(), **{k: list(np.shape(v)) for k, v in n.op.arrays().items()}}
+                for n in self.graph.nodes
             ],
             "output_scale": {"min": float(self.output_scale.min()), "max": float(self.output_scale.max())},
             "modulus": self.modulus,
@@ -374,59 +217,34 @@ class QuantizedModel:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as a typed, versioned, digest-checked ``.npz`` (no pickle)."""
-        arrays: dict[str, NDArray[Any]] = {"output_scale": self.output_scale}
-        layers = [op_to_parts(op, f"op{i}", arrays) for i, op in enumerate(self.ops)]
-        meta = {
-            "input_quant": self.input_quant.to_dict(),
-            "layers": layers,
-            "modulus": str(self.modulus),
-            "config": self.config,
-            "observed": list(self.observed) if self.observed else None,
-        }
-        return write_artifact(path, ARTIFACT_TYPE, ARTIFACT_VERSION, meta, arrays)
+        from secquant.quant.model_io import save_model
+
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | bytes) -> QuantizedModel:
-        """Read a model written by :meth:`save`, verifying type, version and digest.
+        """Read a model written by :meth:`save` (any artifact version), verifying type, version and digest.
 
         Raises:
             ArtifactError: not a QuantizedModel, or malformed.
             IntegrityError: the file was modified after it was written.
         """
-        _, meta, arrays = read_artifact(path, ARTIFACT_TYPE, (ARTIFACT_VERSION,))
-        try:
-            iq = meta["input_quant"]
-            input_quant = InputQuant(
-                scale=float(iq["scale"]), offset=int(iq["offset"]), lo=int(iq["lo"]), hi=int(iq["hi"]),
-                rounding=iq["rounding"], on_overflow=iq["on_overflow"], shape=tuple(iq["shape"]),
-            )
-            ops = [
-                op_from_parts(layer["kind"], layer["name"], layer["attrs"],
-                              {k: arrays[v] for k, v in layer["arrays"].items()})
-                for layer in meta["layers"]
-            ]
-            observed = tuple(int(v) for v in meta["observed"]) if meta.get("observed") else None
-            return cls(input_quant=input_quant, ops=tuple(ops), output_scale=arrays["output_scale"],
-                       modulus=int(meta["modulus"]), config=meta.get("config", {}), observed=observed)
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ArtifactError):
-                raise
-            raise ArtifactError(f"malformed QuantizedModel artifact: {exc!r}") from exc
+        from secquant.quant.model_io import load_model
+
+        return load_model(path)
 
     def with_modulus(self, modulus: int) -> QuantizedModel:
         """The same model checked against another modulus.
 
         Raises:
-            ModulusOverflowError: the modulus is too small for some layer.
+            ModulusOverflowError: the modulus is too small for some node.
         """
-        return QuantizedModel(self.input_quant, self.ops, self.output_scale, int(modulus), self.config, self.observed)
+        return QuantizedModel(self.input_quant, self.graph, self.output_scale, int(modulus), self.config, self.observed)
 
 
-def observed_max(model_ops: tuple[IntOp, ...], bounds: BoundReport, xq: NDArray[Any]) -> tuple[int, ...]:
-    """Largest |output| of each op on integer inputs ``xq`` (for reports)."""
-    out = []
-    x = xq
-    for op, b in zip(model_ops, bounds.layers):
-        x = op.forward(x, b.partial_max_abs)
-        out.append(max_abs(x))
-    return tuple(out)
+def observed_max(graph: IntGraph | Sequence[IntOp], bounds: BoundReport, xq: NDArray[Any]) -> tuple[int, ...]:
+    """Largest |output| of each node on integer inputs ``xq`` (for reports)."""
+    g = graph if isinstance(graph, IntGraph) else IntGraph.chain(graph)
+    layers = bounds.layers
+    values = g.evaluate(xq, lambda k, node, inputs: layers[k].partial_max_abs, keep=True)
+    return tuple(max_abs(values[n.name]) for n in g.nodes)

@@ -24,6 +24,13 @@ model, so they need no estimator.
 
 Both paths carry ``v = u - z`` (integers with the input zero point removed);
 the integer model computes the same values with ``z`` folded into the first bias.
+
+The model may be a graph (residual adds, concatenations) and may be
+requantized (``config.requantize``): the integer ops come from the same
+:func:`~secquant.quant.build.build_graph` as ``quantize_model``'s, so the
+requantize multipliers and shifts (chosen from proven bounds, which a zero
+point shifts but does not change) are the same; a requantize op's surrogate is
+``v · M / 2**s``, its value the exact rounding.
 """
 
 from __future__ import annotations
@@ -38,24 +45,37 @@ from torch import nn
 
 from secquant.errors import ConfigError
 from secquant.nn.layers import Poly
+from secquant.quant.build import BuiltNode, build_graph
 from secquant.quant.calibration import qmax
 from secquant.quant.config import QuantConfig
-from secquant.quant.convert import calibration_array, fit_input_quant, prepare_chain, quantize_model
-from secquant.quant.graph import ChainLayer
+from secquant.quant.convert import (
+    OBSERVED_SAMPLES,
+    calibration_array,
+    fit_input_quant,
+    prepare_graph,
+    quantize_model,
+)
+from secquant.quant.dag import INPUT
+from secquant.quant.graph import GraphLayer
 from secquant.quant.intops import (
+    IntAdd,
     IntAddConst,
+    IntConcat,
+    IntConv1d,
     IntConv2d,
     IntFlatten,
     IntLinear,
     IntOp,
     IntPoly,
+    IntRequantize,
+    IntScale,
     IntSquare,
     IntSumPool2d,
     max_abs,
 )
 from secquant.quant.model import InputQuant, QuantizedModel
 from secquant.quant.primitives import Rounding, round_values
-from secquant.quant.registry import ConvState, converter_for
+from secquant.quant.registry import ConvState
 
 __all__ = ["FakeQuantModel", "runtime_bound"]
 
@@ -87,32 +107,36 @@ def _ste(surrogate: torch.Tensor, exact: NDArray[Any], limit: float | None = Non
     return _Exact.apply(surrogate, exact_t, mask)
 
 
-def _row_sum(w: NDArray[Any]) -> int:
-    """Largest sum of |w| over one output channel (weights are at most 32-bit, so int64 holds it)."""
-    arr = np.asarray(w)
-    arr = np.abs(arr.astype(object) if arr.dtype == object else arr.astype(np.int64))
-    return int(arr.reshape(arr.shape[0], -1).sum(axis=1).max()) if arr.size else 0
-
-
 def runtime_bound(op: IntOp, m: int) -> int:
-    """A bound on every partial result of ``op`` for inputs with ``|x| <= m``.
+    """A bound on every partial result of ``op`` for inputs with ``|x| <= m`` (:meth:`IntOp.runtime_bound`).
 
     It plays the role of the proven ``partial_max_abs`` of the bound analysis
     (which covers every input in range), only for the batch at hand, so the
     exact kernels pick the same kind of arithmetic or a wider one.
     """
-    if isinstance(op, (IntLinear, IntConv2d)):
-        return m * _row_sum(op.weight) + max_abs(op.bias)
-    if isinstance(op, IntPoly):
-        terms = sum(max_abs(op.coeffs[i]) * m**i for i in range(op.degree + 1))
-        return max(terms, m**op.degree)
+    return op.runtime_bound(m)
+
+
+def _constant_surrogate(op: IntOp, vs: list[torch.Tensor]) -> torch.Tensor | None:
+    """Surrogates of ops without trained parameters (None for the others)."""
+    v = vs[0]
     if isinstance(op, IntSquare):
-        return m * m
+        return v * v
     if isinstance(op, IntSumPool2d):
-        return m * op.kernel[0] * op.kernel[1]
+        return F.avg_pool2d(v, op.kernel, op.stride, op.padding, ceil_mode=False, count_include_pad=True, divisor_override=1)
+    if isinstance(op, IntFlatten):
+        return v.reshape(v.shape[0], -1)
     if isinstance(op, IntAddConst):
-        return m + max_abs(op.constant)
-    return m
+        return v + _t(op.constant)
+    if isinstance(op, IntScale):
+        return v * _t(op.multiplier) + _t(op.bias)
+    if isinstance(op, IntRequantize):
+        return v * _t(op.factor)
+    if isinstance(op, IntAdd):
+        return sum(_t(w) * x for w, x in zip(op.weights, vs))  # type: ignore[return-value]
+    if isinstance(op, IntConcat):
+        return torch.cat(vs, dim=op.axis + 1)
+    return None
 
 
 class FakeQuantModel(nn.Module):
@@ -123,13 +147,14 @@ class FakeQuantModel(nn.Module):
     ``predict`` equals this module's eval-mode output exactly.
 
     Args:
-        model: Float model of supported layers (Linear, Conv2d, AvgPool2d,
-            Flatten, Square, Poly, Identity; Dropout is ignored as in the
-            integer model).  BatchNorm must be folded first.
+        model: Float model that ``quantize_model`` accepts (a chain or a graph
+            of Linear, Conv1d/2d, pooling, Flatten, Square, Poly, residual adds,
+            concatenations; Dropout is ignored as in the integer model).
+            BatchNorm must be folded first.
         calibration: Inputs of shape (n, *input_shape) that fix the input
             quantization, as in ``quantize_model``.
         config: Quantization choices (bits, per-layer bits, clipping methods,
-            input range); input rounding must be NEAREST or FLOOR.
+            input range, requantization); input rounding must be NEAREST or FLOOR.
 
     Raises:
         ConfigError: stochastic input rounding, BatchNorm layers, or bad
@@ -148,7 +173,7 @@ class FakeQuantModel(nn.Module):
             raise ConfigError("fold BatchNorm into the previous layer before QAT (the fold is not trained through)")
         self.model = model
         self.calibration = calibration_array(calibration)
-        self.chain: list[ChainLayer] = prepare_chain(model)
+        self.layers: list[GraphLayer] = prepare_graph(model)
         self.input_quant: InputQuant = fit_input_quant(self.calibration, self.config)
 
     # -- input ---------------------------------------------------------------
@@ -166,15 +191,19 @@ class FakeQuantModel(nn.Module):
         return v.astype(np.int64) - iq.offset
 
     # -- surrogates (gradients) ------------------------------------------------
-    def _weighted(self, op: IntLinear | IntConv2d, module: nn.Module, s_in: NDArray[np.float64],
-                  c: NDArray[np.float64], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _weighted(self, op: IntLinear | IntConv2d | IntConv1d, module: nn.Module, before: ConvState,
+                  after: ConvState, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         w = module.weight.double()
+        c = np.asarray(after.scale, dtype=np.float64).reshape(-1)
         if isinstance(op, IntLinear):
-            sur_w = w / _t(s_in)[None, :] * _t(c)[:, None]
+            s_in = before.full_scale()
         else:
-            sur_w = w / _t(s_in[:, 0, 0])[None, :, None, None] * _t(c.reshape(-1))[:, None, None, None]
+            full = before.full_scale()
+            s_in = full.reshape(full.shape[0], -1)[:, 0]
+        shape = (1, -1, *([1] * (w.dim() - 2)))
+        sur_w = w / _t(s_in).reshape(shape) * _t(c).reshape(-1, *([1] * (w.dim() - 1)))
         b = module.bias.double() if module.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-        sur_b = (b * _t(c.reshape(-1))).reshape(np.shape(op.bias))
+        sur_b = (b * _t(c)).reshape(np.shape(op.bias))
         return _ste(sur_w, op.weight, qmax(self.config.bits_for(name))), _ste(sur_b, op.bias)
 
     def _poly_coeffs(self, op: IntPoly, module: Poly, s_in: NDArray[np.float64], name: str) -> torch.Tensor:
@@ -185,45 +214,50 @@ class FakeQuantModel(nn.Module):
         powers = _t(np.stack([np.broadcast_to(np.asarray(s_in, np.float64) ** (d - i), shape[1:]) for i in range(d + 1)]))
         return _ste(ca * a.reshape(-1, *([1] * (len(shape) - 1))) * powers, op.coeffs)
 
-    def _surrogate(self, op: IntOp, layer: ChainLayer, v: torch.Tensor, before: ConvState, after: ConvState) -> torch.Tensor:
-        if isinstance(op, (IntLinear, IntConv2d)):
-            w, b = self._weighted(op, layer.module, before.full_scale(), np.asarray(after.scale), layer.name)
+    def _surrogate(self, built: BuiltNode, vs: list[torch.Tensor]) -> torch.Tensor:
+        op, layer = built.node.op, built.layer
+        out = _constant_surrogate(op, vs)
+        if out is not None:
+            return out
+        v = vs[0]
+        if isinstance(op, (IntLinear, IntConv2d, IntConv1d)) and layer is not None:
+            w, b = self._weighted(op, layer.module, built.before[0], built.after, layer.name)
             if isinstance(op, IntLinear):
                 return v @ w.T + b
+            if isinstance(op, IntConv1d):
+                return F.conv1d(v, w, stride=op.stride, padding=op.padding) + b
             return F.conv2d(v, w, stride=op.stride, padding=op.padding) + b
-        if isinstance(op, IntPoly):
-            coeffs = self._poly_coeffs(op, layer.module, np.asarray(before.scale, np.float64), layer.name)
+        if isinstance(op, IntPoly) and layer is not None:
+            coeffs = self._poly_coeffs(op, layer.module, np.asarray(built.before[0].scale, np.float64), layer.name)
             total, power = torch.zeros_like(v) + coeffs[0], torch.ones_like(v)
             for i in range(1, op.degree + 1):
                 power = power * v
                 total = total + coeffs[i] * power
             return total
-        if isinstance(op, IntSquare):
-            return v * v
-        if isinstance(op, IntSumPool2d):
-            return F.avg_pool2d(v, op.kernel, op.stride, op.padding, ceil_mode=False,
-                                count_include_pad=True, divisor_override=1)
-        if isinstance(op, IntFlatten):
-            return v.reshape(v.shape[0], -1)
-        if isinstance(op, IntAddConst):
-            return v + _t(op.constant)
         raise ConfigError(f"{op.name}: fake-quant has no surrogate for integer op {op.kind!r}")
 
     # -- forward ---------------------------------------------------------------
     def forward_int(self, x: torch.Tensor | ArrayLike) -> tuple[NDArray[Any], torch.Tensor, NDArray[np.float64]]:
         """The output integers (exact numpy ints), their float64 surrogate (with gradient), and the output scale."""
         exact = self.quantize_input(x)
-        grad = _t(exact)
         iq = self.input_quant
         state = ConvState(shape=iq.shape, scale=np.asarray(iq.scale), offset=np.zeros((), np.int64))
-        for layer in self.chain:
-            ops, after = converter_for(layer.module)(layer.module, layer.name, state, self.config)
-            for op in ops:
-                exact = op.forward(exact, runtime_bound(op, max_abs(exact)))
-                if torch.is_grad_enabled():
-                    grad = self._surrogate(op, layer, grad, state, after)
-            state = after
-        return exact, grad, state.full_scale()
+        interval, sample = None, None
+        if self.config.requantize is not None:
+            interval = (np.full(iq.shape, iq.lo - iq.offset, dtype=object), np.full(iq.shape, iq.hi - iq.offset, dtype=object))
+            sample = self.quantize_input(self.calibration[:OBSERVED_SAMPLES])
+        built = build_graph(self.layers, state, self.config, interval, sample)
+        values: dict[str, NDArray[Any]] = {INPUT: exact}
+        grads: dict[str, torch.Tensor] = {INPUT: _t(exact)}
+        track = torch.is_grad_enabled()
+        for bn in built.nodes:
+            ins = [values[i] for i in bn.node.inputs]
+            op = bn.node.op
+            values[bn.node.name] = op.apply(ins, op.runtime_bound(max(max_abs(a) for a in ins)))
+            if track:
+                grads[bn.node.name] = self._surrogate(bn, [grads[i] for i in bn.node.inputs])
+        out = built.nodes[-1].node.name
+        return values[out], grads[out] if track else _t(values[out]), built.output.full_scale()
 
     def forward(self, x: torch.Tensor | ArrayLike) -> torch.Tensor:
         """Float64 scores ``y / output_scale``: exactly what ``convert().predict(x)`` returns.

@@ -30,7 +30,7 @@ from secquant.errors import ConfigError, SecquantError
 from secquant.nn.layers import Poly
 from secquant.quant.calibration import MinMax, MSEOptimal, Percentile, RangeMethod, check_bits
 from secquant.quant.config import QuantConfig
-from secquant.quant.convert import calibration_array, prepare_chain, quantize_model
+from secquant.quant.convert import calibration_array, prepare_graph, quantize_model
 from secquant.quant.model import QuantizedModel
 from secquant.training import accuracy
 
@@ -274,9 +274,9 @@ class _Evaluator:
 
 
 def quantized_layers(model: nn.Module) -> list[str]:
-    """Names of the layers whose integers depend on their bits (Linear, Conv2d, Poly)."""
-    return [layer.name for layer in prepare_chain(model)
-            if isinstance(layer.module, (nn.Linear, nn.Conv2d, Poly))]
+    """Names of the layers whose integers depend on their bits (Linear, Conv1d, Conv2d, Poly)."""
+    return [layer.name for layer in prepare_graph(model)
+            if isinstance(layer.module, (nn.Linear, nn.Conv1d, nn.Conv2d, Poly))]
 
 
 def _neighbours(cfg: QuantConfig, layers: list[str], lowest: int, highest: int) -> list[QuantConfig]:

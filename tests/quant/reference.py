@@ -1,4 +1,8 @@
-"""An independent, loop-based evaluator of integer ops in Python ints: the oracle for forward_int."""
+"""An independent, loop-based evaluator of integer ops in Python ints: the oracle for forward_int.
+
+It follows each op's documented formula one example and one element at a time,
+sharing no kernel with :mod:`secquant.quant.exact`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from secquant.quant.dag import INPUT, IntGraph
 from secquant.quant.intops import IntOp
 
 
@@ -42,6 +47,19 @@ def naive_op(op: IntOp, x: Any) -> Any:
         return arr.reshape(-1).tolist()
     if op.kind == "add_const":
         return (arr + np.asarray(op.constant, dtype=object)).tolist()
+    if op.kind == "conv1d":
+        w = np.asarray(op.weight)[:, :, None, :]
+        out = np.asarray(_conv(arr[:, None, :].tolist(), w, (1, op.stride), (0, op.padding)), dtype=object)[:, 0, :]
+        return (out + np.broadcast_to(np.asarray(op.bias, dtype=object), out.shape)).tolist()
+    if op.kind == "scale":
+        m = np.broadcast_to(np.asarray(op.multiplier, dtype=object), arr.shape)
+        return (arr * m + np.broadcast_to(np.asarray(op.bias, dtype=object), arr.shape)).tolist()
+    if op.kind == "requantize":
+        m = np.broadcast_to(np.asarray(op.multiplier, dtype=object), arr.shape).reshape(-1)
+        sh = np.broadcast_to(np.asarray(op.shift, dtype=object), arr.shape).reshape(-1)
+        lim = np.broadcast_to(np.asarray(op.limit, dtype=object), arr.shape).reshape(-1)
+        flat = [naive_requantize(int(v), int(mi), int(si), int(li)) for v, mi, si, li in zip(arr.reshape(-1), m, sh, lim)]
+        return np.asarray(flat, dtype=object).reshape(arr.shape).tolist()
     if op.kind == "square":
         return (arr * arr).tolist()
     if op.kind == "poly":
@@ -51,6 +69,34 @@ def naive_op(op: IntOp, x: Any) -> Any:
             total = total + coeffs[i] * arr**i
         return total.tolist()
     raise AssertionError(f"no reference for {op.kind}")
+
+
+def naive_requantize(x: int, m: int, s: int, limit: int) -> int:
+    """min(L, max(-L, floor((x·M + 2**(s-1)) / 2**s))) by Python's exact floor division (x·M when s = 0)."""
+    y = x * m if s == 0 else (x * m + 2 ** (s - 1)) // 2**s
+    return min(limit, max(-limit, y))
+
+
+def naive_merge(op: IntOp, xs: list) -> Any:
+    arrs = [np.asarray(x, dtype=object) for x in xs]
+    if op.kind == "add":
+        w = np.asarray(op.weights, dtype=object)
+        return sum(np.broadcast_to(w[k], arrs[k].shape) * arrs[k] for k in range(len(arrs))).tolist()
+    if op.kind == "concat":
+        return np.concatenate(arrs, axis=op.axis).tolist()
+    raise AssertionError(f"no reference for {op.kind}")
+
+
+def naive_graph_forward(graph: IntGraph, xq: np.ndarray) -> np.ndarray:
+    """Evaluate a graph one example at a time with Python ints."""
+    outs = []
+    for example in np.asarray(xq, dtype=object):
+        values: dict[str, Any] = {INPUT: example}
+        for node in graph.nodes:
+            ins = [values[i] for i in node.inputs]
+            values[node.name] = naive_op(node.op, ins[0]) if len(ins) == 1 else naive_merge(node.op, ins)
+        outs.append(np.asarray(values[graph.output], dtype=object))
+    return np.stack(outs)
 
 
 def naive_forward(ops: tuple[IntOp, ...], xq: np.ndarray) -> np.ndarray:

@@ -114,12 +114,6 @@ def test_unsupported_layers_are_all_named_at_once() -> None:
     assert "1 (ReLU)" in text and "Square" in text and "AvgPool2d" in text and "argmax" in text
 
 
-def test_batchnorm_must_follow_a_linear_layer() -> None:
-    model = nn.Sequential(nn.Linear(4, 4), Square(), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    with pytest.raises(UnsupportedLayerError, match="must directly follow"):
-        quantize_model(model, np.zeros((2, 4)))
-
-
 def test_fx_traced_module_tree() -> None:
     class Net(nn.Module):
         def __init__(self) -> None:
