@@ -134,10 +134,61 @@ def _record_ranges(model: nn.Module, names: list[str], data: torch.Tensor) -> di
     return {k: (v[0], v[1]) for k, v in ranges.items()}
 
 
+def _fit(module: nn.Module, seen: tuple[float, float], degree: int,
+         margin: float) -> tuple[NDArray[np.float64], float, float, float]:
+    """Coefficients fitted to ``module`` over the range ``seen`` widened by ``margin``; the range and the error."""
+    lo, hi = seen
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.5, hi + 0.5
+    width = hi - lo
+    lo, hi = lo - margin * width, hi + margin * width
+    coeffs, err = fit_polynomial(FITTABLE[type(module)](module), lo, hi, degree)
+    top = float(np.max(np.abs(coeffs)))
+    keep = int(np.max(np.nonzero(np.abs(coeffs) > 1e-9 * top)[0])) + 1
+    coeffs = coeffs[: max(keep, 2)]
+    if coeffs[-1] == 0:
+        coeffs[-1] = 1e-9 * top
+    return coeffs, lo, hi, err
+
+
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+def _functional_to_modules(model: nn.Module) -> nn.Module:
+    """``model`` with every functional activation (``F.relu(x)``, ``x.relu()``, ``torch.tanh``...) made a module.
+
+    The model is traced with torch.fx and each call is replaced by a call to a
+    new activation module, so the result is a ``torch.fx.GraphModule``.  A
+    model without functional activations, or that fx cannot trace, is
+    returned as it is.
+    """
+    import secquant.quant.converters  # noqa: F401  (registers Square and Poly as leaves of the trace)
+    from secquant.errors import UnsupportedLayerError
+    from secquant.quant.fxtrace import ACTIVATION_FUNCTIONS, functional_module, trace
+
+    try:
+        gm = trace(model)
+    except UnsupportedLayerError:
+        return model
+    calls = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method") and n.target in ACTIVATION_FUNCTIONS]
+    if not calls:
+        return model
+    for node in calls:
+        name, k = f"{node.name}_fn", 1
+        while hasattr(gm, name):
+            k += 1
+            name = f"{node.name}_fn{k}"
+        gm.add_submodule(name, functional_module(node))
+        with gm.graph.inserting_after(node):
+            call = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
 
 
 def approximate_activations(
@@ -151,12 +202,15 @@ def approximate_activations(
 ) -> nn.Module:
     """Return a copy of ``model`` whose activations are fitted polynomials.
 
-    Every ReLU, LeakyReLU, GELU, SiLU, ELU, Sigmoid, Tanh and Softplus *module*
-    is replaced by a :class:`~secquant.nn.Poly` of ``degree`` fitted by least
+    Every ReLU, LeakyReLU, GELU, SiLU, ELU, Sigmoid, Tanh and Softplus is
+    replaced by a :class:`~secquant.nn.Poly` of ``degree`` fitted by least
     squares over the input range that ``calibration`` reaches, widened by
-    ``margin`` (a fraction of its width) on each side.  Functional calls
-    (``F.relu`` inside ``forward``) are not modules and are not replaced.
-    The original model is not modified.
+    ``margin`` (a fraction of its width) on each side.  Modules are swapped in
+    place (``nn.Sequential`` and class-based models keep their class);
+    functional calls (``F.relu(x)``, ``x.relu()``, ``torch.tanh(x)`` inside
+    ``forward``) are first rewritten into modules on the torch.fx graph, and
+    the result is then a ``torch.fx.GraphModule``.  The original model is not
+    modified.
 
     Args:
         model: A torch model.
@@ -175,28 +229,18 @@ def approximate_activations(
     """
     _check_args(degree, margin)
     data = _calibration_tensor(calibration)
-    new = copy.deepcopy(model).eval()
+    new = _functional_to_modules(copy.deepcopy(model).eval()).eval()
     targets = [(n, m) for n, m in new.named_modules() if type(m) in FITTABLE and n]
     if not targets:
         raise ConfigError(
-            "the model has no ReLU/GELU/SiLU/ELU/LeakyReLU/Sigmoid/Tanh/Softplus modules to replace "
-            "(functional calls such as F.relu must become modules first)"
+            "the model has no ReLU/GELU/SiLU/ELU/LeakyReLU/Sigmoid/Tanh/Softplus activations to replace, "
+            "as modules or as functional calls that torch.fx can trace"
         )
     ranges = _record_ranges(new, [n for n, _ in targets], data)
     for name, module in targets:
         if name not in ranges:
             raise ConfigError(f"activation {name!r} was not reached by the calibration data; is it used in forward()?")
-        lo, hi = ranges[name]
-        if hi - lo < 1e-6:
-            lo, hi = lo - 0.5, hi + 0.5
-        width = hi - lo
-        lo, hi = lo - margin * width, hi + margin * width
-        coeffs, err = fit_polynomial(FITTABLE[type(module)](module), lo, hi, degree)
-        top = float(np.max(np.abs(coeffs)))
-        keep = int(np.max(np.nonzero(np.abs(coeffs) > 1e-9 * top)[0])) + 1
-        coeffs = coeffs[: max(keep, 2)]
-        if coeffs[-1] == 0:
-            coeffs[-1] = 1e-9 * top
+        coeffs, lo, hi, err = _fit(module, ranges[name], degree, margin)
         _set_submodule(new, name, Poly(coeffs.tolist(), learnable=learnable))
         if fits is not None:
             fits.append(ActivationFit(name, type(module).__name__, lo, hi, tuple(float(c) for c in coeffs), err))

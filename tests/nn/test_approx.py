@@ -100,3 +100,34 @@ def test_models_without_activation_modules_or_unreached_ones_are_refused() -> No
 
     with pytest.raises(ConfigError, match="not reached"):
         approximate_activations(Skips(), calibration=torch.randn(4, 3))
+
+
+def test_functional_activations_are_rewritten_into_polynomials() -> None:
+    """F.relu, x.relu() and F.leaky_relu(x, 0.2) inside forward: replaced on the torch.fx graph, parameters kept."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(5, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.nn.functional.relu(self.a(x))
+            h = self.b(h).relu()
+            return self.c(torch.nn.functional.leaky_relu(h, 0.2))
+
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(200, 5)
+    fits: list[ActivationFit] = []
+    new = approximate_activations(model, 3, calibration=x, margin=0.0, fits=fits)
+    assert [f.kind for f in fits] == ["ReLU", "ReLU", "LeakyReLU"]
+    assert sum(isinstance(m, Poly) for m in new.modules()) == 3 and not any(isinstance(m, Poly) for m in model.modules())
+    leaky = fits[2]
+    grid = np.linspace(leaky.lo, leaky.hi, 101)
+    poly = np.polynomial.polynomial.polyval(grid, leaky.coeffs)
+    assert np.max(np.abs(poly - np.where(grid > 0, grid, 0.2 * grid))) <= leaky.max_error + 1e-9  # slope 0.2 kept
+    with torch.no_grad():  # the rewritten graph computes the same layers, polynomials in place of activations
+        h = torch.relu(model.a(x))
+        pre = model.b(h)
+        assert fits[1].lo == pytest.approx(float(pre.min()), rel=1e-5)
+    secquant.quantize_model(new, x.numpy(), bits=8)
