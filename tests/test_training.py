@@ -9,8 +9,11 @@ Deterministic: fixed seeds, no statistical false-failure rate.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +164,15 @@ def test_bad_calls_raise_config_error(digits: Dataset) -> None:
         train_classifier(model, digits.x_train, digits.y_train[:5])
     with pytest.raises(ConfigError, match="neither forward nor parameters"):
         train_classifier(model, digits.x_train, digits.y_train, TrainOptions(epochs=1, dp=DPSGD()), forward=model)
+
+
+@pytest.mark.parametrize("dp", ["0", "2.0"])
+def test_example_runs_small(dp: str) -> None:
+    script = Path(__file__).resolve().parent.parent / "examples" / "train_classifier.py"
+    proc = subprocess.run([sys.executable, str(script), "--epochs", "3", "--dp-epsilon", dp], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {line[:17].strip(): line[17:].strip() for line in proc.stdout.splitlines()}  # "label   value"
+    assert float(lines["integer accuracy"]) == float(lines["from integers"])  # one accuracy, two call forms
+    assert float(lines["float accuracy"]) > (0.3 if dp != "0" else 0.8)
+    assert ("DP-SGD" in lines) == (dp != "0")
