@@ -28,6 +28,7 @@ from secquant.quant.calibration import check_bits
 from secquant.quant.config import QuantConfig
 from secquant.quant.convert import quantize_model
 from secquant.quant.model import QuantizedModel
+from secquant.quant.requantize_config import RequantizeConfig
 from secquant.tuning.qat import FakeQuantModel
 from secquant.tuning.report import AccuracyReport, accuracy_breakdown
 from secquant.tuning.search import MaxAccuracyDrop, SearchSpace, TuneResult, tune
@@ -54,6 +55,8 @@ class PipelineConfig:
         encrypted: Test examples to run under ``scheme`` in the report (0: skip).
         scheme: Scheme of the encrypted stage.
         seed: Seed of the data split, initialisation and shuffling.
+        requantize: Requantization of every integer model of the recipe (the 8-bit
+            one, the search, QAT); None keeps them exact.
     """
 
     dataset: str = "mnist"
@@ -72,9 +75,12 @@ class PipelineConfig:
     encrypted: int = 0
     scheme: str = "bfv"
     seed: int = 0
+    requantize: RequantizeConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.requantize is not None and not isinstance(self.requantize, RequantizeConfig):
+            raise ConfigError(f"requantize must be a RequantizeConfig or None, got {self.requantize!r}")
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"hidden must hold at least one positive width, got {self.hidden}")
         for name in ("train_limit", "test_limit"):
@@ -185,7 +191,8 @@ def qat(prep: Prepared, bits: int, epochs: int, *, progress: bool = False,
         ConfigError: the integers outgrow what torch holds exactly (see :class:`FakeQuantModel`).
     """
     model = copy.deepcopy(prep.poly_model)
-    cfg = config if config is not None else QuantConfig(bits=bits, input_range=prep.input_range)
+    cfg = config if config is not None else QuantConfig(bits=bits, input_range=prep.input_range,
+                                                        requantize=prep.config.requantize)
     fq = FakeQuantModel(model, prep.calibration, cfg)
     _train(model, list(model.parameters()), prep.x_train, prep.y_train, epochs, prep.config.lr / 2,
            prep.config.seed + 2, progress, f"QAT {cfg.bits}-bit epochs", forward=fq, modules=(model,))
@@ -255,8 +262,9 @@ def run_pipeline(cfg: PipelineConfig, *, progress: bool = False) -> PipelineResu
     prep = prepare(cfg, progress=progress)
     xt, yt = prep.x_test, prep.y_test
     f_acc, p_acc = accuracy(prep.float_model, xt, yt), accuracy(prep.poly_model, xt, yt)
-    q8 = quantize_model(prep.poly_model, prep.calibration, config=QuantConfig(bits=8, input_range=prep.input_range))
-    space = SearchSpace(input_ranges=(prep.input_range,))
+    q8 = quantize_model(prep.poly_model, prep.calibration,
+                        config=QuantConfig(bits=8, input_range=prep.input_range, requantize=cfg.requantize))
+    space = SearchSpace(input_ranges=(prep.input_range,), requantize=(cfg.requantize,))
     with progress_bar(progress, len(space.uniform_configs()), "search trials") as bar:
         def on_trial(t: Any) -> None:
             bar.update(1)

@@ -32,6 +32,7 @@ from secquant.quant.calibration import MinMax, MSEOptimal, Percentile, RangeMeth
 from secquant.quant.config import QuantConfig
 from secquant.quant.convert import calibration_array, prepare_graph, quantize_model
 from secquant.quant.model import QuantizedModel
+from secquant.quant.requantize_config import RequantizeConfig
 from secquant.training import accuracy
 
 __all__ = ["MaxAccuracyDrop", "MaxModulusBits", "SearchSpace", "Target", "TargetNotMetError", "Trial", "TuneResult", "tune"]
@@ -96,6 +97,9 @@ class SearchSpace:
         input_bits: Input bit widths; None means "same as bits".
         input_methods: Input range estimators (ignored where an input range is given).
         input_ranges: Explicit input ranges (lo, hi); None means "from calibration".
+        requantize: Requantization choices (:class:`RequantizeConfig`, or None for
+            the exact model); a requantized model's cost is its (much smaller)
+            modulus, so deep models become comparable.
         per_layer: Run the greedy per-layer phase.
         max_trials: Upper bound on configurations evaluated, >= 1.
     """
@@ -105,11 +109,12 @@ class SearchSpace:
     input_bits: tuple[int | None, ...] = (None,)
     input_methods: tuple[RangeMethod, ...] = (MinMax(),)
     input_ranges: tuple[tuple[float, float] | None, ...] = (None,)
+    requantize: tuple[RequantizeConfig | None, ...] = (None,)
     per_layer: bool = True
     max_trials: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("bits", "weight_methods", "input_bits", "input_methods", "input_ranges"):
+        for name in ("bits", "weight_methods", "input_bits", "input_methods", "input_ranges", "requantize"):
             value = tuple(getattr(self, name))
             if not value:
                 raise ConfigError(f"SearchSpace.{name} must not be empty")
@@ -119,6 +124,8 @@ class SearchSpace:
         for b in self.input_bits:
             if b is not None:
                 check_bits(b, "SearchSpace.input_bits")
+        if any(r is not None and not isinstance(r, RequantizeConfig) for r in self.requantize):
+            raise ConfigError("SearchSpace.requantize holds RequantizeConfig(...) or None")
         for m in (*self.weight_methods, *self.input_methods):
             if not isinstance(m, (MinMax, Percentile, MSEOptimal)):
                 raise ConfigError(f"range methods must be MinMax(), Percentile(p) or MSEOptimal(), got {m!r}")
@@ -133,8 +140,8 @@ class SearchSpace:
                 for ib in self.input_bits:
                     for rng in self.input_ranges:
                         for im in self.input_methods if rng is None else self.input_methods[:1]:
-                            out.append(QuantConfig(bits=bits, input_bits=ib, weight_method=method,
-                                                   input_method=im, input_range=rng))
+                            out.extend(QuantConfig(bits=bits, input_bits=ib, weight_method=method, input_method=im,
+                                                   input_range=rng, requantize=rq) for rq in self.requantize)
         return out
 
 
@@ -178,6 +185,8 @@ class Trial:
         if c.input_bits is not None:
             parts.append(f"in_bits={c.input_bits}")
         parts.append(f"in={list(c.input_range)}" if c.input_range else f"in={type(c.input_method).__name__}")
+        if c.requantize is not None:
+            parts.append(f"requantize={c.requantize.target_bits}b@{c.requantize.at.value}")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
