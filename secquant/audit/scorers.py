@@ -35,7 +35,10 @@ _FEATURE_CELLS = 1 << 22  # largest feature matrix built at once (32 MiB of floa
 class Scorer(Protocol):
     """Maps outputs to one float score per draw; larger should mean "more like x1"."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """What the score is, for reports."""
+        ...
 
     def score(self, outputs: NDArray[Any]) -> NDArray[np.float64]:
         """Scores, shape ``(n,)``."""

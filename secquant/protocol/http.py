@@ -101,7 +101,7 @@ def install_error_handlers(app: Any) -> None:
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
 
     async def invalid(request: Any, exc: Exception) -> Any:
-        errors = getattr(exc, "errors", lambda: [])()
+        errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
         parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors[:5]]
         return JSONResponse({"error": "RequestValidationError", "detail": "invalid request: " + "; ".join(parts)},
                             status_code=422)

@@ -29,6 +29,7 @@ from secquant.audit.membership.policies import Features, ReleasePolicy, features
 from secquant.audit.membership.result import AuditRow, MembershipAudit
 from secquant.audit.membership.shadows import ModelJob, ModelOutputs, run_jobs
 from secquant.audit.membership.targets import Family, Target
+from secquant.data import DatasetName
 from secquant.errors import ConfigError
 
 __all__ = ["AuditRow", "CanarySpec", "MembershipAudit", "MembershipAuditConfig", "run_membership_audit"]
@@ -66,7 +67,7 @@ def _population(cfg: MembershipAuditConfig) -> tuple[NDArray[np.float32], NDArra
     order = rng.permutation(len(y))
     if cfg.population is not None:
         if cfg.population > len(y):
-            raise ConfigError(f"population={cfg.population} exceeds the {len(y)} rows of {cfg.dataset.value}")
+            raise ConfigError(f"population={cfg.population} exceeds the {len(y)} rows of {DatasetName(cfg.dataset).value}")
         order = order[: cfg.population]
     return x[order], y[order], d.n_classes
 
@@ -178,16 +179,16 @@ def _measure(cfg: MembershipAuditConfig, target: Target, policy: ReleasePolicy, 
         feats[i] = _features(policy, logits[i], pop.y_train, prng)
     rows, notes = [], []
     for attack in cfg.attacks:
-        pooled = [_scores(attack, t, feats, pop.counts, usable) for t in evaluated]
-        if any(s is None for s in pooled):
+        scored = [_scores(attack, t, feats, pop.counts, usable) for t in evaluated]
+        pooled = [s for s in scored if s is not None]
+        if len(pooled) < len(evaluated):
             notes.append(f"{target.label}/{policy.label}/{attack.value}: too few shadow models; skipped")
             continue
         members = [pop.included[t] for t in evaluated]
         metrics = attack_metrics(np.concatenate(pooled), np.concatenate(members), delta=cfg.delta,
                                  confidence=per_attack, seed=cfg.seed)
         sel = pop.canary if cfg.canaries is not None else np.ones(len(pop.y), dtype=bool)
-        one = one_run_audit(pooled[0][sel], pop.included[evaluated[0]][sel],  # type: ignore[index]
-                            delta=cfg.delta, confidence=per_attack)
+        one = one_run_audit(pooled[0][sel], pop.included[evaluated[0]][sel], delta=cfg.delta, confidence=per_attack)
         rows.append(AuditRow(target.label, policy.label, attack.value, metrics, one, acct))
     return rows, notes
 

@@ -136,10 +136,10 @@ class MembershipAuditConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
         return {
-            "dataset": self.dataset.value, "population": self.population, "shadows": self.shadows,
+            "dataset": DatasetName(self.dataset).value, "population": self.population, "shadows": self.shadows,
             "evaluated": self.evaluated, "targets": [t.label for t in self.targets()],
             "policies": [p.label for p in self.policies], "attacks": [a.value for a in self.attacks],
             "train": vars(self.train).copy(), "dp": None if self.dp is None else vars(self.dp).copy(),
             "canaries": None if self.canaries is None else vars(self.canaries).copy(),
-            "delta": self.delta, "confidence": self.confidence, "backend": self.backend.value, "seed": self.seed,
+            "delta": self.delta, "confidence": self.confidence, "backend": Backend(self.backend).value, "seed": self.seed,
         }

@@ -40,7 +40,10 @@ class PrivacyClaim:
 class AccountedMechanism(Protocol):
     """A built-in mechanism: callable ``(x, rng, n)`` plus its accounting."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name shown in audit results."""
+        ...
 
     def __call__(self, x: Any, rng: np.random.Generator, n: int) -> NDArray[Any]:
         """Draw ``n`` outputs on input ``x`` (axis 0 indexes draws)."""

@@ -138,7 +138,7 @@ class SparseVector:
         above = noisy >= self.threshold + rho
         if v in (SvtVariant.ALG5, SvtVariant.ALG6):
             return above.astype(np.int8)
-        before = np.cumsum(above, axis=1) - above  # ⊤ answers strictly before each query
+        before: NDArray[np.int64] = np.cumsum(above, axis=1) - above  # ⊤ answers strictly before each query
         answered = before < c
         if v is SvtVariant.ALG3:
             return np.where(answered & above, noisy, np.nan)
