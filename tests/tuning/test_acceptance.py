@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from secquant.training import predictions
 from secquant.tuning.pipeline import PipelineConfig, run_pipeline
-from secquant.tuning.train import predictions
 
 
 @pytest.mark.slow

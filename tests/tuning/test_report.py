@@ -15,9 +15,9 @@ import secquant
 from secquant.data import Dataset
 from secquant.errors import ConfigError
 from secquant.quant.config import QuantConfig
+from secquant.training import accuracy
 from secquant.tuning import accuracy_breakdown
 from secquant.tuning.report import Stage, StageStatus
-from secquant.tuning.train import accuracy
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import secquant
 from secquant.data import Dataset
 from secquant.errors import ConfigError, SecquantError
 from secquant.quant.calibration import MinMax, MSEOptimal
+from secquant.training import accuracy
 from secquant.tuning import MaxAccuracyDrop, MaxModulusBits, SearchSpace, TargetNotMetError, tune
-from secquant.tuning.train import accuracy
 
 SMALL = SearchSpace(bits=(8, 6, 4, 3), weight_methods=(MinMax(), MSEOptimal()), input_ranges=((0.0, 1.0),),
                     max_trials=40)
