@@ -375,8 +375,10 @@ def _poly_coeffs(op: IntPoly, shape: Shape) -> IntArray:
         ConfigError: the coefficients do not broadcast to the layer's input shape.
     """
     raw = np.asarray(op.coeffs)
+    extra = len(shape) - (raw.ndim - 1)  # scalar or per-channel coefficients align with the trailing axes
+    lead = raw.reshape(raw.shape[0], *([1] * extra), *raw.shape[1:]) if extra > 0 else raw
     try:
-        full = np.broadcast_to(raw, (raw.shape[0], *shape))
+        full = np.broadcast_to(lead, (raw.shape[0], *shape))
     except ValueError as exc:
         raise ConfigError(f"{op.name}: poly coefficients of shape {raw.shape[1:]} do not broadcast to the layer's "
                           f"input shape {shape}; quantize the model again") from exc

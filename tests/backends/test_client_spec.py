@@ -84,7 +84,7 @@ def assert_model_unreachable(client: ClientRole) -> None:
         seen.add(id(obj))
         name = type(obj).__name__
         assert not isinstance(obj, (QuantizedModel, Backend)), f"the client reaches a {name}"
-        assert name not in {"AffineBlock", "AffineStage", "CKKSPlan", "StagePlan", "EncryptedModel"}, name
+        assert name not in {"AffineBlock", "AffineStage", "Affine", "Stage", "CKKSPlan", "StagePlan", "EncryptedModel"}, name
         if isinstance(obj, (dict, list, tuple, set, frozenset)) or hasattr(obj, "__dict__"):
             todo.extend(gc.get_referents(obj))
 

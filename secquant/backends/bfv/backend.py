@@ -11,7 +11,6 @@ interactive queries.  Roles: :class:`~.client.BFVClient` (secret keys),
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,7 +29,7 @@ from secquant.backends.bfv.evaluate import galois_elements
 from secquant.backends.bfv.kit import PrimeKit
 from secquant.backends.bfv.options import BFVOptions
 from secquant.backends.bfv.params import choose_parameters
-from secquant.backends.bfv.plan import Stage, build_plan, simulate_mod
+from secquant.backends.bfv.plan import Stage, build_plan, simulate_mod, stage_name
 from secquant.backends.bfv.server import BFVServer
 from secquant.backends.compile import Scheme, register_backend
 from secquant.backends.seal.context import sealapi as seal
@@ -43,43 +42,26 @@ from secquant.quant.primitives import centered_lift
 __all__ = ["BFVBackend"]
 
 
-def _options(options: BFVOptions | None, kwargs: dict[str, Any]) -> BFVOptions:
-    """``options``, or keyword options validated into :class:`BFVOptions`.
-
-    Raises:
-        ConfigError: both forms, an unknown option, or an invalid value.
-    """
-    if options is not None:
-        if kwargs or not isinstance(options, BFVOptions):
-            raise ConfigError("pass BFVOptions or keyword options, not both")
-        return options
-    known = {f.name for f in dataclasses.fields(BFVOptions)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise ConfigError(f"unknown BFV option(s) {unknown}; known: {sorted(known)}")
-    return BFVOptions(**kwargs)
-
-
 @register_backend(Scheme.BFV)
 class BFVBackend(Backend):
     """Exact BFV evaluation of a quantized model (TenSEAL / SEAL).
 
     Args:
         qm: The quantized model.
-        options: The user's choices (:class:`~.options.BFVOptions`); keyword
-            options are validated into one.
+        options: The user's choices (:class:`~.options.BFVOptions`; None: the
+            defaults). ``secquant.compile`` validates keyword options into one.
 
     Raises:
-        ConfigError: unknown options or values.
+        ConfigError: ``options`` of another type.
         ModulusOverflowError: ``plain_modulus`` below what the bounds need.
         ParameterError: no secure parameters exist for the model.
     """
 
     options_type: ClassVar[type[BFVOptions]] = BFVOptions
+    options: BFVOptions
 
-    def __init__(self, qm: QuantizedModel, options: BFVOptions | None = None, **kwargs: Any) -> None:
-        super().__init__(qm)
-        self.options = _options(options, kwargs)
+    def __init__(self, qm: QuantizedModel, options: BFVOptions | None = None) -> None:
+        super().__init__(qm, options)
         self.mode = self.options.mode
         if self.options.plain_modulus is not None:
             qm.bounds().check(self.options.plain_modulus)  # before anything else
@@ -94,7 +76,7 @@ class BFVBackend(Backend):
         """Every choice, JSON-ready, with measured key and ciphertext sizes (bytes)."""
         out = self.params.to_dict()
         out["multiplicative_depth"] = self.qm.multiplicative_depth
-        out["stages"] = [type(s).__name__.replace("Stage", "").lower() + ":" + s.name for s in self.stages]
+        out["stages"] = [f"{s.kind.value}:{stage_name(s)}" for s in self.stages]
         out["modulus_needed_bits"] = self.qm.modulus_needed.bit_length()
         out["inputs_per_ciphertext"] = self.params.slots
         out.update(self._measure_sizes())

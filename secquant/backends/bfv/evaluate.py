@@ -20,7 +20,7 @@ from secquant.backends.bfv.latency import (
     latency_poly,
 )
 from secquant.backends.bfv.params import BFVParameters
-from secquant.backends.bfv.plan import AffineStage, SquareStage, Stage
+from secquant.backends.bfv.plan import Affine, Square, Stage, stage_name
 from secquant.backends.bfv.throughput import (
     MapAffine,
     map_affine,
@@ -57,7 +57,7 @@ class ServerProgram:
         self._compiled = [self._compile(i, st) for i, st in enumerate(stages)]
 
     def _compile(self, index: int, st: Stage) -> Any:
-        if not isinstance(st, AffineStage):
+        if not isinstance(st, Affine):
             return st
         layout = self.params.layout
         if layout is None:
@@ -67,7 +67,7 @@ class ServerProgram:
             return gather_affine(self.kit, st, gather)
         lay = layout.stages[index]
         if lay is None:  # pragma: no cover - layout built from the same stages
-            raise ConfigError(f"no layout for stage {st.name}")
+            raise ConfigError(f"no layout for stage {stage_name(st)}")
         return diag_affine(self.kit, st, lay)
 
     def _switch(self, xs: list[Any], stage: int) -> list[Any]:
@@ -106,9 +106,9 @@ class ServerProgram:
         for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
             if isinstance(prog, MapAffine):
                 xs = self._integer_map(prog, xs)
-            elif isinstance(st, AffineStage):
+            elif isinstance(st, Affine):
                 xs = throughput_affine(self.kit, prog, xs)
-            elif isinstance(st, SquareStage):
+            elif isinstance(st, Square):
                 xs = square(self.kit, xs)
             else:
                 xs = throughput_poly(self.kit, st, xs)
@@ -123,9 +123,9 @@ class ServerProgram:
             target = self._parms[self.params.levels[i]]
             if isinstance(prog, GatherAffine):
                 x = latency_gather(self.kit, prog, cts, target)
-            elif isinstance(st, AffineStage):
+            elif isinstance(st, Affine):
                 x = latency_affine(self.kit, prog, x, target)
-            elif isinstance(st, SquareStage):
+            elif isinstance(st, Square):
                 x = square(self.kit, [x])[0]
             else:
                 x = latency_poly(self.kit, st, period, x)

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.bfv.kit import PrimeKit, accumulate, finish, powers, scalar_mul
-from secquant.backends.bfv.plan import AffineStage, PolyStage
+from secquant.backends.bfv.plan import Affine, Poly
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.layout import BSGSLayout, GatherLayout, tile
 
@@ -76,7 +76,7 @@ class DiagAffine:
     ntt: dict[tuple[int, int, tuple[int, ...]], Any] = field(default_factory=dict)
 
 
-def diag_affine(kit: PrimeKit, stage: AffineStage, lay: BSGSLayout) -> DiagAffine:
+def diag_affine(kit: PrimeKit, stage: Affine, lay: BSGSLayout) -> DiagAffine:
     """Encode the diagonals of ``stage`` (weights mod t) for layout ``lay``."""
     a, b = stage.reduced(kit.t)
     n = kit.slots
@@ -152,7 +152,7 @@ def latency_affine(kit: PrimeKit, prog: DiagAffine, x: Any, target: list[int] | 
     return finish(kit, y, prog.bias)
 
 
-def latency_poly(kit: PrimeKit, stage: PolyStage, period: int, x: Any) -> Any:
+def latency_poly(kit: PrimeKit, stage: Poly, period: int, x: Any) -> Any:
     """``sum_i c[i] x**i`` with per-feature coefficients tiled with ``period`` (scalar when uniform)."""
     sa, ev = seal(), kit.evaluator
     c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
@@ -180,7 +180,7 @@ class GatherAffine:
     bias: Any
 
 
-def gather_affine(kit: PrimeKit, stage: AffineStage, gather: GatherLayout) -> GatherAffine:
+def gather_affine(kit: PrimeKit, stage: Affine, gather: GatherLayout) -> GatherAffine:
     """Encode the weights (mod t) block for block against the client's packing."""
     a, b = stage.reduced(kit.t)
     weights = [kit.encode(w) for w in gather.weights(a)]

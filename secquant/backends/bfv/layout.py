@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from secquant.backends.bfv.plan import AffineStage, Stage
+from secquant.backends.bfv.plan import Affine, Stage
 from secquant.backends.seal.layout import (
     BSGSLayout,
     GatherLayout,
@@ -88,13 +88,13 @@ def _hybrid(nonzero: NDArray[np.bool_], d_out: int, period: int, keys: set[int])
 
 def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
     """Period, gathering and BSGS schedules of latency mode."""
-    gather = gather_cols(np.asarray(stages[0].matrix)) if stages and isinstance(stages[0], AffineStage) else None
+    gather = gather_cols(np.asarray(stages[0].matrix)) if stages and isinstance(stages[0], Affine) else None
     dims = [] if gather is not None else [d_in]
     for st in stages:
-        dims.append(st.d_out if isinstance(st, AffineStage) else st.dim)
+        dims.append(st.d_out if isinstance(st, Affine) else st.dim)
     period = next_pow2(max(dims or [1]))
     affine = {idx: st for idx, st in enumerate(stages)
-              if isinstance(st, AffineStage) and not (idx == 0 and gather is not None)}
+              if isinstance(st, Affine) and not (idx == 0 and gather is not None)}
     nonzero = {idx: np.asarray(st.matrix) != 0 for idx, st in affine.items()}
     count = {idx: len(nonzero_diagonals(nz, period, period)) for idx, nz in nonzero.items()}
     # largest stages first; later ones prefer steps whose Galois keys already exist

@@ -14,7 +14,6 @@ The real budget is reported by the client after decryption
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -22,7 +21,8 @@ import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.bfv.layout import LatencyLayout
-from secquant.backends.bfv.plan import AffineStage, PolyStage, SquareStage, Stage
+from secquant.backends.bfv.plan import Affine, Poly, Square, Stage, stage_name
+from secquant.quant.intops import max_abs
 
 __all__ = ["FRESH_SLACK_BITS", "consumption", "data_bits_needed", "fresh_budget", "noise_trace"]
 
@@ -45,22 +45,10 @@ def plain_multiply_cost(t: int, n: int, terms: int) -> float:
     return math.log2(t) + math.log2(n) / 2 + math.log2(max(1, terms)) / 2 + 3
 
 
-@functools.lru_cache(maxsize=256)
-def _int_row_l1(stage: AffineStage) -> tuple[int, int]:
-    """(max |A|, max row L1 norm of A) over the exact integers."""
-    a = np.asarray(stage.matrix)
-    if a.dtype != object and a.size and int(np.max(np.abs(a))) < 2**40:
-        a64 = np.abs(a.astype(np.int64))
-        return int(np.max(a64)), int(np.max(np.sum(a64, axis=1)))
-    ao = np.abs(a.astype(object))
-    return (int(np.max(ao)), int(np.max(np.sum(ao, axis=1)))) if ao.size else (0, 0)
-
-
-def _row_l1_bits(stage: AffineStage, t: int) -> float:
+def _row_l1_bits(stage: Affine, t: int) -> float:
     """log2 of the largest row L1 norm of A mod t, centered (the scalar multiply noise factor)."""
-    top, l1 = _int_row_l1(stage)
-    if 2 * top < t:
-        return math.log2(max(1, l1))
+    if 2 * max_abs(stage.matrix) < t:
+        return math.log2(max(1, stage.row_l1))
     a, _ = stage.reduced(t)
     a = a.astype(object)
     centered = np.where(a > t // 2, a - t, a)
@@ -68,7 +56,7 @@ def _row_l1_bits(stage: AffineStage, t: int) -> float:
     return math.log2(max(1, worst))
 
 
-def _affine_cost(st: AffineStage, index: int, mode: Mode, n: int, t: int, layout: LatencyLayout | None) -> float:
+def _affine_cost(st: Affine, index: int, mode: Mode, n: int, t: int, layout: LatencyLayout | None) -> float:
     if mode is Mode.THROUGHPUT:
         return _row_l1_bits(st, t) + 1
     lay = layout.stages[index] if layout else None
@@ -81,7 +69,7 @@ def _affine_cost(st: AffineStage, index: int, mode: Mode, n: int, t: int, layout
     return plain_multiply_cost(t, n, terms) + 2
 
 
-def _poly_cost(st: PolyStage, mode: Mode, n: int, t: int) -> float:
+def _poly_cost(st: Poly, mode: Mode, n: int, t: int) -> float:
     used = st.depth * multiply_cost(t, n)
     c = np.mod(np.asarray(st.coeffs).astype(object), t)
     if mode is Mode.THROUGHPUT or bool(np.all(c == c[:, :1])):  # scalar coefficients
@@ -94,9 +82,9 @@ def consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: Latency
     """Estimated bits of noise budget each stage consumes under plaintext prime ``t`` in degree ``n``."""
     out = []
     for i, st in enumerate(stages):
-        if isinstance(st, AffineStage):
+        if isinstance(st, Affine):
             out.append(_affine_cost(st, i, mode, n, t, layout))
-        elif isinstance(st, SquareStage):
+        elif isinstance(st, Square):
             out.append(multiply_cost(t, n))
         else:
             out.append(_poly_cost(st, mode, n, t))
@@ -142,6 +130,6 @@ def noise_trace(stages: list[Stage], mode: Mode, n: int, t: int, data_bits: list
         while levels > 1 and cap(levels - 1) >= rest and budget >= rest:
             levels -= 1
         budget = min(budget, cap(levels))
-        trace.append({"stage": st.name, "kind": type(st).__name__, "budget_bits": round(budget, 1),
+        trace.append({"stage": stage_name(st), "kind": st.kind.value, "budget_bits": round(budget, 1),
                       "data_primes": levels})
     return trace

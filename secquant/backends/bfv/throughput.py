@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from secquant.backends.bfv.kit import PrimeKit, accumulate, finish, powers, scalar_mul
-from secquant.backends.bfv.plan import AffineStage, PolyStage
+from secquant.backends.bfv.plan import Affine, Poly
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.rns import IntegerMap
 from secquant.errors import ParameterError
@@ -33,7 +33,7 @@ class ScalarAffine:
     rows: tuple[tuple[int, tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...]], ...]
 
 
-def scalar_affine(stage: AffineStage, t: int) -> ScalarAffine:
+def scalar_affine(stage: Affine, t: int) -> ScalarAffine:
     a, b = stage.reduced(t)
     half = t // 2
     rows = []
@@ -57,7 +57,7 @@ class MapAffine:
     bias: tuple[int, ...]
 
 
-def map_affine(stage: AffineStage, t: int) -> MapAffine | None:
+def map_affine(stage: Affine, t: int) -> MapAffine | None:
     """Weights centered mod t as an :class:`IntegerMap`, or None when they are too large for it."""
     a, b = stage.reduced(t)
     centered = np.where(a > t // 2, a - t, a)
@@ -107,7 +107,7 @@ def throughput_affine(kit: PrimeKit, prog: ScalarAffine, xs: list[Any]) -> list[
     return out
 
 
-def throughput_poly(kit: PrimeKit, stage: PolyStage, xs: list[Any]) -> list[Any]:
+def throughput_poly(kit: PrimeKit, stage: Poly, xs: list[Any]) -> list[Any]:
     """``sum_i c[i, f] x_f**i`` per feature ciphertext ``x_f``, with scalar coefficients."""
     c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
     out = []

@@ -13,7 +13,6 @@ the secret.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,43 +40,26 @@ from secquant.quant.model import QuantizedModel
 __all__ = ["CKKSBackend"]
 
 
-def _options(options: CKKSOptions | None, kwargs: dict[str, Any]) -> CKKSOptions:
-    """``options``, or keyword options validated into :class:`CKKSOptions`.
-
-    Raises:
-        ConfigError: both forms, an unknown option, or an invalid value.
-    """
-    if options is not None:
-        if kwargs or not isinstance(options, CKKSOptions):
-            raise ConfigError("pass CKKSOptions or keyword options, not both")
-        return options
-    known = [f.name for f in dataclasses.fields(CKKSOptions)]
-    unknown = sorted(set(kwargs) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown CKKS option(s) {unknown}; known: {known}")
-    return CKKSOptions(**kwargs)
-
-
 @register_backend(Scheme.CKKS)
 class CKKSBackend(Backend):
     """CKKS through SEAL (``tenseal.sealapi``), parameters from the model's bounds.
 
     Args:
         qm: The quantized model.
-        options: The user's choices (:class:`~.options.CKKSOptions`); keyword
-            options are validated into one.
+        options: The user's choices (:class:`~.options.CKKSOptions`; None: the
+            defaults). ``secquant.compile`` validates keyword options into one.
 
     Raises:
-        ConfigError: unknown options or values.
+        ConfigError: ``options`` of another type.
         UnsupportedLayerError: an op CKKS does not evaluate.
         ParameterError: no secure parameters meet the precision target.
     """
 
     options_type: ClassVar[type[CKKSOptions]] = CKKSOptions
+    options: CKKSOptions
 
-    def __init__(self, qm: QuantizedModel, options: CKKSOptions | None = None, **kwargs: Any) -> None:
-        super().__init__(qm)
-        self.options = _options(options, kwargs)
+    def __init__(self, qm: QuantizedModel, options: CKKSOptions | None = None) -> None:
+        super().__init__(qm, options)
         self.stages = build_stages(qm)
         self.plan = make_plan(self.stages, self.options, qm.bounds().output.observed_max_abs)
         self._sizes: dict[str, int] = {}

@@ -61,9 +61,9 @@ def free_chain_bits(stages: list[Stage], w_floor: int) -> list[int] | None:
         The bit sizes, or None when the stages include a kind this chain does
         not plan (POLY) or the first stage is not affine.
     """
-    if not stages or stages[0].kind is not StageKind.AFFINE:
+    if not stages or not stages[0].weighted:
         return None
-    if any(st.kind not in (StageKind.AFFINE, StageKind.SQUARE, StageKind.SHIFT) for st in stages):
+    if any(st.kind is StageKind.POLY for st in stages):
         return None
     log_scale = w_floor + INPUT_EXTRA_BITS - _log2(stages[0].in_bound.max(initial=0.0))
     drops: list[int] = []

@@ -111,7 +111,7 @@ class Evaluator:
         st = sp.stage
         if st.kind is StageKind.POLY:
             return self._prepare_poly(sp)
-        if st.kind is not StageKind.AFFINE or st.matrix is None:
+        if not st.weighted or st.matrix is None:
             return None
         pid = self._parms_at(len(sp.level_primes))
         if sp.gather is not None:
@@ -324,10 +324,10 @@ class Evaluator:
         x = xs[0]
         for k, (sp, prep) in enumerate(zip(self.plan.stages, self._prepared)):
             kind = sp.stage.kind
-            if kind is StageKind.AFFINE and sp.gather is not None:
+            if sp.stage.weighted and sp.gather is not None:
                 x = self._affine_gather(xs, sp, prep)
                 period = sp.gather.period
-            elif kind is StageKind.AFFINE:
+            elif sp.stage.weighted:
                 x = self._affine_latency(xs if k == 0 else [x], sp, prep)
                 period = sp.layout.width if sp.layout is not None else period
             elif kind is StageKind.SQUARE:
@@ -347,7 +347,7 @@ class Evaluator:
                 continue
             if xs and isinstance(xs[0], tuple):
                 xs = load_seal([to_bytes(m, d) for m, d in xs], self._new, self.ctx, "CKKS ciphertext")
-            if kind is StageKind.AFFINE:
+            if sp.stage.weighted:
                 xs = self._affine_throughput(xs, sp, prep)
             elif kind is StageKind.SQUARE:
                 for ct in xs:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
-from secquant.backends.ckks.stages import Stage, StageKind
+from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.layout import (
     BSGSLayout,
     GatherLayout,
@@ -54,8 +54,8 @@ class StageLayout:
 
 def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> GatherLayout | None:
     """The gathered layout of a LATENCY first stage, when it is allowed and rotates less than BSGS."""
-    if (opts.mode is not Mode.LATENCY or not opts.client_gather or st.kind is not StageKind.AFFINE
-            or st.matrix is None or next_pow2(st.n_out) > n // 2):
+    if (opts.mode is not Mode.LATENCY or not opts.client_gather or st.matrix is None
+            or next_pow2(st.n_out) > n // 2):
         return None
     gather = GatherLayout.of(st.matrix, n // 2)
     if gather.chunks > MAX_GATHER_CHUNKS:
@@ -71,7 +71,7 @@ def stage_layouts(stages: list[Stage], opts: CKKSOptions, n: int) -> list[StageL
     out = []
     for i, st in enumerate(stages):
         lay = StageLayout(period)
-        if opts.mode is Mode.LATENCY and st.kind is StageKind.AFFINE:
+        if opts.mode is Mode.LATENCY and st.weighted:
             gather = gather_for(st, opts, n, period) if i == 0 else None
             lay = (StageLayout(period, gather=gather) if gather is not None
                    else StageLayout(period, bsgs=dense_bsgs(st.n_in, st.n_out, period)))

@@ -280,15 +280,15 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
     noise = NoiseModel(n)
     target = 2.0**w
     p_in = float(np.max(stages[0].in_bound)) if stages else 1.0
-    free_first = free is not Free.NONE and bool(stages) and stages[0].kind is StageKind.AFFINE
+    free_first = free is not Free.NONE and bool(stages) and stages[0].weighted
     scale = target / max(stages[0].partial if free is Free.FIRST and free_first else p_in, 1.0)
     err = (noise.fresh + noise.rounding + FFT_REL * target) / scale  # integer units
     walk = _Walk(noise, opts, primes[-1], target, scale, err, list(primes[:-1]))
     plans: list[StagePlan] = []
     for i, (st, lay) in enumerate(zip(stages, layouts)):
-        if st.kind is StageKind.SHIFT:
+        if st.shift:
             plans.append(_shift(walk, st))
-        elif st.kind is StageKind.AFFINE and ((free_first and i == 0) or free is Free.ALL):
+        elif st.weighted and ((free_first and i == 0) or free is Free.ALL):
             plans.append(_free_affine(walk, st))
         elif st.kind is StageKind.POLY:
             plans.append(_poly(walk, st, lay.period))

@@ -40,7 +40,7 @@ from secquant.backends.ckks.options import (
     CKKSOptions,
 )
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
-from secquant.backends.ckks.stages import Stage, StageKind
+from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.context import coeff_primes
 from secquant.backends.seal.layout import next_pow2
 from secquant.backends.seal.security import max_coeff_modulus_bits
@@ -78,7 +78,7 @@ def candidates(stages: list[Stage], opts: CKKSOptions, n: int, reasons: list[str
     Why a chain is not offered is appended to ``reasons``.
     """
     throughput = opts.mode is Mode.THROUGHPUT
-    frees = (Free.FIRST, Free.NONE) if throughput and stages[0].kind is StageKind.AFFINE else (Free.NONE,)
+    frees = (Free.FIRST, Free.NONE) if throughput and stages[0].weighted else (Free.NONE,)
     out = [c for c in (_uniform(stages, opts, n, free, reasons) for free in frees) if c is not None]
     if throughput and opts.scale_bits is None:
         budget = max_coeff_modulus_bits(n, opts.security)
