@@ -1,8 +1,11 @@
-"""TenSEAL's tutorial network, trained for the CKKS overflow demonstration (deterministic, seconds)."""
+"""TenSEAL's tutorial network for the CKKS overflow demonstration: trained (deterministic, seconds) and
+evaluated the tutorial's way, under the tutorial's parameters (``bench/tenseal_baseline.py`` times the
+same evaluation; tests do not import from ``bench/``)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +16,47 @@ from secquant.data import load_dataset
 from secquant.nn import Square
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["mnist_tutorial", "tutorial_net"]
+__all__ = ["TUTORIAL_PARAMS", "mnist_tutorial", "tutorial_context", "tutorial_logits", "tutorial_net"]
+
+#: TenSEAL's MNIST tutorial parameters ("Encrypted Convolution on MNIST").
+TUTORIAL_PARAMS: dict[str, Any] = {
+    "poly_modulus_degree": 8192,
+    "coeff_mod_bit_sizes": [31, 26, 26, 26, 26, 26, 26, 31],
+    "global_scale_bits": 26,
+}
+
+
+def tutorial_context() -> Any:
+    """A TenSEAL CKKS context with the tutorial's parameters and default Galois keys."""
+    import tenseal as ts
+
+    ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=TUTORIAL_PARAMS["poly_modulus_degree"],
+                     coeff_mod_bit_sizes=TUTORIAL_PARAMS["coeff_mod_bit_sizes"])
+    ctx.global_scale = 2 ** TUTORIAL_PARAMS["global_scale_bits"]
+    ctx.generate_galois_keys()
+    return ctx
+
+
+def tutorial_logits(model: nn.Sequential, images: np.ndarray) -> np.ndarray:
+    """Decrypted logits of :func:`tutorial_net`-shaped ``model`` on (n, 1, 28, 28) images, evaluated exactly
+    as TenSEAL's tutorial does (``im2col_encoding``, ``conv2d_im2col``, ``pack_vectors``, ``square_``, ``mm``)."""
+    import tenseal as ts
+
+    conv, fc1, fc2 = model[0], model[3], model[5]
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    conv_w = conv.weight.data.view(conv.out_channels, kernel, kernel).tolist()
+    ctx = tutorial_context()
+    out = []
+    for img in np.asarray(images, dtype=np.float32).reshape(-1, 28, 28):
+        enc_x, windows = ts.im2col_encoding(ctx, img.tolist(), kernel, kernel, stride)
+        enc = ts.CKKSVector.pack_vectors([enc_x.conv2d_im2col(k, windows) + b
+                                          for k, b in zip(conv_w, conv.bias.data.tolist())])
+        enc.square_()
+        enc = enc.mm(fc1.weight.T.data.tolist()) + fc1.bias.data.tolist()
+        enc.square_()
+        enc = enc.mm(fc2.weight.T.data.tolist()) + fc2.bias.data.tolist()
+        out.append(enc.decrypt())
+    return np.asarray(out, dtype=np.float64)
 
 
 def tutorial_net() -> nn.Sequential:
