@@ -133,12 +133,13 @@ def launch_demo(models_dir: Path, *args: str, env: dict[str, str] | None = None,
 
 
 @pytest.fixture()
-def demo_factory(demo_models: tuple[Path, dict[str, dict[str, Any]]]) -> Iterator[Any]:
-    """Start demos with ``demo_factory(*args)``; each is stopped (SIGTERM) at the end if still running."""
+def demo_factory(models_dir: Path, digits_model: dict[str, Any]) -> Iterator[Any]:
+    """Start demos with ``demo_factory(*args)`` (the models in ``models_dir``; request ``demo_models``
+    too for MNIST); each is stopped (SIGTERM) at the end if still running."""
     started: list[DemoProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> DemoProcess:
-        demo = launch_demo(demo_models[0], *args, env=env)
+        demo = launch_demo(models_dir, *args, env=env)
         started.append(demo)
         return demo
 
