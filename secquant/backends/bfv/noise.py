@@ -15,6 +15,7 @@ The real budget is reported by the client after decryption
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ def _poly_cost(st: Poly, mode: Mode, n: int, t: int) -> float:
     return used + plain_multiply_cost(t, n, st.degree + 1)
 
 
-def consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: LatencyLayout | None) -> list[float]:
+def consumption(stages: Sequence[Stage], mode: Mode, n: int, t: int, layout: LatencyLayout | None) -> list[float]:
     """Estimated bits of noise budget each stage consumes under plaintext prime ``t`` in degree ``n``."""
     out = []
     for i, st in enumerate(stages):
@@ -91,14 +92,14 @@ def consumption(stages: list[Stage], mode: Mode, n: int, t: int, layout: Latency
     return out
 
 
-def data_bits_needed(stages: list[Stage], mode: Mode, n: int, t: int, layout: LatencyLayout | None,
+def data_bits_needed(stages: Sequence[Stage], mode: Mode, n: int, t: int, layout: LatencyLayout | None,
                      margin: int) -> int:
     """Fewest bits of data primes whose fresh budget covers every stage plus ``margin``."""
     need = margin + sum(consumption(stages, mode, n, t, layout)) - fresh_budget(0.0, t, n)
     return max(1, math.ceil(need))
 
 
-def noise_trace(stages: list[Stage], mode: Mode, n: int, t: int, data_bits: list[int],
+def noise_trace(stages: Sequence[Stage], mode: Mode, n: int, t: int, data_bits: list[int],
                 layout: LatencyLayout | None, margin: int) -> list[dict[str, Any]]:
     """Estimated noise budget (bits) and data primes kept after encryption and after each stage.
 
