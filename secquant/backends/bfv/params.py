@@ -83,11 +83,6 @@ class BFVParameters:
         return math.prod(self.plain_moduli)
 
     @property
-    def data_bits(self) -> int:
-        """Bits of the ciphertext modulus (without the special prime)."""
-        return sum(self.coeff_bits[:-1])
-
-    @property
     def levels(self) -> tuple[int, ...]:
         """Data primes kept after each stage (modulus switching schedule)."""
         return tuple(int(s["data_primes"]) for s in self.trace[1:])

@@ -34,7 +34,6 @@ from secquant.backends.ckks.server import CKKSServer
 from secquant.backends.ckks.stages import build_stages
 from secquant.backends.ckks.wire import fingerprint
 from secquant.backends.compile import Scheme, register_backend
-from secquant.errors import ConfigError
 from secquant.quant.model import QuantizedModel
 
 __all__ = ["CKKSBackend"]

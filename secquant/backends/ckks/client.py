@@ -7,7 +7,6 @@ Decryption refuses any value past the proven output bound plus the error bound.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,7 @@ __all__ = ["CKKSClient"]
 
 
 class CKKSClient(ClientRole):
-    """Holds the secret key; encrypts integers and decrypts to centered integers; knows no weight.
-
-    Attributes:
-        key_seconds: Seconds spent making the public material.
-    """
+    """Holds the secret key; encrypts integers and decrypts to centered integers; knows no weight."""
 
     def __init__(self, interface: ModelInterface, plan: CKKSClientPlan) -> None:
         sa = sealapi()
@@ -46,12 +41,10 @@ class CKKSClient(ClientRole):
         self._decryptor = sa.Decryptor(self.context, self._secret_key)
         self._encoder = sa.CKKSEncoder(self.context)
         self._material: bytes | None = None
-        self.key_seconds = 0.0
 
     def public_material(self) -> bytes:
         """Public, relinearization and (LATENCY) Galois keys, framed with the plan's fingerprint."""
         if self._material is None:
-            t0 = time.perf_counter()
             kg = self._keygen
             public_key = self._sa.PublicKey()
             kg.create_public_key(public_key)
@@ -63,7 +56,6 @@ class CKKSClient(ClientRole):
                 names.append("galois_keys")
             meta = {"fingerprint": self.plan.fingerprint, "parts": names}
             self._material = frame(MATERIAL, meta, save_seal(parts))
-            self.key_seconds = time.perf_counter() - t0
         return self._material
 
     def _encrypt_vector(self, values: list[float]) -> Any:

@@ -77,11 +77,6 @@ class CKKSClientPlan:
         """N/2."""
         return self.poly_degree // 2
 
-    @property
-    def bit_sizes(self) -> list[int]:
-        """Bit size of every prime."""
-        return [p.bit_length() for p in self.primes]
-
     @classmethod
     def of(cls, plan: CKKSPlan, fingerprint: str) -> CKKSClientPlan:
         """The client view of ``plan``."""

@@ -100,10 +100,6 @@ class Scratch:
             os.unlink(path)
         return dst
 
-    def close(self) -> None:
-        """Remove the directory now."""
-        self._finalizer()
-
 
 _SHARED: Scratch | None = None
 _SHARED_LOCK = threading.Lock()
