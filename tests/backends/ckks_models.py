@@ -4,8 +4,8 @@ same evaluation; tests do not import from ``bench/``)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ TUTORIAL_PARAMS: dict[str, Any] = {
 
 def tutorial_context() -> Any:
     """A TenSEAL CKKS context with the tutorial's parameters and default Galois keys."""
-    import tenseal as ts
+    import tenseal as ts  # type: ignore[import-untyped]
 
     ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=TUTORIAL_PARAMS["poly_modulus_degree"],
                      coeff_mod_bit_sizes=TUTORIAL_PARAMS["coeff_mod_bit_sizes"])
@@ -42,15 +42,16 @@ def tutorial_logits(model: nn.Sequential, images: np.ndarray) -> np.ndarray:
     as TenSEAL's tutorial does (``im2col_encoding``, ``conv2d_im2col``, ``pack_vectors``, ``square_``, ``mm``)."""
     import tenseal as ts
 
-    conv, fc1, fc2 = model[0], model[3], model[5]
-    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    conv, fc1, fc2 = cast(nn.Conv2d, model[0]), cast(nn.Linear, model[3]), cast(nn.Linear, model[5])
+    kernel, stride = int(conv.kernel_size[0]), int(conv.stride[0])
     conv_w = conv.weight.data.view(conv.out_channels, kernel, kernel).tolist()
+    conv_b = [0.0] * conv.out_channels if conv.bias is None else conv.bias.data.tolist()
     ctx = tutorial_context()
     out = []
     for img in np.asarray(images, dtype=np.float32).reshape(-1, 28, 28):
         enc_x, windows = ts.im2col_encoding(ctx, img.tolist(), kernel, kernel, stride)
         enc = ts.CKKSVector.pack_vectors([enc_x.conv2d_im2col(k, windows) + b
-                                          for k, b in zip(conv_w, conv.bias.data.tolist())])
+                                          for k, b in zip(conv_w, conv_b)])
         enc.square_()
         enc = enc.mm(fc1.weight.T.data.tolist()) + fc1.bias.data.tolist()
         enc.square_()
@@ -65,7 +66,7 @@ def tutorial_net() -> nn.Sequential:
                          nn.Linear(64, 10))
 
 
-@lru_cache(maxsize=None)
+@cache
 def mnist_tutorial(epochs: int = 40) -> tuple[nn.Module, QuantizedModel, np.ndarray, np.ndarray]:
     """(float model, integer model, x_test, y_test), full-batch Adam with a fixed seed on one thread."""
     torch.set_num_threads(1)

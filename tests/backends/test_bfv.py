@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 import secquant
-from secquant.errors import ConfigError, KeyMaterialError, ModulusOverflowError, ParameterError
+from secquant.errors import (
+    ConfigError,
+    KeyMaterialError,
+    ModulusOverflowError,
+    ParameterError,
+)
 
 pytest.importorskip("tenseal")
 

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ckks_example_runs_small():
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "ckks_inference.py"), "--limit", "4",
-                           "--epochs", "10"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                           "--epochs", "10"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "stated bound" in proc.stdout and ": True" in proc.stdout

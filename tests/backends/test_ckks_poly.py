@@ -12,7 +12,7 @@ below 1e-6 per run.  Training is deterministic (fixed seeds, one thread).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -41,13 +41,13 @@ def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: floa
     return model.eval()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ds = load_dataset("digits")
     return ds.x_train.reshape(len(ds.x_train), -1), ds.y_train, ds.x_test.reshape(len(ds.x_test), -1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _poly_mlp(per_tensor: bool) -> secquant.QuantizedModel:
     """Digits 64 -> 32 -> Poly([0.1, 0.5, 0.25]) -> 10; per-tensor weights give scalar poly coefficients."""
     x, y, _ = _digits()
@@ -57,7 +57,7 @@ def _poly_mlp(per_tensor: bool) -> secquant.QuantizedModel:
     return secquant.quantize_model(net, x[:512], config=config)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mixed_mlp() -> secquant.QuantizedModel:
     """Digits 64 -> 16 -> Poly -> 16 -> Square -> 10."""
     x, y, _ = _digits()
@@ -66,7 +66,7 @@ def _mixed_mlp() -> secquant.QuantizedModel:
     return secquant.quantize_model(_train(net, x, y, 60, lr=5e-3), x[:512])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _relu_degree(degree: int) -> secquant.QuantizedModel:
     """Digits 64 -> 16 -> ReLU -> 10 with the ReLU replaced by a fitted polynomial of ``degree``."""
     x, y, _ = _digits()
