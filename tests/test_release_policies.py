@@ -135,3 +135,22 @@ def test_apply_refuses_fractional_grids_and_floats() -> None:
     with pytest.raises(ConfigError, match="finite"):
         FullLogits().release(np.array([[np.nan, 0.0]]), np.random.default_rng(0))
     assert len(RELEASE_POLICY_TYPES) == 5
+
+
+def test_per_query_epsilon_composes_over_outputs() -> None:
+    """k Gaussian coordinates of σ compose like one of σ/√k (exact for the continuous Gaussian;
+    within 5% here since σ >= 4 grid steps)."""
+    policy = DiscreteGaussianLogits(8.0, resolution_bits=0)
+    eps2 = policy.privacy(2)[0]
+    eps1_narrow = DiscreteGaussianLogits(8.0 / math.sqrt(2), resolution_bits=0).privacy(1)[0]
+    assert policy.privacy(1)[0] < eps2 < policy.privacy(10)[0]
+    assert abs(eps2 / eps1_narrow - 1) < 0.05
+
+
+def test_calibrated_noise_is_the_least_that_meets_epsilon() -> None:
+    noisy = DiscreteGaussianLogits.calibrated(1.0, outputs=2, resolution_bits=0)
+    assert noisy.privacy(2)[0] <= 1.0
+    assert DiscreteGaussianLogits(noisy.sigma * 0.98, resolution_bits=0).privacy(2)[0] > 1.0
+    assert len(f"{noisy.sigma:g}") <= 5  # 3 significant digits: a readable label
+    with pytest.raises(ConfigError, match="epsilon"):
+        DiscreteGaussianLogits.calibrated(0.0)
