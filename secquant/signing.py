@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from secquant.errors import ConfigError, IntegrityError, KeyMaterialError
 
@@ -55,7 +55,7 @@ _SIG = 64
 _ARTIFACT_CONTEXT = "artifact/v1"
 
 #: What ``trusted=`` accepts per entry: a path, PEM or raw 32-byte public key, or a key object.
-PublicKeySource = Union[str, os.PathLike, bytes, Any]
+PublicKeySource = Any  # str | os.PathLike | bytes | a key object
 
 
 def _crypto() -> Any:

@@ -215,23 +215,32 @@ class QuantizedModel:
             "config": self.config,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model as a typed, versioned, digest-checked ``.npz`` (no pickle)."""
+    def save(self, path: str | os.PathLike[str], sign_with: Any = None, encrypt_with: Any = None) -> Path:
+        """Write the model as a typed, versioned, digest-checked ``.npz`` (no pickle).
+
+        ``sign_with`` (an Ed25519 private key file) signs it and ``encrypt_with``
+        (a model key) encrypts it at rest; see :mod:`secquant.artifact`.
+        """
         from secquant.quant.model_io import save_model
 
-        return save_model(self, path)
+        return save_model(self, path, sign_with=sign_with, encrypt_with=encrypt_with)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | bytes) -> QuantizedModel:
+    def load(cls, path: str | os.PathLike[str] | bytes, trusted: Any = None, decrypt_with: Any = None) -> QuantizedModel:
         """Read a model written by :meth:`save` (any artifact version), verifying type, version and digest.
 
+        ``trusted`` (public keys) requires a valid signature by one of them,
+        checked before anything else is parsed; ``decrypt_with`` opens an
+        encrypted model.  See :func:`secquant.artifact.open_artifact`.
+
         Raises:
-            ArtifactError: not a QuantizedModel, or malformed.
-            IntegrityError: the file was modified after it was written.
+            ArtifactError: not a QuantizedModel, malformed, or encrypted without a key.
+            IntegrityError: modified after it was written, unsigned or badly signed when
+                ``trusted`` is given, or a wrong key.
         """
         from secquant.quant.model_io import load_model
 
-        return load_model(path)
+        return load_model(path, trusted=trusted, decrypt_with=decrypt_with)
 
     def with_modulus(self, modulus: int) -> QuantizedModel:
         """The same model checked against another modulus.

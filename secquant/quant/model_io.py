@@ -33,7 +33,8 @@ ARTIFACT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 
-def save_model(qm: QuantizedModel, path: str | os.PathLike[str]) -> Path:
+def save_model(qm: QuantizedModel, path: str | os.PathLike[str], *, sign_with: Any = None,
+               encrypt_with: Any = None) -> Path:
     """Write ``qm`` as a typed, versioned, digest-checked ``.npz``."""
     arrays: dict[str, NDArray[Any]] = {"output_scale": qm.output_scale}
     layers = []
@@ -46,7 +47,8 @@ def save_model(qm: QuantizedModel, path: str | os.PathLike[str]) -> Path:
         "config": qm.config,
         "observed": list(qm.observed) if qm.observed else None,
     }
-    return write_artifact(path, ARTIFACT_TYPE, ARTIFACT_VERSION, meta, arrays)
+    return write_artifact(path, ARTIFACT_TYPE, ARTIFACT_VERSION, meta, arrays, sign_with=sign_with,
+                          encrypt_with=encrypt_with)
 
 
 def _graph(version: int, layers: list[dict[str, Any]], arrays: dict[str, NDArray[Any]]) -> IntGraph:
@@ -60,7 +62,7 @@ def _graph(version: int, layers: list[dict[str, Any]], arrays: dict[str, NDArray
     return IntGraph(tuple(nodes))
 
 
-def load_model(path: str | os.PathLike[str] | bytes) -> QuantizedModel:
+def load_model(path: str | os.PathLike[str] | bytes, *, trusted: Any = None, decrypt_with: Any = None) -> QuantizedModel:
     """Read a model written by :func:`save_model` (or by a version-1 writer).
 
     Raises:
@@ -70,7 +72,8 @@ def load_model(path: str | os.PathLike[str] | bytes) -> QuantizedModel:
     from secquant.errors import ConfigError
     from secquant.quant.model import QuantizedModel
 
-    version, meta, arrays = read_artifact(path, ARTIFACT_TYPE, READABLE_VERSIONS)
+    version, meta, arrays = read_artifact(path, ARTIFACT_TYPE, READABLE_VERSIONS, trusted=trusted,
+                                          decrypt_with=decrypt_with)
     try:
         iq = meta["input_quant"]
         input_quant = InputQuant(
