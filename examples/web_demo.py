@@ -41,7 +41,7 @@ def start_demo(args: argparse.Namespace) -> tuple[subprocess.Popen[str], list[st
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
-        for line in list(lines):
+        for line in lines:
             if "secquant demo: open " in line:
                 return proc, lines, line.split("open ", 1)[1].split(" ", 1)[0]
         time.sleep(0.2)

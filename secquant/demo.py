@@ -30,7 +30,7 @@ __all__ = ["WEB_EPOCHS", "DemoConfig", "prepare_models", "read_manifest", "run_d
            "write_manifest"]
 
 #: Epochs of the browser demo's models when none are given: small and fast (about 20 s on 2 cores).
-WEB_EPOCHS = {"mnist": 3, "digits": 20}
+WEB_EPOCHS = {"mnist": 8, "digits": 20}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,14 @@ from secquant.web.errors import DemoInputError, WebError
 from secquant.web.inference import DemoClient
 from secquant.web.jobs import JobRunner
 from secquant.web.preprocess import canvas_to_image, decode_pixels, file_to_image
-from secquant.web.relay import WireLog, check_upstream, forward, stage_after, stage_before, stage_sent
+from secquant.web.relay import (
+    WireLog,
+    check_upstream,
+    forward,
+    stage_after,
+    stage_before,
+    stage_sent,
+)
 from secquant.web.servers import ServerPool
 
 __all__ = ["PRIVACY_NOTE", "ClientAppConfig", "create_app", "static_dir"]
@@ -187,7 +194,7 @@ def _page_routes(app: FastAPI, state: _State) -> None:
     @app.get("/api/models")
     def models() -> dict[str, Any]:
         return {"models": [dict(m.describe(), gallery=m.gallery()) for m in state.catalog.models.values()],
-                "schemes": [{"id": s.value, "title": s.title, "exact": s.exact} for s in DemoScheme],
+                "schemes": [{"id": s.value, "title": s.title, "exact": s.exact, "note": s.note} for s in DemoScheme],
                 "servers": [dict(e.to_dict(), index=i, pid=None, log=None) for i, e in enumerate(state.pool.entries)],
                 "privacy": PRIVACY_NOTE}
 

@@ -63,6 +63,16 @@ class DemoScheme(enum.Enum):
         return {"bfv": "BFV", "ckks": "CKKS", "paillier": "Paillier"}[self.value]
 
     @property
+    def note(self) -> str:
+        """What the scheme promises, and what each side learns beyond the result, for the page."""
+        return {
+            "bfv": "exact: the decrypted integers equal qm.forward_int bit for bit",
+            "ckks": "approximate: the decrypted integers lie within the stated error bound of qm.forward_int",
+            "paillier": "exact, interactive: the server evaluates the linear layers; the client decrypts, applies "
+                        "each Square itself and re-encrypts, so it also sees those pre-activations",
+        }[self.value]
+
+    @property
     def exact(self) -> bool:
         """True when results must equal ``qm.forward_int`` bit for bit (BFV, Paillier)."""
         return self is not DemoScheme.CKKS

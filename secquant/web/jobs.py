@@ -153,7 +153,7 @@ class JobRunner:
                 job.finish(result=fn(job))
             except WebError as exc:
                 job.finish(error={"error": exc.code, "detail": str(exc)})
-            except Exception as exc:  # noqa: BLE001 - a failed job must never kill the worker
+            except Exception as exc:
                 log.exception("job %s failed", job.id)
                 job.finish(error={"error": type(exc).__name__, "detail": f"unexpected error: {exc}"})
             finally:

@@ -97,6 +97,7 @@ def _check_port(port: int) -> int:
     if port == 0:
         return _free_port()
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed demo's TIME_WAIT is fine
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -135,7 +136,8 @@ class _Children:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_death_signal())  # noqa: PLW1509
+                                    start_new_session=True,
+                                    preexec_fn=_death_signal())  # noqa: PLW1509 - one pre-resolved libc call
         self.procs.append((name, proc, log))
         return proc
 

@@ -40,22 +40,26 @@ _INK = 0.25
 _FAINT = 0.05  # grey levels above this count for the bounding box
 
 
-def decode_pixels(data: str, width: int, height: int) -> NDArray[np.uint8]:
+def _side(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
+        raise DemoInputError(f"image {name} must be an integer in [1, {MAX_SIDE}] pixels, got {value!r}",
+                             code="WrongImageSize")
+    return value
+
+
+def decode_pixels(data: object, width: object, height: object) -> NDArray[np.uint8]:
     """Decode base64 grayscale bytes into a ``(height, width)`` array.
 
     Args:
         data: Base64 of ``width * height`` bytes, row-major, 0 = black, 255 = white.
-        width: Pixels per row, in [1, MAX_SIDE].
-        height: Rows, in [1, MAX_SIDE].
+        width: Pixels per row, an int in [1, MAX_SIDE].
+        height: Rows, an int in [1, MAX_SIDE].
 
     Raises:
         DemoInputError: invalid sizes or base64, or a byte count that is not width × height
             (code ``WrongImageSize``).
     """
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
-            raise DemoInputError(f"image {name} must be an integer in [1, {MAX_SIDE}] pixels, got {value!r}",
-                                 code="WrongImageSize")
+    w, h = _side("width", width), _side("height", height)
     if not isinstance(data, str) or len(data) > 2 * MAX_SIDE * MAX_SIDE:
         raise DemoInputError("pixels must be a base64 string of at most "
                              f"{MAX_SIDE}x{MAX_SIDE} bytes", code="BadInput")
@@ -63,10 +67,10 @@ def decode_pixels(data: str, width: int, height: int) -> NDArray[np.uint8]:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise DemoInputError(f"pixels are not valid base64 ({exc})", code="BadInput") from exc
-    if len(raw) != width * height:
-        raise DemoInputError(f"wrong image size: {len(raw)} bytes of pixels for a {width}x{height} image "
-                             f"(expected {width * height}); send one grey byte per pixel", code="WrongImageSize")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
+    if len(raw) != w * h:
+        raise DemoInputError(f"wrong image size: {len(raw)} bytes of pixels for a {w}x{h} image "
+                             f"(expected {w * h}); send one grey byte per pixel", code="WrongImageSize")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
 
 
 def area_resize(img: NDArray[np.floating], rows: int, cols: int) -> NDArray[np.float64]:

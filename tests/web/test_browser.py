@@ -167,9 +167,10 @@ def test_empty_canvas_and_wrong_image_size_are_refused_on_the_page(browser: Any,
 
 def test_unreachable_and_mismatched_servers_are_explained_on_the_page(
         browser: Any, demo_models: tuple[Path, dict[str, dict[str, Any]]], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
     from secquant.demo import prepare_models
     from secquant.protocol import ModelBinding, ServerThread, ServiceConfig, create_app
-    from selenium.webdriver.common.by import By
 
     token = secrets.token_urlsafe(24)
     other = prepare_models(("digits",), tmp_path / "other", epochs=1, seed=3, echo=lambda _: None)["digits"]["path"]

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,7 +41,7 @@ def _run_one(url: str) -> dict[str, Any]:
 def test_stop_ends_both_processes_and_removes_keys(demo_factory: Any, sig: int, keep: bool) -> None:
     demo = demo_factory("--data", "digits", "--scheme", "bfv", *(["--keep-keys"] if keep else []))
     children = child_pids(demo.proc.pid)
-    commands = {pid: open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0") for pid in children}
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children}
     assert len(children) == 2, demo.output()
     assert sum(b"serve" in cmd for cmd in commands.values()) == 1
     assert sum(b"secquant.web" in cmd for cmd in commands.values()) == 1
@@ -65,7 +66,7 @@ def test_port_in_use_is_refused_and_nothing_is_left() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "secquant", "demo", "--web", "--port", str(port)],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in proc.stderr, proc.stderr
     run_dir = proc.stdout.split("run directory ", 1)[1].split(" ", 1)[0]
     assert not os.path.exists(run_dir)
@@ -75,5 +76,5 @@ def test_port_in_use_is_refused_and_nothing_is_left() -> None:
                                   ["--web", "--scheme", "plain"], ["--web", "--server", "ftp://x"]])
 def test_web_flags_are_checked(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "secquant", "demo", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert proc.returncode == 2 and "secquant: error:" in proc.stderr, proc.stderr

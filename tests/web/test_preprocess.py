@@ -16,7 +16,13 @@ import pytest
 from secquant.data import load_dataset
 from secquant.web.choices import DemoModel
 from secquant.web.errors import DemoInputError
-from secquant.web.preprocess import MIN_INK_PIXELS, area_resize, canvas_to_image, decode_pixels, file_to_image
+from secquant.web.preprocess import (
+    MIN_INK_PIXELS,
+    area_resize,
+    canvas_to_image,
+    decode_pixels,
+    file_to_image,
+)
 
 
 def test_area_resize_known_answers() -> None:

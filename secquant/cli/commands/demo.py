@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
                    help="default bfv; with --web: bfv, ckks and paillier")
     p.add_argument("--limit", type=int, default=256, help="encrypted test inputs")
     p.add_argument("--chunk", type=int, default=128, help="inputs per encrypted batch when the scheme packs no batch")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 6; with --web: mnist 3, digits 20)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 6; with --web: mnist 8, digits 20)")
     web = p.add_argument_group("browser demo")
     web.add_argument("--web", action="store_true", help="serve the demo page on 127.0.0.1 and print its URL")
     web.add_argument("--port", type=int, default=8765, help="port of the page (0: a free one; default 8765)")

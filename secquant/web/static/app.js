@@ -154,6 +154,8 @@ function renderSchemes() {
 }
 
 function renderServerState() {
+  const scheme = (state.schemes || []).find((x) => x.id === $("scheme").value);
+  $("scheme-note").textContent = scheme ? scheme.note + "." : "";
   const s = serverFor($("model").value, $("scheme").value);
   const el = $("server-state");
   if (!s) { el.textContent = "No inference server of this run serves this pair."; return; }
@@ -277,8 +279,9 @@ function renderResult(r) {
   $("result-panel").hidden = false;
   $("sides").hidden = false;
   const label = r.source.label != null ? ` <span class="note">label ${r.source.label}</span>` : "";
-  $("prediction").innerHTML = `<span class="digit">${r.prediction}</span>predicted by ${r.model} under ` +
-    `${r.scheme.toUpperCase()}${label}`;
+  const model = state.models.find((m) => m.id === r.model);
+  $("prediction").innerHTML = `<span class="digit">${r.prediction}</span>predicted by the ` +
+    `${model ? model.title : r.model} under ${r.scheme.toUpperCase()}${label}`;
   $("prediction").dataset.value = r.prediction;
   const bars = $("bars");
   bars.replaceChildren();
