@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from secquant.artifact import read_artifact
 from secquant.backends.base import Mode, ServerRole
-from secquant.backends.bfv.evaluate import ServerProgram
+from secquant.backends.bfv.evaluate import ServerProgram, galois_elements
 from secquant.backends.bfv.kit import PrimeKit
 from secquant.backends.bfv.params import BFVParameters
 from secquant.backends.bfv.plan import Stage
@@ -84,7 +84,7 @@ class BFVServer(ServerRole):
         kit.relin = self._scratch.transfer(relin_src, sa.RelinKeys(), kit.context)
         kit.public = self._scratch.transfer(pub_src, sa.PublicKey(), kit.context)
         galois = arrays.get(f"galois{i}")
-        if self.params.layout is not None and self.params.layout.steps:
+        if galois_elements(self.params):  # every rotation the plan makes: BSGS steps and the gather folds
             if galois is None or galois.size == 0:
                 raise ConfigError("latency mode needs Galois keys in the public material")
             kit.galois = self._scratch.load(sa.GaloisKeys(), kit.context, galois.tobytes(), "BFV Galois keys")
