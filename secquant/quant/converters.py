@@ -33,7 +33,7 @@ from secquant.quant.intops import (
 )
 from secquant.quant.registry import ConvState, register_converter
 
-__all__ = ["round_to_ints", "zero_state"]
+__all__ = ["LEADING_COEFFICIENT_RATIO", "poly_coefficient_scale", "round_to_ints", "zero_state"]
 
 Result = tuple[list[IntOp], ConvState]
 
@@ -93,13 +93,36 @@ def _square(module: nn.Module, name: str, state: ConvState, cfg: QuantConfig) ->
     return [*ops, IntSquare(name=name)], zero_state(state.shape, scale * scale)
 
 
+#: The leading coefficient of a Poly may be this many times smaller than the largest one
+#: before it is quantized on its own (see :func:`poly_coefficient_scale`).
+LEADING_COEFFICIENT_RATIO = 4.0
+
+
+def poly_coefficient_scale(a: NDArray[np.float64], bits: int) -> float:
+    """The factor ``ca`` of a Poly's integer coefficients ``round(ca · a_i · s**(degree-i))``.
+
+    ``qmax(bits) / max|a_i|``: the largest coefficient gets ``bits`` bits.  But the
+    leading one then has only ``qmax · |a_d| / max|a_i|`` levels, and a fitted
+    activation over a wide range (ReLU over [-20, 40]: a_2 / a_0 ~ 1/300) would
+    round it to zero.  So when ``|a_d|`` is more than :data:`LEADING_COEFFICIENT_RATIO`
+    times smaller than the largest, ``ca = qmax(bits) / |a_d|``: the leading
+    coefficient gets ``bits`` bits and the others more (their terms carry
+    ``s**(degree-i)``).  Well-conditioned polynomials keep the first rule.
+    """
+    top = float(np.max(np.abs(a)))
+    lead = abs(float(a[-1]))
+    if 0 < lead < top / LEADING_COEFFICIENT_RATIO:
+        return qmax(bits) / lead
+    return qmax(bits) / top
+
+
 @register_converter(Poly)
 def _poly(module: nn.Module, name: str, state: ConvState, cfg: QuantConfig) -> Result:
     ops = _remove_offset(name, state)
     a = module.coeffs.detach().double().numpy()
     degree = a.shape[0] - 1
     s = np.asarray(state.scale, dtype=np.float64)
-    ca = qmax(cfg.bits_for(name)) / float(np.max(np.abs(a)))
+    ca = poly_coefficient_scale(a, cfg.bits_for(name))
     terms = [round_to_ints(ca * a[i] * s ** (degree - i)) for i in range(degree + 1)]
     shape = np.broadcast_shapes(*(np.shape(t) for t in terms))
     coeffs = np.stack([np.broadcast_to(exact.to_python_ints(t), shape) for t in terms])

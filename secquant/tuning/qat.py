@@ -55,6 +55,7 @@ from secquant.quant.convert import (
     prepare_graph,
     quantize_model,
 )
+from secquant.quant.converters import poly_coefficient_scale
 from secquant.quant.dag import INPUT
 from secquant.quant.graph import GraphLayer
 from secquant.quant.intops import (
@@ -209,7 +210,7 @@ class FakeQuantModel(nn.Module):
     def _poly_coeffs(self, op: IntPoly, module: Poly, s_in: NDArray[np.float64], name: str) -> torch.Tensor:
         a = module.coeffs.double()
         d = a.shape[0] - 1
-        ca = qmax(self.config.bits_for(name)) / float(a.detach().abs().max())
+        ca = poly_coefficient_scale(a.detach().numpy(), self.config.bits_for(name))
         shape = np.shape(op.coeffs)
         powers = _t(np.stack([np.broadcast_to(np.asarray(s_in, np.float64) ** (d - i), shape[1:]) for i in range(d + 1)]))
         return _ste(ca * a.reshape(-1, *([1] * (len(shape) - 1))) * powers, op.coeffs)
