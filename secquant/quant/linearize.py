@@ -56,13 +56,23 @@ class _Expr:
 
 
 def _apply(op: IntOp, exprs: list[_Expr]) -> _Expr:
-    """The affine op ``op`` applied to affine expressions, exactly (bias, then linear part)."""
+    """The affine op ``op`` applied to affine expressions, exactly (bias, then the linear part).
+
+    The linear part is ``op(rows) - op(0)`` over the rows of z that reach the
+    inputs at all; the other rows stay zero (a carried value reaches half of z).
+    """
     biases = [np.asarray(e.b)[None] for e in exprs]
-    rows = [np.concatenate([np.zeros((1, *e.shape), dtype=np.asarray(e.a).dtype), np.asarray(e.a)]) for e in exprs]
     bias = op.apply(biases, op.runtime_bound(max(max_abs(b) for b in biases)))[0]
+    n_z = np.shape(exprs[0].a)[0]
+    live = np.zeros(n_z, dtype=bool)
+    for e in exprs:
+        live |= np.any(np.asarray(e.a).reshape(n_z, -1) != 0, axis=1)
+    rows = [np.concatenate([np.zeros((1, *e.shape), dtype=np.asarray(e.a).dtype), np.asarray(e.a)[live]]) for e in exprs]
     out = op.apply(rows, op.runtime_bound(max(max_abs(r) for r in rows)))
-    lin = exact.to_python_ints(out[1:]) - exact.to_python_ints(out[0])
-    return _Expr(exact.as_exact(lin, max_abs(lin) + 1), exact.as_exact(bias, max_abs(bias) + 1))
+    top = 2 * max_abs(out) + 1
+    lin = np.zeros((n_z, *np.shape(out)[1:]), dtype=np.int64 if top < exact.INT64_EXACT else object)
+    lin[live] = exact.as_exact(out[1:], top) - exact.as_exact(out[0], top)  # int64 unless the values need more
+    return _Expr(lin, exact.as_exact(bias, max_abs(bias) + 1))
 
 
 def _depths(graph: IntGraph) -> dict[str, int]:

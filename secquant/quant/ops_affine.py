@@ -65,7 +65,7 @@ class _Weighted(IntOp):
     def interval(self, lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
         m = np.maximum(np.abs(np.asarray(lo, dtype=object)), np.abs(np.asarray(hi, dtype=object)))
         est = self._abs_estimate(m)
-        w = np.asarray(self.weight, dtype=object)
+        w = np.asarray(self.weight)  # int64 stays int64 (the kernels pick exact arithmetic from ``est``)
         wpos = np.where(w > 0, w, 0)
         wneg = np.where(w < 0, w, 0)
         new_hi = self._apply(_batch(hi), wpos, est) + self._apply(_batch(lo), wneg, est)
@@ -74,7 +74,7 @@ class _Weighted(IntOp):
 
     def partial_bound(self, m: IntArray) -> IntArray:
         est = self._abs_estimate(m)
-        weighted = self._apply(_batch(m), np.abs(np.asarray(self.weight, dtype=object)), est)[0]
+        weighted = self._apply(_batch(m), np.abs(np.asarray(self.weight)), est)[0]
         return exact.to_python_ints(weighted) + np.abs(exact.to_python_ints(self.bias))
 
     def runtime_bound(self, m: int) -> int:
