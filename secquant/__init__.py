@@ -15,7 +15,6 @@ import importlib.util
 from typing import Any
 
 from secquant._lazy import lazy_getattr
-
 from secquant.errors import (
     ArtifactError,
     ConfigError,
@@ -45,6 +44,9 @@ _LAZY = {
     "QuantizedModel": "secquant.quant.model",
     "ModelInterface": "secquant.quant.model",
     "QuantConfig": "secquant.quant.config",
+    "RequantizeConfig": "secquant.quant.requantize_config",
+    "RequantizeAt": "secquant.quant.requantize_config",
+    "linearize": "secquant.quant.linearize",
     "compile": "secquant.backends.compile",
     "Scheme": "secquant.backends.compile",
     "EncryptedModel": "secquant.backends.compile",
