@@ -170,6 +170,9 @@ def _parse_input(state: _State, model: DemoModel, spec: Any) -> tuple[Any, dict[
 
 
 async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise DemoInputError(f"request body of {declared} bytes is over the {limit}-byte limit", code="TooLarge")
     body = await request.body()
     if len(body) > limit:
         raise DemoInputError(f"request body of {len(body)} bytes is over the {limit}-byte limit", code="TooLarge")

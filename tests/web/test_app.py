@@ -210,6 +210,7 @@ def test_foreign_hosts_and_bodies_refused(stack: Any) -> None:
     assert httpx.get(f"{url}/api/health", headers={"Host": "localhost"}).status_code == 200
     assert httpx.post(f"{url}/api/run", content=b"[1, 2]").json()["error"] == "BadInput"
     assert httpx.post(f"{url}/api/run", content=b"{not json").status_code == 422
+    assert httpx.post(f"{url}/api/run", content=b" " * (8 * 2**20 + 1)).json()["error"] == "TooLarge"
     assert httpx.get(f"{url}/api/jobs/nope").json()["error"] == "UnknownJob"
     page = httpx.get(f"{url}/")
     assert page.status_code == 200 and "secret key" in page.text and "https://" not in page.text

@@ -240,6 +240,7 @@ function setRunning(on) {
   state.running = on;
   $("run").disabled = on;
   $("run").textContent = on ? "Running…" : "Run encrypted";
+  for (const id of ["result-panel", "sides"]) $(id).classList.toggle("stale", on);  // the previous result
   if (on) { $("status").hidden = false; $("stages").replaceChildren(); }
 }
 
@@ -250,6 +251,11 @@ async function poll(id) {
   } catch (e) {
     setRunning(false);
     showError({ error: "ClientAppUnreachable", detail: "lost contact with the local client app while it worked" });
+    return;
+  }
+  if (!job || !job.state) {
+    setRunning(false);
+    showError(job || { error: "UnknownJob", detail: "the client app forgot this job" });
     return;
   }
   renderJob(job);
