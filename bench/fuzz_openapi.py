@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                                  ServiceConfig(token=token, cache_dir=f"{tmp}/keys", max_request_bytes=1 << 20,
                                                max_sessions=64, session_ttl=600))
             elif name == "aggregator":
-                app = create_aggregator_app(AggregatorConfig(token=token, max_request_bytes=1 << 20, max_rounds=64))
+                from cryptography.hazmat.primitives.asymmetric import ed25519
+
+                keyholder = ed25519.Ed25519PrivateKey.generate().public_key()  # rounds need its signature
+                app = create_aggregator_app(AggregatorConfig(keyholder_key=keyholder, token=token,
+                                                             max_request_bytes=1 << 20, max_rounds=64))
             else:
                 raise SystemExit(f"unknown target {name!r}")
             with ServerThread(app) as server:

@@ -19,12 +19,26 @@ Two documented approximations remain, both far below anything measurable:
 
 Everything here is public API for secure aggregation (issue 6):
 :func:`sample_discrete_gaussian`, :func:`sample_discrete_laplace`,
-:func:`bernoulli_exp_neg`.
+:func:`bernoulli_exp_neg`, and :func:`secure_generator`, the generator that
+noise which protects someone must be drawn with.
+
+Where the randomness comes from: the samplers take any ``numpy.random.Generator``
+(a fixed seed makes tests and audits reproducible).  Noise that protects a real
+party is drawn with :func:`secure_generator`: a NumPy ``Philox`` counter-mode
+generator whose 128-bit key is derived (``SeedSequence``) from 256 bits of
+:mod:`secrets`, one fresh key per call.  NumPy's default PCG64 is not used for
+it: its state can be recovered from its outputs (Bouillaguet, Martinez and
+Sauvage, "Practical seed-recovery for the PCG pseudo-random number generator",
+ToSC 2020).  Philox-4x64-10 is a keyed counter-mode generator built from a
+reduced-round block cipher; it is not a vetted CSPRNG either, so the guarantee
+rests on the key: 128 bits from the OS CSPRNG, never derived from anything a
+peer sends, never reused across messages, and no raw output is ever sent.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from fractions import Fraction
 
 import numpy as np
@@ -38,6 +52,7 @@ __all__ = [
     "discrete_gaussian_sigma_squared",
     "sample_discrete_gaussian",
     "sample_discrete_laplace",
+    "secure_generator",
 ]
 
 _INT_LIMIT = 2**62
@@ -46,6 +61,24 @@ _MAX_CHAIN = 128
 _TAIL_SIGMAS = 40
 #: Largest σ whose CKS acceptance test fits exactly into int64 arithmetic.
 MAX_DISCRETE_GAUSSIAN_SIGMA = 7000.0
+
+
+#: Bits of :mod:`secrets` entropy behind each :func:`secure_generator` (mixed into Philox's 128-bit key).
+SECURE_SEED_BITS = 256
+
+
+def secure_generator() -> np.random.Generator:
+    """A fresh NumPy generator keyed from the OS CSPRNG, for noise that protects a party.
+
+    A ``Philox`` (counter-based) bit generator whose key is derived by
+    ``SeedSequence`` from :data:`SECURE_SEED_BITS` bits of :func:`secrets.randbits`;
+    it takes no argument, so no seed can come from a peer, a config or a caller.
+    Call it once per message: a key is never reused.
+
+    Returns:
+        A ``numpy.random.Generator`` over ``Philox``.
+    """
+    return np.random.Generator(np.random.Philox(np.random.SeedSequence(secrets.randbits(SECURE_SEED_BITS))))
 
 
 def _check_rng(rng: np.random.Generator) -> np.random.Generator:
@@ -234,7 +267,7 @@ def sample_discrete_gaussian(sigma: float | Fraction, size: int, rng: np.random.
     s2 = discrete_gaussian_sigma_squared(sigma)
     a, b = s2.numerator, s2.denominator
     t = math.floor(math.sqrt(s2)) + 1
-    y_max = int(math.ceil(s2 / t + _TAIL_SIGMAS * math.sqrt(s2)))
+    y_max = math.ceil(s2 / t + _TAIL_SIGMAS * math.sqrt(s2))
     den = 2 * a * b * t * t
     if den > _DEN_LIMIT or (y_max * b * t + a) ** 2 > 2**63 - 1:
         raise ConfigError(f"sigma={float(sigma)} is too large for exact int64 arithmetic")

@@ -1,14 +1,14 @@
-"""Secure aggregation over a real aggregator on 127.0.0.1, with a real (small, test-only) Paillier key.
+"""Secure aggregation over a real aggregator on 127.0.0.1, with a real 2048-bit Paillier key and Ed25519 parties.
 
-Oracles: the release equals the plaintext sum of the clients' quantized updates
+Oracles: the release equals the plaintext sum of the parties' quantized updates
 plus their noise, to the bit (test-only noise reveal); the documented status
 for each bad input; the auditor for the noise (statistical, see its test).
+The attacks of issue 14 are in ``test_aggregation_attacks.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import secrets
 import threading
 from collections.abc import Iterator
 
@@ -17,28 +17,26 @@ import numpy as np
 import pytest
 
 from secquant.errors import ConfigError
-from secquant.protocol.aggregation import AggregationClient, KeyHolder, RoundConfig
-from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
-from secquant.protocol.aggregation.encoding import encode_ciphertexts, encrypt_residues
-from secquant.protocol.aggregation.messages import SUBMISSION
+from secquant.protocol.aggregation import AggregationClient, KeyHolder, PartyList, RoundConfig
+from secquant.protocol.aggregation.app import AggregatorConfig
+from secquant.protocol.aggregation.credentials import ROUND_CONTEXT, RoundAnnouncement, sign_body
 from secquant.protocol.errors import ReleaseRefusedError, RemoteError
-from secquant.protocol.messages import Frame, encode_frame
-from secquant.protocol.runner import ServerThread
+
+from .aggregation_rig import Rig, encrypt_values, serve_aggregator, submission_body
 
 N, DIM = 10, 300
+PARTIES = [f"client-{i:02d}" for i in range(N)]
 
 
 @pytest.fixture(scope="module")
-def key_holder() -> KeyHolder:
-    return KeyHolder(2048)  # the smallest secure size; 3072 is the default
+def rig() -> Rig:
+    return Rig.make(PARTIES)
 
 
 @pytest.fixture()
-def aggregator() -> Iterator[tuple[str, str]]:
-    token = secrets.token_urlsafe(24)
-    app = create_aggregator_app(AggregatorConfig(token=token, max_request_bytes=1 << 20, max_rounds=4))
-    with ServerThread(app) as server:
-        yield server.url, token
+def aggregator(rig: Rig) -> Iterator[str]:
+    with serve_aggregator(rig, max_request_bytes=1 << 20, max_rounds=4) as url:
+        yield url
 
 
 def _config(kh: KeyHolder, **kw) -> RoundConfig:
@@ -47,126 +45,170 @@ def _config(kh: KeyHolder, **kw) -> RoundConfig:
     return RoundConfig(**{**base, **kw})
 
 
-def _clients(url: str, token: str, n: int) -> list[AggregationClient]:
-    return [AggregationClient(url, token, f"client-{i:02d}", rng=np.random.default_rng(100 + i),
-                              reveal_noise_for_testing=True) for i in range(n)]
+def _clients(rig: Rig, url: str, n: int) -> list[AggregationClient]:
+    return [rig.client(url, pid) for pid in PARTIES[:n]]
 
 
 def _submit_all(clients: list[AggregationClient], rid: str, updates: np.ndarray) -> None:
-    threads = [threading.Thread(target=c.submit, args=(rid, updates[i])) for i, c in enumerate(clients)]
+    errors: list[BaseException] = []
+
+    def run(c: AggregationClient, u: np.ndarray) -> None:
+        try:
+            c.submit(rid, u)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c, updates[i])) for i, c in enumerate(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert not errors, errors
 
 
-def _updates(n: int) -> np.ndarray:
-    return np.random.default_rng(7).normal(scale=0.03, size=(n, DIM))
+def _updates(n: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(7).normal(scale=0.03, size=(n, dim))
 
 
-def test_ten_clients_release_is_sum_plus_noise_to_the_bit(aggregator, key_holder) -> None:
-    url, token = aggregator
-    cfg = _config(key_holder)
-    rid = key_holder.open_round(url, token, cfg)
-    clients, updates = _clients(url, token, N), _updates(N)
+def test_ten_parties_release_is_sum_plus_noise_to_the_bit(aggregator, rig) -> None:
+    kh = rig.key_holder
+    cfg = _config(kh)
+    rid = kh.open_round(aggregator, rig.token, cfg)
+    clients, updates = _clients(rig, aggregator, N), _updates(N)
     _submit_all(clients, rid, updates)
-    release = key_holder.release(url, token, rid)
+    release = kh.release(aggregator, rig.token, rid)
     q = sum(c.revealed["update"] for c in clients)
     z = sum(c.revealed["noise"] for c in clients)
     np.testing.assert_array_equal(release.residues, np.mod(q + z, cfg.modulus))
     np.testing.assert_array_equal(np.mod(release.residues - z, cfg.modulus), np.mod(q, cfg.modulus))
-    assert release.noise_shares == N and sorted(release.contributors) == [c.client_id for c in clients]
+    assert release.noise_shares == N and sorted(release.contributors) == PARTIES
     assert release.epsilon == pytest.approx(cfg.epsilon())
     # the quantized updates are the clipped floats within rounding
     assert np.abs(q * cfg.granularity - updates.sum(0)).max() <= N * cfg.granularity
     with pytest.raises(ReleaseRefusedError, match="already released"):
-        key_holder.release(url, token, rid)
+        kh.release(aggregator, rig.token, rid)
 
 
-def test_dropouts_top_up_restores_the_noise(aggregator, key_holder) -> None:
-    url, token = aggregator
-    cfg = _config(key_holder)
-    rid = key_holder.open_round(url, token, cfg)
-    clients = _clients(url, token, 7)  # 3 of 10 drop out
+def test_dropouts_top_up_restores_the_noise(aggregator, rig) -> None:
+    kh = rig.key_holder
+    cfg = _config(kh, min_parties=7)  # survivors' top-ups may count once 7 distinct parties are in
+    rid = kh.open_round(aggregator, rig.token, cfg)
+    clients = _clients(rig, aggregator, 7)  # 3 of 10 drop out
     _submit_all(clients, rid, _updates(7))
-    status = httpx.post(f"{url}/v1/rounds/{rid}/close", headers={"Authorization": f"Bearer {token}"}).json()
+    with httpx.Client(base_url=aggregator, headers=rig.auth()) as http:
+        from secquant.protocol.aggregation.messages import RoundState
+
+        status = kh.close_round(http, rid, RoundState.COLLECTING)
     assert status["state"] == "topup" and sum(status["topup_assignments"].values()) == 3
     assert sum(c.top_up(rid) for c in clients) == 3
-    release = key_holder.release(url, token, rid)
-    assert release.noise_shares == N
+    release = kh.release(aggregator, rig.token, rid)
+    assert release.noise_shares == N and len(release.contributors) == 7
     total = sum(c.revealed["update"] + c.revealed["noise"] + c.revealed.get("topup", 0) for c in clients)
     np.testing.assert_array_equal(release.residues, np.mod(total, cfg.modulus))
 
 
-def test_dropouts_refuse_policy_never_decrypts(aggregator, key_holder) -> None:
-    url, token = aggregator
-    rid = key_holder.open_round(url, token, _config(key_holder, dropout_policy="refuse"))
-    _submit_all(_clients(url, token, 9), rid, _updates(9))
+def test_too_few_parties_are_refused_even_with_top_up(aggregator, rig) -> None:
+    kh = rig.key_holder
+    rid = kh.open_round(aggregator, rig.token, _config(kh, n_clients=4, dim=20))  # min_parties = 4 by default
+    _submit_all(_clients(rig, aggregator, 3), rid, _updates(3, 20))
+    with pytest.raises(ReleaseRefusedError, match="only 3 distinct parties contributed; the round needs 4"):
+        kh.release(aggregator, rig.token, rid)
+
+
+def test_dropouts_refuse_policy_never_decrypts(aggregator, rig) -> None:
+    kh = rig.key_holder
+    rid = kh.open_round(aggregator, rig.token, _config(kh, dropout_policy="refuse", min_parties=1))
+    _submit_all(_clients(rig, aggregator, 9), rid, _updates(9))
     with pytest.raises(ReleaseRefusedError, match="carry 9 < 10 noise shares"):
-        key_holder.release(url, token, rid)
-    r = httpx.get(f"{url}/v1/rounds/{rid}/aggregate", headers={"Authorization": f"Bearer {token}"})
+        kh.release(aggregator, rig.token, rid)
+    r = httpx.get(f"{aggregator}/v1/rounds/{rid}/aggregate", headers=rig.auth())
     assert r.status_code == 409 and "refused" in r.json()["detail"]
 
 
-def test_incomplete_top_up_is_refused(aggregator, key_holder) -> None:
-    url, token = aggregator
-    rid = key_holder.open_round(url, token, _config(key_holder, n_clients=4, dim=20))
-    clients = _clients(url, token, 2)
-    _submit_all(clients, rid, _updates(2)[:, :20])
+def test_incomplete_top_up_is_refused(aggregator, rig) -> None:
+    kh = rig.key_holder
+    rid = kh.open_round(aggregator, rig.token, _config(kh, n_clients=4, dim=20, min_parties=2))
+    _submit_all(_clients(rig, aggregator, 2), rid, _updates(2, 20))
     with pytest.raises(ReleaseRefusedError, match="top-up incomplete"):
-        key_holder.release(url, token, rid, topup_wait=0.2)  # nobody tops up
+        kh.release(aggregator, rig.token, rid, topup_wait=0.2)  # nobody tops up
 
 
-def test_tolerated_dropouts_need_no_top_up(aggregator, key_holder) -> None:
-    url, token = aggregator
-    cfg = _config(key_holder, n_clients=4, dim=20, min_noise_shares=3)
-    rid = key_holder.open_round(url, token, cfg)
-    clients = _clients(url, token, 3)
-    _submit_all(clients, rid, _updates(3)[:, :20])
-    release = key_holder.release(url, token, rid)
+def test_tolerated_dropouts_need_no_top_up(aggregator, rig) -> None:
+    kh = rig.key_holder
+    cfg = _config(kh, n_clients=4, dim=20, min_noise_shares=3)
+    rid = kh.open_round(aggregator, rig.token, cfg)
+    _submit_all(_clients(rig, aggregator, 3), rid, _updates(3, 20))
+    release = kh.release(aggregator, rig.token, rid)
     assert release.noise_shares == 3 and release.epsilon == pytest.approx(cfg.epsilon())
 
 
-def test_bad_submissions_are_4xx(aggregator, key_holder) -> None:
-    url, token = aggregator
-    cfg = _config(key_holder, n_clients=2, dim=20)
-    rid = key_holder.open_round(url, token, cfg)
-    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
-    cts = encrypt_residues(np.zeros(20, dtype=np.int64), cfg, key_holder.public_key)
-    payload = encode_ciphertexts(cts, int(key_holder.public_key.n))
+def test_bad_submissions_are_4xx(aggregator, rig) -> None:
+    kh = rig.key_holder
+    cfg = _config(kh, n_clients=2, dim=20)
+    rid = kh.open_round(aggregator, rig.token, cfg)
+    auth = {**rig.auth(), "Content-Type": "application/octet-stream"}
+    payload = encrypt_values(np.zeros(20), cfg, kh.public_key)
+    key = rig.party_keys[PARTIES[0]]
 
-    def body(meta: dict, data: bytes = payload) -> bytes:
-        return encode_frame(Frame(SUBMISSION, 1, {"round_id": rid, "client_id": "a", "kind": "update", **meta}, data))
+    def body(data: bytes = payload, **kw) -> bytes:
+        return submission_body(rid, PARTIES[0], key, data, **kw)
 
-    post = lambda b, r=rid: httpx.post(f"{url}/v1/rounds/{r}/submissions", content=b, headers=auth)  # noqa: E731
-    assert post(body({}, payload[:-5])).status_code == 400  # truncated ciphertexts
-    assert post(body({})[:-5]).status_code == 400  # truncated frame
-    r = post(body({}, bytes(len(payload))))  # zeros: not ciphertexts under this key
+    post = lambda b, r=rid: httpx.post(f"{aggregator}/v1/rounds/{r}/submissions", content=b, headers=auth)  # noqa: E731
+    assert post(body(payload[:-5])).status_code == 400  # truncated ciphertexts (signed as they are)
+    assert post(body()[:-5]).status_code == 400  # truncated frame
+    r = post(body(bytes(len(payload))))  # zeros: not ciphertexts under this key
     assert r.status_code == 400 and "not a Paillier ciphertext" in r.json()["detail"]
-    assert post(body({"kind": "other"})).status_code == 400
-    assert post(body({}), "no-such-round").status_code == 404
+    assert post(body(kind="other")).status_code == 400
+    assert post(body(version=1)).status_code == 400  # the unsigned v1 format is gone
+    assert post(body(shares=2)).status_code == 400  # an update is one share
+    assert post(body(), "no-such-round").status_code == 404
     assert post(bytes(2 << 20)).status_code == 413
-    assert httpx.post(f"{url}/v1/rounds/{rid}/submissions", content=body({})).status_code == 401
-    assert post(body({})).status_code == 200
-    r = post(body({}))
+    assert httpx.post(f"{aggregator}/v1/rounds/{rid}/submissions", content=body()).status_code == 401
+    assert post(body()).status_code == 200
+    r = post(body())
     assert r.status_code == 409 and "already submitted" in r.json()["detail"]
-    pk = base64.b64encode(key_holder.public_key.to_bytes()).decode()
-    r = httpx.post(f"{url}/v1/rounds", json={"config": {**cfg.to_json(), "dim": 0}, "public_key": pk},
-                   headers={"Authorization": f"Bearer {token}"})
+    # opening: a config the key-holder signed but that is invalid, and a private key as "public key"
+    ann = RoundAnnouncement("x" * 22, cfg, kh.public_key.to_bytes(), kh.parties, 0.0, 4e9)
+    raw = ann.to_bytes().replace(b'"dim":20', b'"dim":0')
+    r = httpx.post(f"{aggregator}/v1/rounds", json=sign_body(raw, rig.kh_key, ROUND_CONTEXT), headers=rig.auth())
     assert r.status_code == 422 and "dim" in r.json()["detail"]
-    secret = base64.b64encode(key_holder._private_key.to_bytes()).decode()
-    r = httpx.post(f"{url}/v1/rounds", json={"config": cfg.to_json(), "public_key": secret},
-                   headers={"Authorization": f"Bearer {token}"})
+    leaked = RoundAnnouncement("y" * 22, cfg, kh._private_key.to_bytes(), kh.parties, 0.0, 4e9)
+    r = httpx.post(f"{aggregator}/v1/rounds", json=sign_body(leaked.to_bytes(), rig.kh_key, ROUND_CONTEXT),
+                   headers=rig.auth())
     assert r.status_code == 403 and r.json()["error"] == "KeyMaterialError"  # the aggregator never holds the key
     with pytest.raises(RemoteError) as info:
-        AggregationClient(url, token, "a").submit(rid, np.zeros(20))
+        rig.client(aggregator, PARTIES[0]).submit(rid, np.zeros(20))
     assert info.value.status == 409
 
 
-def test_config_refuses_wraparound_and_weak_keys() -> None:
+def test_config_refuses_wraparound_weak_keys_and_missing_trust(rig) -> None:
     with pytest.raises(ConfigError, match="wrap|modulus_bits|holds only"):
         RoundConfig(n_clients=100, dim=10, granularity=1e-4, modulus_bits=16)
     with pytest.raises(ConfigError, match="key_bits"):
         RoundConfig(n_clients=2, dim=2, key_bits=1024)
+    with pytest.raises(ConfigError, match="min_parties"):
+        RoundConfig(n_clients=2, dim=2, min_parties=3)
+    assert RoundConfig(n_clients=5, dim=2, min_noise_shares=3).required_parties == 3
     with pytest.raises(ConfigError, match="key_bits"):
-        KeyHolder(1024)
+        KeyHolder(rig.kh_key, rig.key_holder.parties, 1024)
+    with pytest.raises(ConfigError, match="key-holder's Ed25519 public key"):
+        AggregatorConfig(token="t" * 20)
+    with pytest.raises(ConfigError, match="own key pair"):
+        PartyList({"a": b"k" * 32, "b": b"k" * 32})
+    with pytest.raises(ConfigError, match="party id"):
+        PartyList({"../etc": b"k" * 32})
+    announced = sign_body(b"{}", rig.kh_key, ROUND_CONTEXT)
+    assert base64.b64decode(announced["body"]) == b"{}"
+
+
+def test_party_list_file_round_trip(tmp_path, rig) -> None:
+    path = rig.key_holder.parties.write(tmp_path / "parties.json")
+    assert PartyList.read(path) == rig.key_holder.parties
+    from secquant.signing import generate_signing_keys
+
+    _, pub = generate_signing_keys(tmp_path, "alice")
+    listed = PartyList.from_public_keys({"alice": pub})
+    assert len(listed.parties["alice"]) == 32
+    (tmp_path / "bad.json").write_text('{"type": "other", "version": 1, "parties": {}}')
+    with pytest.raises(ConfigError, match="not a secquant.aggregation.PartyList"):
+        PartyList.read(tmp_path / "bad.json")

@@ -1,4 +1,4 @@
-"""``secquant serve`` / ``secquant infer --server`` / ``secquant aggregate`` as processes, and the examples.
+"""``secquant serve`` / ``secquant infer --server`` as processes, and the examples (aggregation: test_aggregation_cli.py).
 
 Each server is a child process on a free port of 127.0.0.1, polled with a
 bounded loop and terminated by the test.  Oracles: the local integer model's
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,27 +84,6 @@ def test_serve_and_infer_commands(digits_mlp_qm, tmp_path: Path) -> None:
         _stop(proc)
 
 
-def test_aggregate_command_round() -> None:
-    from secquant.protocol.aggregation import AggregationClient, KeyHolder, RoundConfig
-
-    token, port = secrets.token_urlsafe(24), _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _spawn(["aggregate", "--port", str(port)], token)
-    try:
-        _wait_healthy(url, proc)
-        kh = KeyHolder(2048)
-        cfg = RoundConfig(n_clients=2, dim=5, sigma=5.0, key_bits=kh.key_bits)
-        rid = kh.open_round(url, token, cfg)
-        clients = [AggregationClient(url, token, f"c{i}", reveal_noise_for_testing=True) for i in range(2)]
-        for c in clients:
-            c.submit(rid, np.full(5, 0.1))
-        release = kh.release(url, token, rid)
-        expected = sum(c.revealed["update"] + c.revealed["noise"] for c in clients)
-        np.testing.assert_array_equal(release.residues, np.mod(expected, cfg.modulus))
-    finally:
-        _stop(proc)
-
-
 def _run_example(name: str, *args: str) -> str:
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
@@ -119,13 +97,3 @@ def test_serve_and_infer_example(scheme: str) -> None:
     out = _run_example("serve_and_infer.py", "--scheme", scheme, "--n", "4", "--epochs", "20")
     assert "remote equals local em.predict: True" in out
     assert "carries no weight: True" in out
-
-
-@pytest.mark.slow
-def test_secure_aggregation_example() -> None:
-    out = _run_example("secure_aggregation.py", "--clients", "3", "--dim", "20", "--key-bits", "2048",
-                       "--dropouts", "1")
-    assert "survivors added 1 extra noise shares" in out and "with 3 noise shares" in out
-    out = _run_example("secure_aggregation.py", "--clients", "3", "--dim", "20", "--key-bits", "2048",
-                       "--dropouts", "1", "--policy", "refuse")
-    assert "key-holder refused to release" in out

@@ -20,7 +20,7 @@ N = 1009  # a toy modulus: the state machine only multiplies mod N**2
 
 def _round(n_clients: int = 5, policy: str = "top_up", shares: int | None = None) -> Round:
     cfg = RoundConfig(n_clients=n_clients, dim=2, key_bits=512, allow_insecure_key_bits=True,
-                      dropout_policy=policy, min_noise_shares=shares)
+                      dropout_policy=policy, min_noise_shares=shares, min_parties=1)
     return Round(rid="r", config=cfg, n=N, public_key="", expires=float("inf"))
 
 

@@ -1,26 +1,36 @@
-"""Paillier secure aggregation with distributed discrete Gaussian noise.
+"""Paillier secure aggregation with distributed discrete Gaussian noise, every party authenticated.
 
 Parties (``protocols/secure-aggregation.md``):
 
 * the **key-holder** (:class:`KeyHolder`, :mod:`.keyholder`) makes the Paillier key
-  pair, opens a round at the aggregator with the public key, and decrypts only
-  the sum, and only if it carries the noise the accounting needs;
-* **clients** (:class:`AggregationClient`, :mod:`.client`) clip, scale and round
-  their update to Z_{2^b}, add one N_Z(0, σ²) share (noise from :mod:`secquant.dp`),
-  pack and encrypt under the public key (:mod:`.encoding`);
+  pair, signs each round (round id, config, public key, party list) with its
+  Ed25519 key and opens it at the aggregator, closes it by signed command, and
+  decrypts only the sum, only if its own check of every party's signature finds
+  enough distinct parties and noise shares;
+* **parties** (clients, :class:`AggregationClient`, :mod:`.client`), each with its
+  own Ed25519 key registered in the key-holder's :class:`PartyList`, verify the
+  round against the pinned key-holder key and their own :class:`ClientPolicy`
+  before they encrypt; then clip, scale and round their update to Z_{2^b}, add
+  one N_Z(0, σ²) share (noise from :mod:`secquant.dp`, CSPRNG-keyed), encrypt and
+  sign (:mod:`.encoding`);
 * the **aggregator** (:func:`create_aggregator_app`, ``secquant aggregate``)
-  multiplies ciphertexts and holds no key: :mod:`.app` assembles it,
-  :mod:`.routes` holds its endpoints, :mod:`.rounds` the round state machine.
+  verifies signatures, accepts one submission per party and multiplies
+  ciphertexts; it holds no secret key: :mod:`.app` assembles it, :mod:`.routes`
+  holds its endpoints, :mod:`.table` the signed commands, :mod:`.rounds` the
+  round state machine.
 
 :mod:`.config` is a round's public parameters and accounting (:class:`RoundConfig`),
-:mod:`.messages` the binary frames.
+:mod:`.credentials` the party list and signed statements, :mod:`.policy` a
+client's floors, :mod:`.messages` the binary frames.
 
 .. code-block:: python
 
-    kh = KeyHolder()                                      # 3072-bit key
+    parties = PartyList.from_public_keys({"alice": "keys/alice.pub", ...})
+    kh = KeyHolder("keys/kh.key", parties)                # 3072-bit Paillier key
     rid = kh.open_round(url, token, RoundConfig(n_clients=10, dim=1000))
-    for cid, update in updates.items():                   # on each client machine
-        AggregationClient(url, token, cid).submit(rid, update)
+    # on each party's machine, with the key-holder's public key pinned
+    AggregationClient(url, token, "alice", signing_key="keys/alice.key",
+                      keyholder_key="keys/kh.pub").submit(rid, update)
     release = kh.release(url, token, rid)                 # closes, tops up if needed
     release.estimate                                      # noisy sum, float
 
@@ -33,6 +43,11 @@ from secquant._lazy import lazy_getattr
 
 _LAZY = {
     "AggregationClient": "secquant.protocol.aggregation.client",
+    "ClientPolicy": "secquant.protocol.aggregation.policy",
+    "EncryptionRandomness": "secquant.protocol.aggregation.policy",
+    "RoundPolicyError": "secquant.protocol.aggregation.policy",
+    "PartyList": "secquant.protocol.aggregation.credentials",
+    "RoundAnnouncement": "secquant.protocol.aggregation.credentials",
     "KeyHolder": "secquant.protocol.aggregation.keyholder",
     "Release": "secquant.protocol.aggregation.keyholder",
     "DropoutPolicy": "secquant.protocol.aggregation.config",

@@ -1,14 +1,20 @@
-"""A client of secure aggregation: clip, scale, round, add one noise share, encrypt, submit.
+"""A client (party) of secure aggregation: verify the round, clip, scale, round, add noise, encrypt, sign, submit.
 
-Each client encodes its update with :func:`~secquant.protocol.aggregation.encoding.encode_updates`,
-adds one share of N_Z(0, σ²) noise from :mod:`secquant.dp` (through
-:func:`~secquant.protocol.aggregation.encoding.noise_shares`), and encrypts under the
-round's public key; after dropouts it may be asked for extra noise shares (:meth:`AggregationClient.top_up`).
+Before it encrypts anything, a client checks the round with
+:func:`~secquant.protocol.aggregation.policy.verify_round`: the announcement is
+signed by the key-holder key the client pinned, lists this party with its own
+key, and meets the client's own :class:`~secquant.protocol.aggregation.policy.ClientPolicy`.
+It then encodes its update with
+:func:`~secquant.protocol.aggregation.encoding.encode_updates`, adds one share of
+N_Z(0, σ²) noise from :mod:`secquant.dp` drawn with a fresh
+:func:`secquant.dp.samplers.secure_generator` (keyed from :mod:`secrets`, never
+from anything received), encrypts under the round's public key and signs the
+submission with its Ed25519 key.  After dropouts it may be asked for extra noise
+shares (:meth:`AggregationClient.top_up`).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from typing import Any
@@ -16,8 +22,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from secquant.errors import ConfigError
-from secquant.protocol.aggregation.config import RoundConfig
+from secquant.dp.samplers import secure_generator
+from secquant.protocol.aggregation.credentials import (
+    SUBMISSION_CONTEXT,
+    check_party_id,
+    raw_public_key,
+    submission_statement,
+)
 from secquant.protocol.aggregation.encoding import (
     encode_ciphertexts,
     encode_updates,
@@ -25,9 +36,10 @@ from secquant.protocol.aggregation.encoding import (
     noise_shares,
     to_residues,
 )
-from secquant.protocol.aggregation.messages import SUBMISSION, RoundState, SubmissionKind
+from secquant.protocol.aggregation.messages import FRAME_VERSION, SUBMISSION, RoundState, SubmissionKind
+from secquant.protocol.aggregation.policy import ClientPolicy, EncryptionRandomness, VerifiedRound, verify_round
 from secquant.protocol.errors import RoundStateError
-from secquant.protocol.messages import Frame, encode_frame
+from secquant.protocol.messages import Frame, encode_frame, sha256_hex
 from secquant.protocol.transport import OCTET_STREAM, http_client, raise_for_status
 
 __all__ = ["AggregationClient", "round_status"]
@@ -47,52 +59,77 @@ def round_status(http: Any, rid: str) -> dict[str, Any]:
 
 
 class AggregationClient:
-    """One client of secure aggregation.
+    """One party of secure aggregation.
 
     Args:
-        url: Aggregator URL.
-        token: Bearer token.
-        client_id: This client's id, unique in a round (1-64 characters).
-        rng: Randomness for rounding and noise (default: seeded from OS entropy).
+        url: Aggregator URL (https, or http on loopback; see ``policy``).
+        token: The aggregator's bearer token (a network gate), or None.
+        party_id: This party's id, as registered with the key-holder.
+        signing_key: This party's Ed25519 private key (a ``.key`` file of mode 0600
+            from ``secquant keys new``, PEM bytes, or a key object).
+        keyholder_key: The key-holder's Ed25519 public key(s), pinned: only rounds it
+            signed are joined.
+        policy: This client's floors (default :class:`ClientPolicy`: 3072-bit keys,
+            own encryption randomness, https off loopback).
         reveal_noise_for_testing: TEST ONLY: keep the quantized update and the
             noise in ``revealed`` so a test can check the release to the bit.
             Nothing extra is sent; the values stay in this object.
-        verify: TLS verification.
+        verify: TLS verification (True, an SSL context, or a CA bundle path).
 
     Raises:
-        ConfigError: invalid client id.
+        ConfigError: invalid party id or keys.
+        RoundPolicyError: the transport is below ``policy``.
     """
 
-    def __init__(self, url: str, token: str | None, client_id: str, *, rng: np.random.Generator | None = None,
-                 reveal_noise_for_testing: bool = False, verify: Any = True) -> None:
-        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
-            raise ConfigError(f"client_id must be a string of 1-64 characters, got {client_id!r}")
-        self.url, self.token, self.client_id, self.verify = url, token, client_id, verify
-        self.rng = rng if rng is not None else np.random.default_rng()
+    def __init__(self, url: str, token: str | None, party_id: str, *, signing_key: Any, keyholder_key: Any,
+                 policy: ClientPolicy | None = None, reveal_noise_for_testing: bool = False,
+                 verify: Any = True) -> None:
+        from secquant.signing import load_private_key, trusted_keys
+
+        self.policy = policy if policy is not None else ClientPolicy()
+        self.policy.check_transport(url, verify)
+        self.url, self.token, self.client_id, self.verify = url, token, check_party_id(party_id), verify
+        self._signing_key = load_private_key(signing_key)
+        self._own_key = raw_public_key(self._signing_key)
+        self._keyholder = trusted_keys(keyholder_key)
         self.reveal = bool(reveal_noise_for_testing)
         if self.reveal:
-            log.warning("TEST MODE: client %s keeps its noise for inspection; never use in production", client_id)
+            log.warning("TEST MODE: party %s keeps its noise for inspection; never use in production", party_id)
         self.revealed: dict[str, NDArray[np.int64]] = {}
         self.timings: dict[str, float] = {}
 
-    def _round(self, http: Any, rid: str) -> tuple[RoundConfig, Any, dict[str, Any]]:
-        from secquant.backends.paillier.keys import load_public_key
+    @property
+    def party_id(self) -> str:
+        """This party's id."""
+        return self.client_id
 
-        status = round_status(http, rid)
-        config = RoundConfig.from_json(status["config"])
-        key = load_public_key(base64.b64decode(status["public_key"]), allow_insecure=config.allow_insecure_key_bits)
-        if key.bits != config.key_bits:
-            raise ConfigError(f"the round's public key has {key.bits} bits; its config says {config.key_bits}")
-        return config, key, status
+    def check_round(self, round_id: str) -> VerifiedRound:
+        """Fetch and verify a round without submitting (see :func:`verify_round`).
 
-    def _send(self, http: Any, rid: str, kind: SubmissionKind, values: NDArray[np.int64], config: RoundConfig,
-              key: Any, shares: int | None = None) -> None:
+        Raises:
+            AuthenticationError, RoundPolicyError: as :func:`verify_round`.
+            RemoteError: the aggregator refused.
+        """
+        with http_client(self.url, self.token, verify=self.verify) as http:
+            return self._round(http, round_id)
+
+    def _round(self, http: Any, rid: str) -> VerifiedRound:
+        return verify_round(round_status(http, rid), rid, self._keyholder, self.client_id, self._own_key, self.policy)
+
+    def _send(self, http: Any, rnd: VerifiedRound, kind: SubmissionKind, values: NDArray[np.int64],
+              shares: int) -> None:
+        from secquant.signing import sign_bytes
+
+        rid, config = rnd.announcement.round_id, rnd.config
         t0 = time.perf_counter()
-        cts = encrypt_residues(to_residues(values, config), config, key)
-        meta: dict[str, Any] = {"round_id": rid, "client_id": self.client_id, "kind": kind.value}
-        if shares is not None:
-            meta["shares"] = shares
-        body = encode_frame(Frame(SUBMISSION, 1, meta, encode_ciphertexts(cts, int(key.n))))
+        own = self.policy.randomness is EncryptionRandomness.OWN
+        cts = encrypt_residues(to_residues(values, config), config, rnd.public_key, own_randomness=own)
+        payload = encode_ciphertexts(cts, int(rnd.public_key.n))
+        statement = submission_statement(rid, self.client_id, kind.value, shares, sha256_hex(payload))
+        signature = sign_bytes(statement, self._signing_key, context=SUBMISSION_CONTEXT).to_json()
+        meta = {"round_id": rid, "party_id": self.client_id, "kind": kind.value, "shares": shares,
+                "signature": signature}
+        body = encode_frame(Frame(SUBMISSION, FRAME_VERSION, meta, payload))
         t1 = time.perf_counter()
         r = http.post(f"/v1/rounds/{rid}/submissions", content=body, headers=OCTET_STREAM)
         raise_for_status(r)
@@ -100,40 +137,48 @@ class AggregationClient:
         self.timings[f"{kind.value}_send"] = time.perf_counter() - t1
 
     def submit(self, round_id: str, update: ArrayLike) -> None:
-        """Encode, add one noise share, encrypt and submit ``update`` (shape (dim,)).
+        """Verify the round, encode, add one noise share, encrypt, sign and submit ``update`` (shape (dim,)).
 
         Raises:
+            AuthenticationError: the round is not signed by the pinned key-holder, or does not list this party.
+            RoundPolicyError: the round is below this client's floor.
             ConfigError: wrong shape or non-finite update.
-            RemoteError: the aggregator refused (e.g. round closed, duplicate id).
+            RemoteError: the aggregator refused (e.g. round closed, a second submission: 409).
         """
         with http_client(self.url, self.token, verify=self.verify) as http:
-            config, key, _ = self._round(http, round_id)
-            q = encode_updates(update, config, self.rng)[0]
-            z = noise_shares(config, 1, self.rng)[0]
+            rnd = self._round(http, round_id)
+            rng = secure_generator()
+            q = encode_updates(update, rnd.config, rng)[0]
+            z = noise_shares(rnd.config, 1, rng)[0]
             if self.reveal:
                 self.revealed["update"], self.revealed["noise"] = q, z
-            self._send(http, round_id, SubmissionKind.UPDATE, q + z, config, key)
+            self._send(http, rnd, SubmissionKind.UPDATE, q + z, 1)
 
     def top_up(self, round_id: str) -> int:
-        """Send this client's assigned extra noise shares, if any; returns the share count.
+        """Send this party's assigned extra noise shares, if any; returns the share count.
 
-        Returns 0 when nothing is assigned to this client or the round is already ready.
+        Returns 0 when nothing is assigned to this party or the round is already ready.
 
         Raises:
             RoundStateError: the round is neither in its top-up phase nor ready.
+            AuthenticationError, RoundPolicyError: as :meth:`submit`.
             RemoteError: the aggregator refused.
         """
         with http_client(self.url, self.token, verify=self.verify) as http:
-            config, key, status = self._round(http, round_id)
-            if status["state"] == RoundState.READY.value:
+            rnd = self._round(http, round_id)
+            state = rnd.status.get("state")
+            if state == RoundState.READY.value:
                 return 0  # nothing (more) is needed
-            if status["state"] != RoundState.TOPUP.value:
-                raise RoundStateError(f"round is {status['state']}, not in its top-up phase")
-            shares = int(status["topup_assignments"].get(self.client_id, 0))
-            if shares == 0 or self.client_id in status["topups_received"]:
+            if state != RoundState.TOPUP.value:
+                raise RoundStateError(f"round is {state}, not in its top-up phase")
+            shares = int(rnd.status.get("topup_assignments", {}).get(self.client_id, 0))
+            if shares <= 0 or self.client_id in rnd.status.get("topups_received", []):
                 return 0
-            z = noise_shares(config, shares, self.rng)[0]
+            if shares > rnd.config.required_shares:
+                raise RoundStateError(f"the aggregator assigned {shares} top-up shares; a round never needs more "
+                                      f"than {rnd.config.required_shares}")
+            z = noise_shares(rnd.config, shares, secure_generator())[0]
             if self.reveal:
                 self.revealed["topup"] = z
-            self._send(http, round_id, SubmissionKind.TOPUP, z, config, key, shares=shares)
+            self._send(http, rnd, SubmissionKind.TOPUP, z, shares)
             return shares

@@ -68,7 +68,14 @@ class RoundConfig:
         delta: δ in (0, 1) at which ε is reported.
         key_bits: Paillier modulus bits (>= 2048; 3072 default).
         beta: Failure probability of one conditional-rounding draw, in (0, 1).
-        allow_insecure_key_bits: Explicit opt-out permitting key_bits < 2048 (tests only).
+        allow_insecure_key_bits: Explicit opt-out permitting key_bits < 2048 (for the
+            key-holder's and aggregator's checks only: a client applies its own floor,
+            :class:`~secquant.protocol.aggregation.policy.ClientPolicy`).
+        min_parties: Fewest distinct verified parties whose updates must be in a released
+            sum, in [1, n_clients] (default ``min_noise_shares``: every accounted share
+            comes from its own credential, so one party can never stand for several).
+            Set it lower to let survivors' top-ups count after dropouts; those top-ups
+            are then trusted to be honest noise.
 
     Raises:
         ConfigError: a field is out of range, or the sum could wrap mod 2^b.
@@ -86,6 +93,7 @@ class RoundConfig:
     key_bits: int = 3072
     beta: float = math.exp(-0.5)
     allow_insecure_key_bits: bool = False
+    min_parties: int | None = None
 
     def __post_init__(self) -> None:
         _int_in(self.n_clients, "n_clients", 1, MAX_CLIENTS)
@@ -97,6 +105,8 @@ class RoundConfig:
         _int_in(self.modulus_bits, "modulus_bits", 2, 62)
         shares = self.n_clients if self.min_noise_shares is None else self.min_noise_shares
         object.__setattr__(self, "min_noise_shares", _int_in(shares, "min_noise_shares", 1, self.n_clients))
+        parties = shares if self.min_parties is None else self.min_parties
+        object.__setattr__(self, "min_parties", _int_in(parties, "min_parties", 1, self.n_clients))
         object.__setattr__(self, "dropout_policy", coerce_enum(self.dropout_policy, DropoutPolicy, "dropout_policy"))
         if not 0 < self.delta < 1 or not 0 < self.beta < 1:
             raise ConfigError(f"delta and beta must lie in (0, 1), got {self.delta}, {self.beta}")
@@ -113,6 +123,11 @@ class RoundConfig:
     def required_shares(self) -> int:
         """``min_noise_shares`` as an int (resolved from None in ``__post_init__``)."""
         return int(self.min_noise_shares)  # type: ignore[arg-type]
+
+    @property
+    def required_parties(self) -> int:
+        """``min_parties`` as an int (resolved from None in ``__post_init__``)."""
+        return int(self.min_parties)  # type: ignore[arg-type]
 
     @property
     def modulus(self) -> int:

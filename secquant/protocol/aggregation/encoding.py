@@ -131,26 +131,31 @@ def decode_ciphertexts(payload: bytes, public_n: int, count: int) -> list[int]:
     return out
 
 
-def encrypt_residues(residues: NDArray[np.int64], config: RoundConfig, public_key: Any) -> list[int]:
+def encrypt_residues(residues: NDArray[np.int64], config: RoundConfig, public_key: Any, *,
+                     own_randomness: bool = True) -> list[int]:
     """Pack centered residues into plaintexts and encrypt each under ``public_key``.
 
-    Encryption is ``(1 + n)^m · hs^a mod n²`` with fresh DJN randomness (a random
-    exponent ``a`` of ceil(k/2) bits from :mod:`secrets`), the scheme of
-    :mod:`secquant.backends.paillier.crypto`.
+    Encryption is ``(1 + n)^m · ρ mod n²`` with a fresh n-th residue ``ρ``
+    (:func:`secquant.backends.paillier.crypto.fresh_randomizer`, randomness from
+    :mod:`secrets`): ``r^n`` for a uniform ``r`` (``own_randomness``, the default:
+    nothing the key-holder chose enters it) or DJN ``hs^a`` with a ceil(k/2)-bit
+    ``a`` (twice as fast; as strong as the key-holder's ``hs``).
 
     Args:
         residues: Centered residues mod 2^b, shape (dim,).
         config: The round.
         public_key: A :class:`secquant.backends.paillier.keys.PaillierPublicKey`.
+        own_randomness: ``r^n`` (True) or DJN ``hs^a`` (False).
     """
     from secquant.backends.paillier.crypto import Randomness, fresh_randomizer
 
+    kind = Randomness.FULL if own_randomness else Randomness.DJN
     layout = config.layout()
     n, n2 = public_key.n, public_key.nsquare
     out = []
     for chunk in layout.chunks([int(v) for v in residues]):
         m = layout.encode_mod(chunk, int(n))
-        out.append(int((1 + m * n) * fresh_randomizer(public_key, Randomness.DJN) % n2))
+        out.append(int((1 + m * n) * fresh_randomizer(public_key, kind) % n2))
     return out
 
 

@@ -1,52 +1,60 @@
-"""The aggregator's rounds: a state machine per round and a thread-safe table of rounds.
+"""The aggregator's round state machine (one round; the table of rounds is :mod:`.table`).
 
-A round keeps the public key, the running homomorphic sum (product of
-ciphertexts mod n²) and the ids of the clients whose messages are in it; it
-never keeps individual ciphertexts and never sees a plaintext.
+A round keeps the key-holder's signed announcement, the public key, the
+running homomorphic sum (product of ciphertexts mod n²), the ids of the parties
+whose messages are in it and their signed receipts; it never keeps individual
+ciphertexts and never sees a plaintext.
 
 States: ``collecting`` → ``ready`` (all planned clients arrived, or enough
 noise shares at close) | ``topup`` (too few shares, policy top_up: survivors
 are assigned whole extra shares) | ``refused`` (too few shares, policy refuse;
 or a top-up phase closed incomplete).  ``topup`` → ``ready`` once every
-assigned top-up arrived.
+assigned top-up arrived.  Only the key-holder's signed command closes a round
+(:class:`~secquant.protocol.aggregation.table.RoundTable`).
+
+Each party is counted once: a second update from a party is refused (409)
+whatever it carries, so one credential is one noise share.
 """
 
 from __future__ import annotations
 
-import base64
-import secrets
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from secquant.backends.paillier.keys import load_public_key
-from secquant.errors import ConfigError
 from secquant.protocol.aggregation.config import DropoutPolicy, RoundConfig
-from secquant.protocol.aggregation.encoding import decode_ciphertexts, encode_ciphertexts
-from secquant.protocol.aggregation.messages import AGGREGATE, RoundState, SubmissionKind
-from secquant.protocol.errors import MessageError, RoundStateError, SessionLimitError, SessionNotFoundError
-from secquant.protocol.messages import Frame, encode_frame, require
+from secquant.protocol.aggregation.credentials import PartyList
+from secquant.protocol.aggregation.encoding import encode_ciphertexts
+from secquant.protocol.aggregation.messages import AGGREGATE, FRAME_VERSION, RoundState
+from secquant.protocol.errors import MessageError, RoundStateError
+from secquant.protocol.messages import Frame, canonical_json, encode_frame
 
-__all__ = ["Round", "RoundOpen", "RoundStatus", "RoundTable"]
+__all__ = ["Round", "RoundStatus", "SignedRecord"]
 
 
-class RoundOpen(BaseModel):
-    """Body of ``POST /v1/rounds``."""
+class SignedRecord(BaseModel):
+    """A key-holder's signed JSON (``POST /v1/rounds`` and ``POST /v1/rounds/{id}/close`` bodies).
 
-    config: dict[str, Any]
-    public_key: str
+    ``body`` is base64 of canonical JSON bytes; ``signature`` a
+    :class:`secquant.signing.Signature` record over them.
+    """
+
+    body: str
+    signature: dict[str, Any]
 
 
 class RoundStatus(BaseModel):
-    """Answer of ``GET /v1/rounds/{id}`` (and of open/close)."""
+    """Answer of ``GET /v1/rounds/{id}`` (and of open/close).
+
+    Only ``announcement`` is signed (by the key-holder); clients take the config,
+    the public key and the party list from it and nothing else.  The rest is the
+    aggregator's unsigned account of the round.
+    """
 
     round_id: str
     state: str
-    config: dict[str, Any]
-    public_key: str
+    announcement: dict[str, Any]
     contributors: list[str]
     noise_shares: int
     topup_assignments: dict[str, int]
@@ -56,71 +64,94 @@ class RoundStatus(BaseModel):
 
 @dataclass
 class Round:
-    """One round's public state and running encrypted sum (callers hold the table's lock)."""
+    """One round's public state and running encrypted sum (callers hold the table's lock).
+
+    Attributes:
+        rid: Round id (chosen and signed by the key-holder).
+        config: The round's parameters.
+        n: Paillier modulus.
+        public_key: base64 of the Paillier public material.
+        expires: Unix seconds after which the table drops the round.
+        parties: Who may submit (from the signed announcement); None only in unit tests of the state machine.
+        announcement: The key-holder's signed announcement, as received (served to clients).
+    """
 
     rid: str
     config: RoundConfig
     n: int
     public_key: str
     expires: float
+    parties: PartyList | None = None
+    announcement: dict[str, Any] = field(default_factory=dict)
     state: RoundState = RoundState.COLLECTING
     acc: list[int] = field(default_factory=list)
     contributors: list[str] = field(default_factory=list)
     noise_shares: int = 0
     assignments: dict[str, int] = field(default_factory=dict)
     topups: list[str] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
 
     def status(self) -> RoundStatus:
         """The JSON answer describing this round."""
-        return RoundStatus(round_id=self.rid, state=self.state.value, config=self.config.to_json(),
-                           public_key=self.public_key,
+        return RoundStatus(round_id=self.rid, state=self.state.value, announcement=dict(self.announcement),
                            contributors=list(self.contributors), noise_shares=self.noise_shares,
                            topup_assignments=dict(self.assignments), topups_received=list(self.topups),
                            reason=self.reason)
 
-    def _add(self, cts: list[int]) -> None:
+    def _add(self, cts: list[int], receipt: dict[str, Any] | None) -> None:
         n2 = self.n * self.n
         self.acc = cts if not self.acc else [a * c % n2 for a, c in zip(self.acc, cts)]
+        if receipt is not None:
+            self.receipts.append(dict(receipt))
 
-    def add_update(self, cid: str, cts: list[int]) -> None:
-        """Add a client's update (one noise share); decide once every planned client arrived.
+    def expect_update(self, cid: str) -> None:
+        """Check that an update from ``cid`` is acceptable now (before its ciphertexts are read).
 
         Raises:
-            RoundStateError: not collecting, a repeated client, or the round is full.
+            RoundStateError: not collecting, a repeated party, or the round is full.
         """
         if self.state is not RoundState.COLLECTING:
             raise RoundStateError(f"round is {self.state.value}; updates are accepted only while collecting")
         if cid in self.contributors:
-            raise RoundStateError(f"client {cid!r} already submitted to this round")
+            raise RoundStateError(f"party {cid!r} already submitted to this round; one submission per party")
         if len(self.contributors) >= self.config.n_clients:
             raise RoundStateError(f"the round already has its {self.config.n_clients} clients")
-        self._add(cts)
+
+    def add_update(self, cid: str, cts: list[int], receipt: dict[str, Any] | None = None) -> None:
+        """Add a party's update (one noise share); decide once every planned client arrived.
+
+        Raises:
+            RoundStateError: as :meth:`expect_update`.
+        """
+        self.expect_update(cid)
+        self._add(cts, receipt)
         self.contributors.append(cid)
         self.noise_shares += 1
         if len(self.contributors) == self.config.n_clients:
             self.decide()
 
-    def expect_topup(self, cid: str) -> None:
-        """Check that a top-up from ``cid`` is expected now.
+    def expect_topup(self, cid: str, shares: int | None = None) -> None:
+        """Check that a top-up of ``shares`` from ``cid`` is expected now.
 
         Raises:
             RoundStateError: the round is not in its top-up phase, or ``cid`` has none (left) to send.
+            MessageError: ``shares`` is not the assigned count.
         """
         if self.state is not RoundState.TOPUP or cid not in self.assignments or cid in self.topups:
             raise RoundStateError(f"no top-up is expected from {cid!r} (round is {self.state.value})")
+        if shares is not None and shares != self.assignments[cid]:
+            raise MessageError(f"party {cid!r} was assigned {self.assignments[cid]} shares, sent {shares}")
 
-    def add_topup(self, cid: str, shares: int, cts: list[int]) -> None:
+    def add_topup(self, cid: str, shares: int, cts: list[int], receipt: dict[str, Any] | None = None) -> None:
         """Add a survivor's assigned extra noise shares; ready once every assignment arrived.
 
         Raises:
             RoundStateError: no top-up is expected from ``cid``.
             MessageError: ``shares`` is not the assigned count.
         """
-        self.expect_topup(cid)
-        if shares != self.assignments[cid]:
-            raise MessageError(f"client {cid!r} was assigned {self.assignments[cid]} shares, sent {shares}")
-        self._add(cts)
+        self.expect_topup(cid, shares)
+        self._add(cts, receipt)
         self.topups.append(cid)
         self.noise_shares += shares
         if set(self.topups) == set(self.assignments):
@@ -130,10 +161,14 @@ class Round:
         """Close collection: ready, topup or refused."""
         need = self.config.required_shares
         k = len(self.contributors)
-        if self.noise_shares >= need:
+        if self.noise_shares >= need and k >= self.config.required_parties:
             self.state = RoundState.READY
         elif k == 0:
             self.state, self.reason = RoundState.REFUSED, "no client contributed"
+        elif k < self.config.required_parties:
+            self.state = RoundState.REFUSED
+            self.reason = f"only {k} distinct parties contributed; the round needs {self.config.required_parties} " \
+                          f"(min_parties) before any top-up can count"
         elif self.config.dropout_policy is DropoutPolicy.REFUSE:
             self.state = RoundState.REFUSED
             self.reason = f"only {k} of {self.config.n_clients} clients contributed; the sum would carry " \
@@ -154,111 +189,14 @@ class Round:
             self.state, self.reason = RoundState.REFUSED, f"top-up incomplete: no noise from {missing}"
 
     def aggregate_frame(self) -> bytes:
-        """The ``Aggregate`` frame of the encrypted sum.
+        """The ``Aggregate`` frame of the encrypted sum, with every summed submission's signed receipt.
 
         Raises:
             RoundStateError: the round is not ready.
         """
         if self.state is not RoundState.READY:
             raise RoundStateError(f"round is {self.state.value}, not ready{': ' + self.reason if self.reason else ''}")
+        receipts = canonical_json(self.receipts)
         meta = {"round_id": self.rid, "contributors": list(self.contributors), "noise_shares": self.noise_shares,
-                "topups": list(self.topups), "ciphertexts": len(self.acc)}
-        return encode_frame(Frame(AGGREGATE, 1, meta, encode_ciphertexts(self.acc, self.n)))
-
-
-def _submission_kind(value: str) -> SubmissionKind:
-    try:
-        return SubmissionKind(value)
-    except ValueError:
-        raise MessageError(f"submission kind must be 'update' or 'topup', got {value!r}") from None
-
-
-class RoundTable:
-    """The aggregator's rounds, behind one lock; expired rounds are dropped on every access.
-
-    Args:
-        max_rounds: Most rounds held at once (>= 1).
-        round_ttl: Seconds a round lives after it is opened (> 0).
-    """
-
-    def __init__(self, max_rounds: int, round_ttl: float) -> None:
-        self.max_rounds, self.round_ttl = max_rounds, round_ttl
-        self._rounds: dict[str, Round] = {}
-        self._lock = threading.Lock()
-
-    def _purge_locked(self) -> None:
-        now = time.time()
-        for rid in [k for k, r in self._rounds.items() if r.expires <= now]:
-            del self._rounds[rid]
-
-    def _get_locked(self, rid: str) -> Round:
-        self._purge_locked()
-        rnd = self._rounds.get(rid)
-        if rnd is None:
-            raise SessionNotFoundError(f"unknown or expired round {rid[:12]!r}")
-        return rnd
-
-    def open(self, body: RoundOpen) -> RoundStatus:
-        """Open a round with its public configuration and the key-holder's Paillier public key.
-
-        Raises:
-            ConfigError: invalid config, or a key of other size than ``key_bits``.
-            MessageError: the key is not base64.
-            KeyMaterialError: the material holds a private key (403).
-            SessionLimitError: ``max_rounds`` rounds are open.
-        """
-        cfg = RoundConfig.from_json(body.config)
-        try:
-            material = base64.b64decode(body.public_key, validate=True)
-        except ValueError as exc:
-            raise MessageError(f"public_key must be base64: {exc}") from exc
-        key = load_public_key(material, allow_insecure=cfg.allow_insecure_key_bits)  # refuses private keys (403)
-        if key.bits != cfg.key_bits:
-            raise ConfigError(f"the public key has {key.bits} bits; the config says key_bits={cfg.key_bits}")
-        with self._lock:
-            self._purge_locked()
-            if len(self._rounds) >= self.max_rounds:
-                raise SessionLimitError(f"the aggregator holds its maximum of {self.max_rounds} rounds")
-            rid = secrets.token_urlsafe(16)
-            self._rounds[rid] = Round(rid=rid, config=cfg, n=int(key.n), public_key=body.public_key,
-                                      expires=time.time() + self.round_ttl)
-            return self._rounds[rid].status()
-
-    def status(self, rid: str) -> RoundStatus:
-        """The round's state (404 for an unknown or expired id)."""
-        with self._lock:
-            return self._get_locked(rid).status()
-
-    def submit(self, rid: str, frame: Frame) -> RoundStatus:
-        """Apply a ``Submission`` frame (an update or a top-up) to round ``rid``.
-
-        Raises:
-            SessionNotFoundError: unknown or expired round.
-            MessageError: malformed frame, ciphertexts or kind; the frame names another round.
-            RoundStateError: the round does not accept this submission now.
-        """
-        cid = require(frame.meta, "client_id", str, "Submission")
-        kind = require(frame.meta, "kind", str, "Submission")
-        if require(frame.meta, "round_id", str, "Submission") != rid:
-            raise MessageError("the submission names another round")
-        with self._lock:
-            rnd = self._get_locked(rid)
-            cts = decode_ciphertexts(bytes(frame.payload), rnd.n, rnd.config.ciphertexts_per_message())
-            if _submission_kind(kind) is SubmissionKind.UPDATE:
-                rnd.add_update(cid, cts)
-            else:
-                rnd.expect_topup(cid)  # before reading ``shares``: a late top-up is a state error
-                rnd.add_topup(cid, require(frame.meta, "shares", int, "Submission"), cts)
-            return rnd.status()
-
-    def close(self, rid: str) -> RoundStatus:
-        """Close collection or an incomplete top-up phase of round ``rid``."""
-        with self._lock:
-            rnd = self._get_locked(rid)
-            rnd.close()
-            return rnd.status()
-
-    def aggregate(self, rid: str) -> bytes:
-        """The ``Aggregate`` frame of round ``rid`` (state ``ready`` only)."""
-        with self._lock:
-            return self._get_locked(rid).aggregate_frame()
+                "topups": list(self.topups), "ciphertexts": len(self.acc), "receipts_bytes": len(receipts)}
+        return encode_frame(Frame(AGGREGATE, FRAME_VERSION, meta, encode_ciphertexts(self.acc, self.n) + receipts))

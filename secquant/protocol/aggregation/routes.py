@@ -2,17 +2,18 @@
 
 ==============================================  ==============================================
 ``GET /v1/health``                              liveness, no authentication
-``POST /v1/rounds``                             key-holder opens a round (JSON: config + public key)
-``GET /v1/rounds/{id}``                         round status, config, top-up assignments
-``POST /v1/rounds/{id}/submissions``            a ``Submission`` frame (update or top-up)
-``POST /v1/rounds/{id}/close``                  stop collecting; decide ready / topup / refused
+``POST /v1/rounds``                             the key-holder's signed round announcement
+``GET /v1/rounds/{id}``                         round status with the signed announcement
+``POST /v1/rounds/{id}/submissions``            a party-signed ``Submission`` frame (update or top-up)
+``POST /v1/rounds/{id}/close``                  the key-holder's signed close command
 ``GET /v1/rounds/{id}/aggregate``               the ``Aggregate`` frame (state ``ready`` only)
 ==============================================  ==============================================
 
-Every route but ``/health`` needs the bearer token.  Handlers read the
-:class:`~secquant.protocol.aggregation.rounds.RoundTable` and the
-:class:`~secquant.protocol.aggregation.app.AggregatorConfig` from ``request.app.state``;
-the round logic lives in :mod:`secquant.protocol.aggregation.rounds`.
+Every route but ``/health`` needs the bearer token, a network gate only: who
+may open, close or submit is decided by signatures
+(:mod:`secquant.protocol.aggregation.table`).  Handlers read the
+:class:`~secquant.protocol.aggregation.table.RoundTable` and the
+:class:`~secquant.protocol.aggregation.app.AggregatorConfig` from ``request.app.state``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from secquant.protocol.aggregation.messages import SUBMISSION
-from secquant.protocol.aggregation.rounds import RoundOpen, RoundStatus, RoundTable
+from secquant.protocol.aggregation.messages import FRAME_VERSION, SUBMISSION
+from secquant.protocol.aggregation.rounds import RoundStatus, SignedRecord
+from secquant.protocol.aggregation.table import RoundTable
 from secquant.protocol.http import BINARY_BODY, ErrorBody, binary_response_doc, check_token, read_body
 from secquant.protocol.messages import decode_frame
 
@@ -32,7 +34,7 @@ __all__ = ["router"]
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": "see detail"} for code in (400, 401, 404, 409, 413, 422, 429)
+    code: {"model": ErrorBody, "description": "see detail"} for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }
 
 
@@ -49,37 +51,38 @@ def health() -> dict[str, str]:
 
 
 @router.post("/v1/rounds", response_model=RoundStatus, responses=_ERRORS)
-def open_round(body: RoundOpen, request: Request, authorization: str | None = Header(default=None)) -> RoundStatus:
-    """Open a round with its public configuration and the key-holder's Paillier public key."""
+def open_round(body: SignedRecord, request: Request, authorization: str | None = Header(default=None)) -> RoundStatus:
+    """Open a round: the key-holder's signed announcement (config, Paillier public key, parties)."""
     return _table(request, authorization).open(body)
 
 
 @router.get("/v1/rounds/{round_id}", response_model=RoundStatus, responses=_ERRORS)
 def status(round_id: str, request: Request, authorization: str | None = Header(default=None)) -> RoundStatus:
-    """The round's state, contributors and top-up assignments."""
+    """The round's signed announcement, state, contributors and top-up assignments."""
     return _table(request, authorization).status(round_id)
 
 
 @router.post("/v1/rounds/{round_id}/submissions", response_model=RoundStatus, openapi_extra=BINARY_BODY,
              responses=_ERRORS)
 async def submit(round_id: str, request: Request, authorization: str | None = Header(default=None)) -> RoundStatus:
-    """A client's encrypted update (kind ``update``) or noise top-up (kind ``topup``)."""
+    """A party's signed, encrypted update (kind ``update``) or noise top-up (kind ``topup``)."""
     table = _table(request, authorization)
     table.status(round_id)  # 404 before parsing: an unknown round is the clearer error
     limit = request.app.state.aggregator_config.max_request_bytes
-    frame = decode_frame(await read_body(request, limit), SUBMISSION)
+    frame = decode_frame(await read_body(request, limit), SUBMISSION, (FRAME_VERSION,))
     return table.submit(round_id, frame)
 
 
 @router.post("/v1/rounds/{round_id}/close", response_model=RoundStatus, responses=_ERRORS)
-def close(round_id: str, request: Request, authorization: str | None = Header(default=None)) -> RoundStatus:
-    """Stop collecting (dropouts are whoever has not submitted) or end an incomplete top-up."""
-    return _table(request, authorization).close(round_id)
+def close(round_id: str, body: SignedRecord, request: Request,
+          authorization: str | None = Header(default=None)) -> RoundStatus:
+    """The key-holder's signed command: stop collecting, or end an incomplete top-up."""
+    return _table(request, authorization).close(round_id, body)
 
 
 @router.get("/v1/rounds/{round_id}/aggregate", response_class=Response,
             responses=binary_response_doc("an Aggregate frame", (401, 404, 409)))
 def aggregate(round_id: str, request: Request, authorization: str | None = Header(default=None)) -> Response:
-    """The encrypted sum, for the key-holder; only in state ``ready``."""
+    """The encrypted sum and the signed receipts, for the key-holder; only in state ``ready``."""
     body = _table(request, authorization).aggregate(round_id)
     return Response(body, media_type="application/octet-stream")
