@@ -33,6 +33,7 @@ _LAZY = {
     "canvas_to_image": "secquant.web.preprocess",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = ["ClientAppConfig", "DemoModel", "DemoScheme", "ServerEntry", "WebDemoConfig", "canvas_to_image",
+           "create_app", "run_web_demo"]
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
