@@ -313,22 +313,15 @@ def _refuse_truncated(source: Any) -> None:
         raise ArtifactError("cannot read artifact: the archive is truncated or has bytes after its end")
 
 
-def read_artifact(
-    path: str | os.PathLike[str] | bytes,
-    kind: str,
-    versions: tuple[int, ...] = (1,),
-    *,
-    trusted: Any = None,
-    decrypt_with: Any = None,
-) -> tuple[int, dict[str, Any], dict[str, NDArray[Any]]]:
+def read_artifact(path: str | os.PathLike[str] | bytes, kind: str, versions: tuple[int, ...] = (1,), *,
+                  trusted: Any = None, decrypt_with: Any = None) -> tuple[int, dict[str, Any], dict[str, NDArray[Any]]]:
     """Read and verify an artifact written by :func:`write_artifact`.
 
     Args:
         path: File path, or the file's bytes.
         kind: The type the caller expects.
         versions: Format versions the caller can read.
-        trusted: Public keys of accepted signers (see :func:`open_artifact`); the
-            signature is checked before anything else is parsed.
+        trusted: Public keys of accepted signers, checked first (see :func:`open_artifact`).
         decrypt_with: Model key of an encrypted artifact.
 
     Returns:
