@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -41,6 +41,9 @@ from secquant.backends.base import (
 from secquant.errors import ConfigError
 from secquant.quant.model import QuantizedModel
 from secquant.quant.primitives import coerce_enum
+
+if TYPE_CHECKING:
+    from secquant.backends.executors.base import Executor
 
 __all__ = ["EncryptedModel", "Mode", "Scheme", "client_from_spec", "compile", "register_backend"]
 
@@ -131,28 +134,46 @@ class EncryptedModel:
             self._server = self.backend.server(self._client.public_material())
         return self._client, self._server
 
-    def forward_int(self, xq: ArrayLike, progress: Progress | None = None, workers: int = 1) -> NDArray[Any]:
+    def forward_int(self, xq: ArrayLike, progress: Progress | None = None, workers: int = 1,
+                    executor: Executor | None = None) -> NDArray[Any]:
         """Encrypt, evaluate and decrypt integer inputs; equals ``qm.forward_int`` for exact schemes.
 
         Args:
             xq: Integers of shape (n, *input_shape).
-            progress: ``progress(done, total)`` callback while encrypting (``workers=1``).
+            progress: ``progress(done, total)`` callback while encrypting (in this process only).
             workers: THROUGHPUT mode: run whole batches (``backend.batch_size()``
                 inputs each) in this many forked processes
-                (:mod:`~secquant.backends.parallel`); ignored when the inputs fill one batch.
+                (:class:`~secquant.backends.executors.local.LocalExecutor`); ignored
+                when the inputs fill one batch.
+            executor: Run whole batches on this executor instead
+                (:class:`~secquant.backends.executors.ray.RayExecutor`, a
+                ``LocalExecutor``, or ``executor_from_url(...)``); a batch is
+                ``backend.batch_size()`` inputs (one input in LATENCY mode).  Ray
+                workers get the public material, never the secret key.
 
         Raises:
-            ConfigError: ``workers`` < 1, or ``workers`` > 1 on a platform without fork.
+            ConfigError: ``workers`` < 1, ``workers`` > 1 on a platform without
+                fork, both ``workers`` > 1 and ``executor``, or an ``executor`` that is not one.
+            ExecutorError: a batch failed on every attempt, or came back twice or never.
         """
         client, server = self._roles()
         batch = self.backend.batch_size()
         arr = np.asarray(xq)
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-        if workers > 1 and batch is not None and len(arr) > batch:
-            from secquant.backends.parallel import run_batches
+        if executor is not None and workers != 1:
+            raise ConfigError("pass workers=N (forked processes) or executor=..., not both")
+        if executor is None and workers > 1 and batch is not None and len(arr) > batch:
+            from secquant.backends.executors.local import LocalExecutor
 
-            out, self.last_timings = run_batches(client, server, arr, batch, workers)
+            executor = LocalExecutor(workers)
+        if executor is not None and len(arr):
+            from secquant.backends.executors.pipeline import run_on
+            from secquant.backends.executors.recipe import recipe_for
+
+            out, self.last_timings = run_on(executor, client, server,
+                                            lambda: recipe_for(self, client.public_material(), server), arr,
+                                            batch or 1)
             return out
         t0 = time.perf_counter()
         payload = client.encrypt(arr, progress)
@@ -165,9 +186,11 @@ class EncryptedModel:
                              "request_bytes": float(len(payload)), "response_bytes": float(len(result))}
         return out
 
-    def predict(self, x: ArrayLike, workers: int = 1) -> NDArray[Any]:
-        """Float scores through the encrypted round trip; what ``qm.predict`` returns (``workers``: see :meth:`forward_int`)."""
-        return self.qm.dequantize_output(self.forward_int(self.qm.quantize_input(x), workers=workers))
+    def predict(self, x: ArrayLike, workers: int = 1, executor: Executor | None = None) -> NDArray[Any]:
+        """Float scores through the encrypted round trip; what ``qm.predict`` returns
+        (``workers``, ``executor``: see :meth:`forward_int`)."""
+        return self.qm.dequantize_output(self.forward_int(self.qm.quantize_input(x), workers=workers,
+                                                          executor=executor))
 
     def parameters(self) -> dict[str, Any]:
         """Every parameter choice, JSON-ready."""
