@@ -25,9 +25,17 @@ from fastapi.responses import Response
 
 from secquant.protocol.aggregation import AggregationClient, ClientPolicy, KeyHolder, PartyList, RoundConfig
 from secquant.protocol.aggregation.app import AggregatorConfig, create_aggregator_app
+from secquant.protocol.aggregation.client import build_submission
 from secquant.protocol.aggregation.credentials import SUBMISSION_CONTEXT, submission_statement
-from secquant.protocol.aggregation.encoding import encode_ciphertexts, encrypt_residues, to_residues
-from secquant.protocol.aggregation.messages import FRAME_VERSION, SUBMISSION
+from secquant.protocol.aggregation.encoding import (
+    TAG_SEED_BYTES,
+    encode_ciphertexts,
+    encrypt_residues,
+    encrypt_seed,
+    message_tags,
+    to_residues,
+)
+from secquant.protocol.aggregation.messages import FRAME_VERSION, SUBMISSION, SubmissionKind
 from secquant.protocol.messages import Frame, encode_frame, sha256_hex
 from secquant.protocol.runner import ServerThread
 from secquant.signing import sign_bytes
@@ -81,25 +89,30 @@ def serve_aggregator(rig: Rig, **limits: Any) -> Iterator[str]:
         yield server.url
 
 
-def submission_body(rid: str, party_id: str, signing_key: Any, payload: bytes, *, kind: str = "update",
+def submission_body(rid: str, party_id: str, signing_key: Any, data: bytes, tag: bytes, *, kind: str = "update",
                     shares: int = 1, version: int = FRAME_VERSION, **meta: Any) -> bytes:
-    """A ``Submission`` frame signed by ``signing_key`` for whatever ``party_id`` it claims."""
-    statement = submission_statement(rid, party_id, kind, shares, sha256_hex(payload))
+    """A ``Submission`` frame of raw ``data`` and ``tag`` bytes signed by ``signing_key`` for any ``party_id``."""
+    statement = submission_statement(rid, party_id, kind, shares, sha256_hex(data), sha256_hex(tag))
     signature = sign_bytes(statement, signing_key, context=SUBMISSION_CONTEXT).to_json()
     fields = {"round_id": rid, "party_id": party_id, "kind": kind, "shares": shares, "signature": signature, **meta}
-    return encode_frame(Frame(SUBMISSION, version, fields, payload))
+    return encode_frame(Frame(SUBMISSION, version, fields, data + tag))
 
 
-def encrypt_values(values: np.ndarray, config: RoundConfig, public_key: Any) -> bytes:
-    """Ciphertext payload of integer ``values`` (no noise added: what a cheater sends)."""
-    cts = encrypt_residues(to_residues(np.asarray(values, dtype=np.int64), config), config, public_key)
-    return encode_ciphertexts(cts, int(public_key.n))
+def encrypt_values(values: np.ndarray, config: RoundConfig, public_key: Any) -> tuple[bytes, bytes]:
+    """Well-formed (data, tag) ciphertext bytes of integer ``values``, with valid integrity tags."""
+    seed = secrets.token_bytes(TAG_SEED_BYTES)
+    cts = encrypt_residues(to_residues(np.asarray(values, dtype=np.int64), config), config, public_key,
+                           tags=message_tags(seed, config))
+    n = int(public_key.n)
+    return encode_ciphertexts(cts, n), encode_ciphertexts([encrypt_seed(seed, public_key)], n)
 
 
 def forge_submission(rig: Rig, url: str, rid: str, party_id: str, signing_key: Any, config: RoundConfig,
-                     values: np.ndarray, **kw: Any) -> httpx.Response:
-    """POST a hand-made submission (e.g. zero noise, another party's id) as a real HTTP request."""
-    body = submission_body(rid, party_id, signing_key, encrypt_values(values, config, rig.key_holder.public_key), **kw)
+                     values: np.ndarray, kind: SubmissionKind = SubmissionKind.UPDATE, shares: int = 1
+                     ) -> httpx.Response:
+    """What a dishonest party sends: the real submission builder with any id, key and values (e.g. no noise)."""
+    body = build_submission(rid, party_id, signing_key, kind, shares, np.asarray(values, dtype=np.int64), config,
+                            rig.key_holder.public_key)
     return httpx.post(f"{url}/v1/rounds/{rid}/submissions", content=body,
                       headers={**rig.auth(), "Content-Type": "application/octet-stream"}, timeout=60)
 

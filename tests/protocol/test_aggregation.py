@@ -147,14 +147,15 @@ def test_bad_submissions_are_4xx(aggregator, rig) -> None:
     cfg = _config(kh, n_clients=2, dim=20)
     rid = kh.open_round(aggregator, rig.token, cfg)
     auth = {**rig.auth(), "Content-Type": "application/octet-stream"}
-    payload = encrypt_values(np.zeros(20), cfg, kh.public_key)
+    payload, tag = encrypt_values(np.zeros(20), cfg, kh.public_key)
     key = rig.party_keys[PARTIES[0]]
 
-    def body(data: bytes = payload, **kw) -> bytes:
-        return submission_body(rid, PARTIES[0], key, data, **kw)
+    def body(data: bytes = payload, seed: bytes = tag, **kw) -> bytes:
+        return submission_body(rid, PARTIES[0], key, data, seed, **kw)
 
     post = lambda b, r=rid: httpx.post(f"{aggregator}/v1/rounds/{r}/submissions", content=b, headers=auth)  # noqa: E731
     assert post(body(payload[:-5])).status_code == 400  # truncated ciphertexts (signed as they are)
+    assert post(body(seed=b"")).status_code == 400  # no encrypted tag seed
     assert post(body()[:-5]).status_code == 400  # truncated frame
     r = post(body(bytes(len(payload))))  # zeros: not ciphertexts under this key
     assert r.status_code == 400 and "not a Paillier ciphertext" in r.json()["detail"]

@@ -9,6 +9,7 @@ Against the baseline (commit 92a1e70) every one of them succeeded
 4. one attacker submitted as 2 of 3 clients with zero noise: the release was one
    update plus one noise share, accounted as 3 shares (ε 1.19 claimed, 2.18 real);
 5. a relaying aggregator served its own public key and read all 3 updates bit for bit;
+   another relayed the product alice² · carol (bob dropped) and the key-holder released it;
 6. the noise came from NumPy's PCG64 (seed recoverable from outputs), and any caller rng was accepted.
 
 Oracles: HTTP statuses and error classes, the aggregator's own account of
@@ -37,7 +38,13 @@ from secquant.dp.samplers import secure_generator
 from secquant.errors import ConfigError
 from secquant.protocol.aggregation import AggregationClient, ClientPolicy, KeyHolder, RoundConfig, RoundPolicyError
 from secquant.protocol.aggregation.credentials import COMMAND_CONTEXT, ROUND_CONTEXT, sign_body
-from secquant.protocol.aggregation.encoding import encode_updates, noise_shares
+from secquant.protocol.aggregation.encoding import (
+    ciphertext_width,
+    decode_ciphertexts,
+    encode_ciphertexts,
+    encode_updates,
+    noise_shares,
+)
 from secquant.protocol.aggregation.messages import AGGREGATE, FRAME_VERSION, SUBMISSION, RoundState
 from secquant.protocol.aggregation.table import close_command
 from secquant.protocol.errors import AuthenticationError, ReleaseRefusedError
@@ -95,14 +102,16 @@ def test_impersonation_and_unregistered_parties_are_refused(rig, url) -> None:
     eve = ed25519.Ed25519PrivateKey.generate()
     r = forge_submission(rig, url, rid, "eve", eve, cfg, zeros)  # not registered at all
     assert r.status_code == 401 and "not registered" in r.json()["detail"]
-    body = submission_body(rid, "bob", rig.party_keys["bob"], b"x" * 10)  # bob's signature over other bytes
+    signed_data, signed_tag = encrypt_values(zeros, cfg, rig.key_holder.public_key)
+    body = submission_body(rid, "bob", rig.party_keys["bob"], signed_data, signed_tag)  # bob signs these bytes
     frame = decode_frame(body, SUBMISSION, (FRAME_VERSION,))
-    other_cts = encrypt_values(zeros, cfg, rig.key_holder.public_key)
-    swapped = encode_frame(Frame(SUBMISSION, FRAME_VERSION, frame.meta, other_cts))
+    other_data, _ = encrypt_values(zeros, cfg, rig.key_holder.public_key)
+    swapped = encode_frame(Frame(SUBMISSION, FRAME_VERSION, frame.meta, other_data + signed_tag))
     r = httpx.post(f"{url}/v1/rounds/{rid}/submissions", content=swapped,
                    headers={**rig.auth(), "Content-Type": "application/octet-stream"})
     assert r.status_code == 401  # the signature binds the ciphertexts' digest
-    unsigned = encode_frame(Frame(SUBMISSION, FRAME_VERSION, {**frame.meta, "signature": None}, b""))
+    unsigned = encode_frame(Frame(SUBMISSION, FRAME_VERSION, {**frame.meta, "signature": None},
+                                  signed_data + signed_tag))
     r = httpx.post(f"{url}/v1/rounds/{rid}/submissions", content=unsigned,
                    headers={**rig.auth(), "Content-Type": "application/octet-stream"})
     assert r.status_code == 401
@@ -132,14 +141,54 @@ def test_keyholder_reverifies_what_a_malicious_aggregator_hands_it(rig, url) -> 
     with relay as evil:
         rig.client(evil, "alice").submit(rid, np.full(20, 0.02))
         sub = decode_frame(relay.seen[0], SUBMISSION, (FRAME_VERSION,))
-        mode["payload"] = bytes(sub.payload)
+        split = cfg.ciphertexts_per_message() * ciphertext_width(int(rig.key_holder.public_key.n))
+        mode["payload"] = bytes(sub.payload)[:split]
         alice = {k: sub.meta[k] for k in ("party_id", "kind", "shares", "signature")}
         alice["ciphertexts_sha256"] = sha256_hex(mode["payload"])
+        alice["tag_ciphertext"] = base64.b64encode(bytes(sub.payload)[split:]).decode()
         forged = [{**alice, "party_id": p} for p in ("bob", "carol")]  # alice's signature under other names
         for receipts, why in (([alice, alice], "appears twice"), ([alice, *forged], "does not verify"),
                               ([alice], "1 noise shares from 1 distinct parties")):
             mode["receipts"] = receipts
             with pytest.raises(ReleaseRefusedError, match=why):
+                rig.key_holder.release(evil, rig.token, rid)
+
+
+def test_keyholder_detects_a_product_that_drops_or_repeats_a_submission(rig, url) -> None:
+    """All three receipts are genuine, but the relayed sum is alice² · carol: bob's update (and noise) is gone."""
+    cfg, n = _cfg(rig), int(rig.key_holder.public_key.n)
+    count, width = cfg.ciphertexts_per_message(), ciphertext_width(n)
+    plan: dict[str, list[int]] = {}
+
+    def recompute(method: str, path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        if not (path.endswith("/aggregate") and status == 200):
+            return status, body
+        frame = decode_frame(body, AGGREGATE, (FRAME_VERSION,))
+        data = {decode_frame(b, SUBMISSION, (FRAME_VERSION,)).meta["party_id"]:
+                decode_ciphertexts(decode_frame(b, SUBMISSION, (FRAME_VERSION,)).payload[:count * width], n, count)
+                for b in relay.seen}
+        product = [1] * count
+        for pid in plan["order"]:
+            product = [p * c % (n * n) for p, c in zip(product, data[pid], strict=True)]
+        payload = encode_ciphertexts(product, n) + bytes(frame.payload)[count * width:]
+        return 200, encode_frame(Frame(AGGREGATE, FRAME_VERSION, frame.meta, payload))
+
+    for order, cheat in ((["alice", "bob", "carol"], False), (["alice", "alice", "carol"], True)):
+        relay = Relay(url, on_response=recompute)
+        plan["order"] = order
+        with relay as evil:
+            rid = rig.key_holder.open_round(evil, rig.token, cfg)
+            clients = [rig.client(evil, pid) for pid in ("alice", "bob", "carol")]
+            for c in clients:
+                c.submit(rid, np.full(20, 0.02))
+            if not cheat:  # control: the relay's own product is the honest one, and it is released
+                release = rig.key_holder.release(evil, rig.token, rid)
+                total = sum(c.revealed["update"] + c.revealed["noise"] for c in clients)
+                np.testing.assert_array_equal(release.residues, np.mod(total, cfg.modulus))
+                continue
+            with pytest.raises(ReleaseRefusedError, match="integrity tags differ"):
+                rig.key_holder.release(evil, rig.token, rid)
+            with pytest.raises(ReleaseRefusedError, match="decrypted at most once"):
                 rig.key_holder.release(evil, rig.token, rid)
 
 

@@ -16,6 +16,7 @@ shares (:meth:`AggregationClient.top_up`).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from secquant.dp.samplers import secure_generator
+from secquant.protocol.aggregation.config import RoundConfig
 from secquant.protocol.aggregation.credentials import (
     SUBMISSION_CONTEXT,
     check_party_id,
@@ -30,9 +32,12 @@ from secquant.protocol.aggregation.credentials import (
     submission_statement,
 )
 from secquant.protocol.aggregation.encoding import (
+    TAG_SEED_BYTES,
     encode_ciphertexts,
     encode_updates,
     encrypt_residues,
+    encrypt_seed,
+    message_tags,
     noise_shares,
     to_residues,
 )
@@ -42,9 +47,43 @@ from secquant.protocol.errors import RoundStateError
 from secquant.protocol.messages import Frame, encode_frame, sha256_hex
 from secquant.protocol.transport import OCTET_STREAM, http_client, raise_for_status
 
-__all__ = ["AggregationClient", "round_status"]
+__all__ = ["AggregationClient", "build_submission", "round_status"]
 
 log = logging.getLogger("secquant.protocol")
+
+
+def build_submission(round_id: str, party_id: str, signing_key: Any, kind: SubmissionKind, shares: int,
+                     values: NDArray[np.int64], config: RoundConfig, public_key: Any, *,
+                     own_randomness: bool = True) -> bytes:
+    """A signed ``Submission`` v2 frame of integer ``values`` (update plus noise, or noise alone).
+
+    Draws a fresh tag seed from :mod:`secrets`, encrypts the values with their
+    integrity tags and the seed, and signs the statement
+    (:func:`~secquant.protocol.aggregation.credentials.submission_statement`).
+
+    Args:
+        round_id: The round.
+        party_id: The signer's party id.
+        signing_key: The party's Ed25519 private key (object, PEM or path).
+        kind: Update or top-up.
+        shares: 1 for an update; the assigned share count for a top-up.
+        values: Integers to encrypt, shape (dim,).
+        config: The round.
+        public_key: The round's Paillier public key.
+        own_randomness: ``r^n`` (True) or DJN ``hs^a`` randomness.
+    """
+    from secquant.signing import sign_bytes
+
+    seed = secrets.token_bytes(TAG_SEED_BYTES)
+    cts = encrypt_residues(to_residues(values, config), config, public_key, tags=message_tags(seed, config),
+                           own_randomness=own_randomness)
+    n = int(public_key.n)
+    data = encode_ciphertexts(cts, n)
+    tag = encode_ciphertexts([encrypt_seed(seed, public_key, own_randomness=own_randomness)], n)
+    statement = submission_statement(round_id, party_id, kind.value, shares, sha256_hex(data), sha256_hex(tag))
+    signature = sign_bytes(statement, signing_key, context=SUBMISSION_CONTEXT).to_json()
+    meta = {"round_id": round_id, "party_id": party_id, "kind": kind.value, "shares": shares, "signature": signature}
+    return encode_frame(Frame(SUBMISSION, FRAME_VERSION, meta, data + tag))
 
 
 def round_status(http: Any, rid: str) -> dict[str, Any]:
@@ -118,18 +157,10 @@ class AggregationClient:
 
     def _send(self, http: Any, rnd: VerifiedRound, kind: SubmissionKind, values: NDArray[np.int64],
               shares: int) -> None:
-        from secquant.signing import sign_bytes
-
-        rid, config = rnd.announcement.round_id, rnd.config
+        rid = rnd.announcement.round_id
         t0 = time.perf_counter()
-        own = self.policy.randomness is EncryptionRandomness.OWN
-        cts = encrypt_residues(to_residues(values, config), config, rnd.public_key, own_randomness=own)
-        payload = encode_ciphertexts(cts, int(rnd.public_key.n))
-        statement = submission_statement(rid, self.client_id, kind.value, shares, sha256_hex(payload))
-        signature = sign_bytes(statement, self._signing_key, context=SUBMISSION_CONTEXT).to_json()
-        meta = {"round_id": rid, "party_id": self.client_id, "kind": kind.value, "shares": shares,
-                "signature": signature}
-        body = encode_frame(Frame(SUBMISSION, FRAME_VERSION, meta, payload))
+        body = build_submission(rid, self.client_id, self._signing_key, kind, shares, values, rnd.config,
+                                rnd.public_key, own_randomness=self.policy.randomness is EncryptionRandomness.OWN)
         t1 = time.perf_counter()
         r = http.post(f"/v1/rounds/{rid}/submissions", content=body, headers=OCTET_STREAM)
         raise_for_status(r)

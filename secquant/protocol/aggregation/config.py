@@ -177,9 +177,20 @@ class RoundConfig:
 
         return PackingLayout.for_bound(1 << (self.modulus_bits - 1), self.key_bits - 1, max_summands=self.max_summands)
 
+    def data_slots(self) -> int:
+        """Update values per Paillier plaintext: the layout's slots but the last, which holds an integrity tag.
+
+        Raises:
+            ConfigError: the layout has a single slot (cannot happen for key_bits >= 512, b <= 62).
+        """
+        slots = int(self.layout().slots)
+        if slots < 2:
+            raise ConfigError(f"a {self.key_bits}-bit plaintext holds only {slots} slot; need 2 (data and tag)")
+        return slots - 1
+
     def ciphertexts_per_message(self) -> int:
-        """Paillier ciphertexts in one client message."""
-        return int(self.layout().plaintexts_for(self.dim))
+        """Paillier ciphertexts of update data in one client message (plus one tag-seed ciphertext on the wire)."""
+        return -(-self.dim // self.data_slots())
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready fields (the wire form of the round)."""

@@ -14,7 +14,7 @@ context                             signer        over (canonical JSON)
 ``aggregation/command/v1``          key-holder    ``{"round_id", "action": "close", "from_state",
                                                   "issued_at"}``
 ``aggregation/submission/v1``       a party       ``{"round_id", "party_id", "kind", "shares",
-                                                  "ciphertexts_sha256"}``
+                                                  "ciphertexts_sha256", "tag_sha256"}``
 ==================================  ============  ==================================================
 
 Signed JSON travels as ``{"body": base64(canonical bytes), "signature": Signature}``
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import os
@@ -300,17 +301,23 @@ class RoundAnnouncement:
                                       "the key-holder must open a new one")
 
 
-def submission_statement(round_id: str, party_id: str, kind: str, shares: int, ciphertexts_sha256: str) -> bytes:
-    """The bytes a party signs for one submission (context ``aggregation/submission/v1``)."""
+def submission_statement(round_id: str, party_id: str, kind: str, shares: int, ciphertexts_sha256: str,
+                         tag_sha256: str) -> bytes:
+    """The bytes a party signs for one submission (context ``aggregation/submission/v1``).
+
+    ``ciphertexts_sha256`` is the SHA-256 of the data ciphertexts, ``tag_sha256``
+    that of the encrypted tag seed (both hex, over their wire bytes).
+    """
     return canonical_json({"round_id": round_id, "party_id": party_id, "kind": kind, "shares": shares,
-                           "ciphertexts_sha256": ciphertexts_sha256})
+                           "ciphertexts_sha256": ciphertexts_sha256, "tag_sha256": tag_sha256})
 
 
 def verify_submission(parties: PartyList, round_id: str, receipt: Mapping[str, Any]) -> tuple[str, str, int]:
     """Check a submission's signature by the party it names; returns (party id, kind, shares).
 
-    ``receipt`` holds ``party_id``, ``kind``, ``shares``, ``ciphertexts_sha256`` and
-    ``signature`` (a :class:`secquant.signing.Signature` record).
+    ``receipt`` holds ``party_id``, ``kind``, ``shares``, ``ciphertexts_sha256``,
+    ``tag_ciphertext`` (base64 of the encrypted tag seed) and ``signature`` (a
+    :class:`secquant.signing.Signature` record).
 
     Raises:
         AuthenticationError: unknown party, or a signature that is not that party's over these fields.
@@ -320,13 +327,19 @@ def verify_submission(parties: PartyList, round_id: str, receipt: Mapping[str, A
 
     if not isinstance(receipt, Mapping):
         raise MessageError("a submission receipt must be a JSON object")
-    pid, kind, shares, digest = (receipt.get(k) for k in ("party_id", "kind", "shares", "ciphertexts_sha256"))
+    pid, kind, shares, digest, tag = (receipt.get(k) for k in ("party_id", "kind", "shares", "ciphertexts_sha256",
+                                                               "tag_ciphertext"))
     if not isinstance(pid, str) or not isinstance(kind, str) or not isinstance(digest, str) \
-            or isinstance(shares, bool) or not isinstance(shares, int) or shares < 1:
-        raise MessageError("a submission names party_id, kind, shares (int >= 1) and ciphertexts_sha256")
+            or not isinstance(tag, str) or isinstance(shares, bool) or not isinstance(shares, int) or shares < 1:
+        raise MessageError("a submission names party_id, kind, shares (int >= 1), ciphertexts_sha256 and "
+                           "tag_ciphertext")
+    try:
+        tag_digest = hashlib.sha256(base64.b64decode(tag, validate=True)).hexdigest()
+    except (binascii.Error, ValueError) as exc:
+        raise MessageError(f"tag_ciphertext must be base64: {exc}") from None
     trusted = parties.verifier(pid)
     try:
-        verify_bytes(submission_statement(round_id, pid, kind, shares, digest),
+        verify_bytes(submission_statement(round_id, pid, kind, shares, digest, tag_digest),
                      Signature.from_json(receipt.get("signature")), trusted, context=SUBMISSION_CONTEXT)
     except IntegrityError as exc:
         raise AuthenticationError(f"submission of {pid!r} is not signed by that party's key: {exc}") from None

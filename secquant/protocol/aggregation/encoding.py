@@ -5,10 +5,20 @@ Pure functions (no network) shared by the real clients
 release (:func:`released_sum_mechanism`), so the auditor checks the very code
 the clients run.  Ciphertexts travel as fixed-width big-endian integers of
 ``ceil(bits(n²)/8)`` bytes each.
+
+Integrity tags: the last slot of every plaintext carries a tag
+``t_j = SHA-256(context | seed | j) mod 2^b`` derived from a fresh 128-bit seed
+of the message (:func:`message_tags`); the seed itself travels encrypted under
+the round's key (:func:`encrypt_seed`), so the aggregator can read neither.
+The key-holder decrypts the seeds of the submissions it verified and checks
+that the tag slots of the sum equal the sum of their tags: a product that
+drops, repeats or substitutes a submission fails with probability about
+``1 - 2^-b`` per plaintext.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -24,16 +34,22 @@ from secquant.protocol.errors import MessageError
 __all__ = [
     "ciphertext_width",
     "decode_ciphertexts",
+    "decrypt_plaintexts",
     "decrypt_sum",
     "encode_ciphertexts",
     "encode_updates",
     "encrypt_residues",
+    "encrypt_seed",
+    "message_tags",
     "noise_shares",
     "released_sum_mechanism",
     "to_residues",
 ]
 
 _MAX_ROUNDING_TRIES = 32
+_TAG_CONTEXT = b"secquant/aggregation/tag/v1\x00"
+#: Bytes of a message's tag seed (drawn from :mod:`secrets`, sent encrypted to the key-holder).
+TAG_SEED_BYTES = 16
 
 
 def encode_updates(updates: ArrayLike, config: RoundConfig, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -131,54 +147,83 @@ def decode_ciphertexts(payload: bytes, public_n: int, count: int) -> list[int]:
     return out
 
 
-def encrypt_residues(residues: NDArray[np.int64], config: RoundConfig, public_key: Any, *,
-                     own_randomness: bool = True) -> list[int]:
-    """Pack centered residues into plaintexts and encrypt each under ``public_key``.
+def message_tags(seed: bytes, config: RoundConfig) -> NDArray[np.int64]:
+    """The integrity tag of each plaintext of one message: ``SHA-256(context | seed | j) mod 2^b`` in ``[0, 2^b)``."""
+    count = config.ciphertexts_per_message()
+    tags = [int.from_bytes(hashlib.sha256(_TAG_CONTEXT + bytes(seed) + j.to_bytes(4, "big")).digest(), "big")
+            % config.modulus for j in range(count)]
+    return np.asarray(tags, dtype=np.int64)
 
-    Encryption is ``(1 + n)^m · ρ mod n²`` with a fresh n-th residue ``ρ``
-    (:func:`secquant.backends.paillier.crypto.fresh_randomizer`, randomness from
-    :mod:`secrets`): ``r^n`` for a uniform ``r`` (``own_randomness``, the default:
-    nothing the key-holder chose enters it) or DJN ``hs^a`` with a ceil(k/2)-bit
-    ``a`` (twice as fast; as strong as the key-holder's ``hs``).
+
+def _randomizer(public_key: Any, own_randomness: bool) -> Any:
+    from secquant.backends.paillier.crypto import Randomness, fresh_randomizer
+
+    return fresh_randomizer(public_key, Randomness.FULL if own_randomness else Randomness.DJN)
+
+
+def encrypt_residues(residues: NDArray[np.int64], config: RoundConfig, public_key: Any, *,
+                     tags: NDArray[np.int64] | None = None, own_randomness: bool = True) -> list[int]:
+    """Pack centered residues (and one tag per plaintext) into plaintexts and encrypt each.
+
+    Plaintext j holds ``config.data_slots()`` values (the last plaintext padded
+    with zeros) and then ``tags[j]``.  Encryption is ``(1 + n)^m · ρ mod n²``
+    with a fresh n-th residue ``ρ`` (randomness from :mod:`secrets`): ``r^n``
+    for a uniform ``r`` (``own_randomness``, the default: nothing the key-holder
+    chose enters it) or DJN ``hs^a`` with a ceil(k/2)-bit ``a`` (twice as fast;
+    as strong as the key-holder's ``hs``).
 
     Args:
         residues: Centered residues mod 2^b, shape (dim,).
         config: The round.
         public_key: A :class:`secquant.backends.paillier.keys.PaillierPublicKey`.
+        tags: One residue mod 2^b per plaintext (:func:`message_tags`); zeros if None.
         own_randomness: ``r^n`` (True) or DJN ``hs^a`` (False).
     """
-    from secquant.backends.paillier.crypto import Randomness, fresh_randomizer
-
-    kind = Randomness.FULL if own_randomness else Randomness.DJN
-    layout = config.layout()
-    n, n2 = public_key.n, public_key.nsquare
+    layout, per, count = config.layout(), config.data_slots(), config.ciphertexts_per_message()
+    tag = to_residues(np.zeros(count, dtype=np.int64) if tags is None else np.asarray(tags), config)
+    values = [int(v) for v in residues]
+    n, n2 = int(public_key.n), public_key.nsquare
     out = []
-    for chunk in layout.chunks([int(v) for v in residues]):
-        m = layout.encode_mod(chunk, int(n))
-        out.append(int((1 + m * n) * fresh_randomizer(public_key, kind) % n2))
+    for j in range(count):
+        chunk = values[j * per:(j + 1) * per]
+        m = layout.encode_mod([*chunk, *([0] * (per - len(chunk))), int(tag[j])], n)
+        out.append(int((1 + m * n) * _randomizer(public_key, own_randomness) % n2))
     return out
 
 
-def decrypt_sum(cts: list[int], config: RoundConfig, private_key: Any) -> NDArray[np.int64]:
-    """Decrypt summed ciphertexts (CRT) and unpack: the sum mod 2^b as residues in ``[0, 2^b)``.
+def encrypt_seed(seed: bytes, public_key: Any, *, own_randomness: bool = True) -> int:
+    """Encrypt a message's tag seed (as a big-endian integer) under the round's key."""
+    m = int.from_bytes(bytes(seed), "big")
+    return int((1 + m * int(public_key.n)) * _randomizer(public_key, own_randomness) % public_key.nsquare)
 
-    Args:
-        cts: The aggregate's ciphertexts.
-        config: The round.
-        private_key: A :class:`secquant.backends.paillier.keys.PaillierPrivateKey`.
+
+def decrypt_plaintexts(cts: list[int], config: RoundConfig, private_key: Any
+                       ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Decrypt summed ciphertexts (CRT) and unpack data and tags, each mod 2^b in ``[0, 2^b)``.
+
+    Returns:
+        (the sum's ``dim`` data values, the sum's tag of each plaintext).
 
     Raises:
         ModulusOverflowError: a slot overflowed its guard bits (more summands than planned, or another key).
     """
     from secquant.backends.paillier.crypto import Decryptor
 
-    layout = config.layout()
+    layout, per = config.layout(), config.data_slots()
     n = int(private_key.public.n)
     values: list[int] = []
-    for i, residue in enumerate(Decryptor(private_key).decrypt([_mpz(c) for c in cts])):
-        count = min(layout.slots, config.dim - i * layout.slots)
-        values.extend(layout.decode_mod(int(residue), n, count))
-    return np.mod(np.asarray(values, dtype=object), config.modulus).astype(np.int64)
+    tags: list[int] = []
+    for residue in Decryptor(private_key).decrypt([_mpz(c) for c in cts]):
+        slots = layout.decode_mod(int(residue), n, per + 1)
+        values.extend(slots[:per])
+        tags.append(slots[per])
+    data = np.mod(np.asarray(values[:config.dim], dtype=object), config.modulus).astype(np.int64)
+    return data, np.mod(np.asarray(tags, dtype=object), config.modulus).astype(np.int64)
+
+
+def decrypt_sum(cts: list[int], config: RoundConfig, private_key: Any) -> NDArray[np.int64]:
+    """The sum's data mod 2^b as residues in ``[0, 2^b)`` (:func:`decrypt_plaintexts` without the tags)."""
+    return decrypt_plaintexts(cts, config, private_key)[0]
 
 
 def _mpz(value: int) -> Any:

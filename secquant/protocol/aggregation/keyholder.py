@@ -8,11 +8,15 @@ command (:meth:`KeyHolder.open_round`, :meth:`KeyHolder.close_round`).  Before
 it decrypts (:meth:`KeyHolder.release`) it verifies every summed submission's
 signature again with its own party list (it does not trust the aggregator),
 counts one noise share per distinct verified party plus their verified
-top-ups, and refuses unless that count reaches ``min_noise_shares``.
+top-ups, and refuses unless that count reaches ``min_noise_shares`` from at
+least ``min_parties`` parties.  After decrypting, it checks the integrity tags
+(:mod:`.encoding`): the sum must contain exactly the verified submissions, once
+each, or nothing is released.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -33,14 +37,21 @@ from secquant.protocol.aggregation.credentials import (
     sign_body,
     verify_submission,
 )
-from secquant.protocol.aggregation.encoding import ciphertext_width, decode_ciphertexts, decrypt_sum, to_residues
+from secquant.protocol.aggregation.encoding import (
+    TAG_SEED_BYTES,
+    ciphertext_width,
+    decode_ciphertexts,
+    decrypt_plaintexts,
+    message_tags,
+    to_residues,
+)
 from secquant.protocol.aggregation.messages import AGGREGATE, FRAME_VERSION, RoundState, SubmissionKind
 from secquant.protocol.aggregation.table import close_command
 from secquant.protocol.errors import AuthenticationError, MessageError, ReleaseRefusedError
 from secquant.protocol.messages import decode_frame
 from secquant.protocol.transport import http_client, raise_for_status
 
-__all__ = ["KeyHolder", "Release", "count_verified_shares"]
+__all__ = ["KeyHolder", "Release", "check_tags", "count_verified_shares"]
 
 
 @dataclass
@@ -67,7 +78,7 @@ class Release:
 
 
 def count_verified_shares(parties: PartyList, round_id: str, receipts: Any,
-                          config: RoundConfig) -> tuple[list[str], int]:
+                          config: RoundConfig) -> tuple[list[str], int, list[bytes]]:
     """Verify every receipt and count noise shares: one per distinct party's update, plus their top-ups.
 
     Args:
@@ -77,7 +88,7 @@ def count_verified_shares(parties: PartyList, round_id: str, receipts: Any,
         config: The round.
 
     Returns:
-        (contributing party ids, verified noise shares).
+        (contributing party ids, verified noise shares, the encrypted tag seed of every receipt).
 
     Raises:
         ReleaseRefusedError: a receipt is not signed by the party it names, a party appears twice
@@ -87,12 +98,14 @@ def count_verified_shares(parties: PartyList, round_id: str, receipts: Any,
         raise ReleaseRefusedError("the aggregator's receipts are not a list")
     updates: list[str] = []
     topups: dict[str, int] = {}
+    seeds: list[bytes] = []
     for receipt in receipts:
         try:
             pid, kind, shares = verify_submission(parties, round_id, receipt)
             kind_enum = SubmissionKind(kind)
         except (AuthenticationError, MessageError, ValueError) as exc:
             raise ReleaseRefusedError(f"a summed submission does not verify: {exc}") from None
+        seeds.append(base64.b64decode(receipt["tag_ciphertext"]))
         if kind_enum is SubmissionKind.UPDATE:
             if pid in updates or shares != 1:
                 raise ReleaseRefusedError(f"party {pid!r} appears twice (or with {shares} shares) among the updates")
@@ -106,7 +119,31 @@ def count_verified_shares(parties: PartyList, round_id: str, receipts: Any,
     strangers = sorted(set(topups) - set(updates))
     if strangers:
         raise ReleaseRefusedError(f"top-ups from parties without an update: {strangers}")
-    return updates, len(updates) + sum(min(s, config.required_shares) for s in topups.values())
+    return updates, len(updates) + sum(min(s, config.required_shares) for s in topups.values()), seeds
+
+
+def check_tags(tags: NDArray[np.int64], seed_cts: list[bytes], config: RoundConfig, private_key: Any) -> None:
+    """Check that the sum's tag slots are the sum of the verified submissions' tags.
+
+    Raises:
+        ReleaseRefusedError: a seed does not decrypt to 128 bits, or the tags differ: the aggregator
+            dropped, repeated or replaced a submission in the product.
+    """
+    import gmpy2
+
+    from secquant.backends.paillier.crypto import Decryptor
+
+    n = int(private_key.public.n)
+    cts = [gmpy2.mpz(int.from_bytes(c, "big")) for c in seed_cts]
+    expected = np.zeros(config.ciphertexts_per_message(), dtype=object)
+    for seed in Decryptor(private_key).decrypt(cts):
+        value = int(seed) % n
+        if value >> (8 * TAG_SEED_BYTES):
+            raise ReleaseRefusedError("a submission's tag seed is not a 128-bit value; refusing the sum")
+        expected = expected + message_tags(value.to_bytes(TAG_SEED_BYTES, "big"), config).astype(object)
+    if not np.array_equal(np.mod(expected, config.modulus).astype(np.int64), tags):
+        raise ReleaseRefusedError("the sum does not contain exactly the signed submissions, once each (integrity "
+                                  "tags differ): the aggregator dropped, repeated or replaced one; nothing released")
 
 
 class KeyHolder:
@@ -211,7 +248,8 @@ class KeyHolder:
             RemoteError: the aggregator refused a request.
         """
         if round_id in self._released:
-            raise ReleaseRefusedError("this round was already released; each round is decrypted once")
+            raise ReleaseRefusedError("this round was already released (or refused after decryption); each round "
+                                      "is decrypted at most once")
         ann = self._rounds.get(round_id)
         if ann is None:
             raise ConfigError("unknown round: open it with this key-holder first")
@@ -224,13 +262,14 @@ class KeyHolder:
             raise_for_status(r)
         t2 = time.perf_counter()
         cts, receipts = self._open_aggregate(r.content, round_id, config)
-        contributors, shares = count_verified_shares(ann.parties, round_id, receipts, config)
+        contributors, shares, seeds = count_verified_shares(ann.parties, round_id, receipts, config)
         if shares < config.required_shares or len(contributors) < config.required_parties:
             raise ReleaseRefusedError(f"the verified submissions carry {shares} noise shares from "
                                       f"{len(contributors)} distinct parties; the accounting needs "
                                       f"{config.required_shares} shares from at least {config.required_parties}")
-        self._released.add(round_id)
-        residues = decrypt_sum(cts, config, self._private_key)
+        self._released.add(round_id)  # decrypted at most once, released or not
+        residues, tags = decrypt_plaintexts(cts, config, self._private_key)
+        check_tags(tags, seeds, config, self._private_key)
         t3 = time.perf_counter()
         estimate = to_residues(residues, config).astype(np.float64) * config.granularity
         return Release(round_id=round_id, residues=residues, estimate=estimate, contributors=contributors,

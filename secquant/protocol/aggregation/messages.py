@@ -6,18 +6,22 @@
   summed in for a top-up), ``signature`` (a :class:`secquant.signing.Signature`
   record by the party's Ed25519 key over
   :func:`~secquant.protocol.aggregation.credentials.submission_statement`, which
-  binds the round, the party, the kind, the shares and the payload's SHA-256);
+  binds the round, the party, the kind, the shares and the SHA-256 of the data
+  ciphertexts and of the tag ciphertext);
   payload: ``ciphertexts_per_message`` Paillier ciphertexts, each a
   fixed-width big-endian integer of ``ceil(bits(n²)/8)`` bytes, encrypting
   packed centered residues mod 2^b (``PackingLayout`` with
-  ``max_summands = 2·n_clients``).
+  ``max_summands = 2·n_clients``; the last slot of each plaintext is an
+  integrity tag), then one more ciphertext of the same width: the message's
+  128-bit tag seed (:mod:`secquant.protocol.aggregation.encoding`).
 * ``Aggregate`` v2 — aggregator → key-holder, ``GET /v1/rounds/{id}/aggregate``.
   meta: ``round_id``, ``contributors`` (party ids), ``noise_shares`` (int, the
   aggregator's count; the key-holder recounts), ``topups`` (ids), ``ciphertexts``
   (int), ``receipts_bytes`` (int); payload: the summed ciphertexts (same
   encoding), then ``receipts_bytes`` bytes of canonical JSON: the list of every
   summed submission's receipt (``party_id``, ``kind``, ``shares``,
-  ``ciphertexts_sha256``, ``signature``), which the key-holder verifies again.
+  ``ciphertexts_sha256``, ``tag_ciphertext`` (base64), ``signature``), which the
+  key-holder verifies again; it then checks the sum's tags against the seeds.
 
 Version 1 (unsigned, self-declared ``client_id``) is refused.  JSON bodies
 (round open, status, close) are documented in

@@ -32,7 +32,7 @@ from secquant.protocol.aggregation.credentials import (
     parse_json_object,
     verify_submission,
 )
-from secquant.protocol.aggregation.encoding import decode_ciphertexts
+from secquant.protocol.aggregation.encoding import ciphertext_width, decode_ciphertexts
 from secquant.protocol.aggregation.messages import RoundState, SubmissionKind
 from secquant.protocol.aggregation.rounds import Round, RoundStatus, SignedRecord
 from secquant.protocol.errors import (
@@ -138,26 +138,32 @@ class RoundTable:
             MessageError: malformed frame, ciphertexts or kind; the frame names another round.
             RoundStateError: the round does not accept this submission now, or the party already sent it (409).
         """
-        meta = frame.meta
+        meta, payload = frame.meta, bytes(frame.payload)
         if require(meta, "round_id", str, "Submission") != rid:
             raise MessageError("the submission names another round")
-        receipt = {"party_id": require(meta, "party_id", str, "Submission"),
-                   "kind": require(meta, "kind", str, "Submission"),
-                   "shares": require(meta, "shares", int, "Submission"),
-                   "ciphertexts_sha256": sha256_hex(bytes(frame.payload)), "signature": meta.get("signature")}
+        for key, kind_type in (("party_id", str), ("kind", str), ("shares", int)):
+            require(meta, key, kind_type, "Submission")
         with self._lock:
             rnd = self._get_locked(rid)
             if rnd.parties is None:
                 raise AuthenticationError("this round has no party list")
+            count, width = rnd.config.ciphertexts_per_message(), ciphertext_width(rnd.n)
+            split = width * count
+            if len(payload) != split + width:
+                raise MessageError(f"expected {count} data ciphertexts and 1 tag ciphertext of {width} bytes "
+                                   f"({split + width} bytes), got {len(payload)} bytes (truncated, or another key?)")
+            receipt = {"party_id": meta["party_id"], "kind": meta["kind"], "shares": meta["shares"],
+                       "ciphertexts_sha256": sha256_hex(payload[:split]),
+                       "tag_ciphertext": base64.b64encode(payload[split:]).decode(), "signature": meta.get("signature")}
             pid, kind_name, shares = verify_submission(rnd.parties, rid, receipt)
             kind = _submission_kind(kind_name)
             if kind is SubmissionKind.UPDATE:
                 if shares != 1:
                     raise MessageError(f"an update carries exactly 1 noise share, the submission says {shares}")
-                rnd.expect_update(pid)  # a duplicate is a 409 before its ciphertexts are read
+                rnd.expect_update(pid)  # a duplicate is a 409 before its ciphertexts are decoded
             else:
                 rnd.expect_topup(pid, shares)
-            cts = decode_ciphertexts(bytes(frame.payload), rnd.n, rnd.config.ciphertexts_per_message())
+            cts = decode_ciphertexts(payload, rnd.n, count + 1)[:count]  # every value a unit below n², or 400
             if kind is SubmissionKind.UPDATE:
                 rnd.add_update(pid, cts, receipt)
             else:
