@@ -223,6 +223,7 @@ def test_batches_stream_in_order_with_bounded_in_flight(cluster: Any, digits_mlp
         results.append(client.decrypt(ev.result))
         assert ev.index == len(results) - 1
     assert max(outstanding) <= cluster.in_flight == 4 and cluster.last_stats.max_outstanding <= 4
+    assert cluster.gcs_address().startswith("127.")  # the local cluster listens on the loopback address only
     assert _exact(np.concatenate(results), qm.forward_int(xs))
 
 
