@@ -15,4 +15,4 @@ def test_class_based_model_example_runs_small() -> None:
     requantized = int(re.search(r"requantized\s+[\d.]+\s+modulus (\d+) bits\s+graph: DAG", out).group(1))
     assert requantized < exact  # the residual network is a graph, and requantization shrinks its modulus
     assert re.search(r"\bstem\.requantize\s+requantize\b", out)  # the bounds table shows the requantize ops
-    assert re.search(r"\badd\s+add\s.*\brelu_fn, block\.conv2\s*$", out, re.M)  # and the residual add, reading two
+    assert re.search(r"\badd\s+add\s.*\brelu_fn, block\.conv2\s*$", out, re.MULTILINE)  # and the residual add, reading two

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from secquant.errors import ConfigError
+from secquant.errors import ConfigError, SecquantError, UnsupportedLayerError
 from secquant.nn.layers import Poly, Square
 from secquant.quant.config import QuantConfig
 from secquant.quant.converters_graph import merge_converter_for
@@ -24,7 +24,7 @@ from secquant.quant.dag import INPUT, IntGraph, IntNode
 from secquant.quant.graph import GraphLayer
 from secquant.quant.intops import IntAddConst, IntOp, max_abs
 from secquant.quant.primitives import Domain, modulus_needed
-from secquant.quant.registry import ConvState, converter_for
+from secquant.quant.registry import ConvState, converter_for, suggestion_for
 from secquant.quant.requantize import RequantizeAt, RequantizeConfig, requantize_ops
 
 __all__ = ["Built", "BuiltNode", "build_graph", "convert_layer"]
@@ -69,25 +69,34 @@ def convert_layer(layer: GraphLayer, states: Sequence[ConvState], cfg: QuantConf
         ConfigError: the layer cannot take these inputs.
     """
     merge = merge_converter_for(layer.module)
+    single = converter_for(layer.module)
+    if merge is None and single is None:
+        raise UnsupportedLayerError([f"{layer.name} ({type(layer.module).__name__}): {suggestion_for(layer.module)}"])
     if merge is None and len(states) != 1:
         raise ConfigError(f"{layer.name}: {type(layer.module).__name__} reads {len(states)} tensors; it takes one")
-    with np.errstate(over="ignore", invalid="ignore"):
-        if merge is not None:
-            ops, after = merge(layer.module, layer.name, states, cfg)
-        else:
-            ops, after = converter_for(layer.module)(layer.module, layer.name, states[0], cfg)
+    scale_error = ConfigError(
+        f"{layer.name}: the integer scale leaves the float64 range here (the exact integers would need "
+        "over a thousand bits); requantize between layers with requantize=RequantizeConfig(), or use "
+        "fewer layers or bits"
+    )
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if merge is not None:
+                ops, after = merge(layer.module, layer.name, states, cfg)
+            elif single is not None:
+                ops, after = single(layer.module, layer.name, states[0], cfg)
+    except OverflowError as exc:  # int(inf): a weight scaled by an infinite scale
+        if isinstance(exc, SecquantError):
+            raise
+        raise scale_error from exc
     scale = np.asarray(after.scale, dtype=np.float64)
     if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        raise ConfigError(
-            f"{layer.name}: the integer scale leaves the float64 range here (the exact integers would need "
-            "over a thousand bits); requantize between layers with requantize=RequantizeConfig(), or use "
-            "fewer layers or bits"
-        )
+        raise scale_error
     return ops, after
 
 
 def _bits(lo: Any, hi: Any) -> int:
-    needed = modulus_needed(int(np.min(lo)), int(np.max(hi)), Domain.CENTERED)
+    needed = modulus_needed(int(np.min(lo)), int(np.max(hi)), Domain.CENTERED) or 2
     return (needed - 1).bit_length()
 
 
@@ -156,7 +165,8 @@ class _Builder:
         if rq is not None and rq.at is RequantizeAt.BEFORE_ACTIVATION and _is_activation(layer):
             srcs = [self.rescale(s) for s in srcs]
         ops, after = convert_layer(layer, [self.states[s] for s in srcs], self.cfg)
-        if rq is not None and rq.at is RequantizeAt.BUDGET and self.trial_bits(ops, srcs) > rq.budget_bits:
+        if (rq is not None and rq.at is RequantizeAt.BUDGET and rq.budget_bits is not None
+                and self.trial_bits(ops, srcs) > rq.budget_bits):
             srcs = [self.rescale(s) for s in srcs]
             ops, after = convert_layer(layer, [self.states[s] for s in srcs], self.cfg)
             bits = self.trial_bits(ops, srcs)
