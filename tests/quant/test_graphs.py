@@ -248,3 +248,30 @@ def test_square_and_poly_are_leaves_of_the_trace() -> None:
     torch.manual_seed(9)
     qm = _check(Net(), torch.rand(32, 4).numpy())
     assert [n.name for n in qm.nodes] == ["fc1", "act1", "fc2", "act2"]
+
+
+def test_graph_models_survive_save_and_load(tmp_path) -> None:
+    """Version-2 artifacts record which nodes each op reads (add, concat, scale ops included)."""
+    from secquant import QuantizedModel
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.res = TinyResNet()
+            self.side = nn.Linear(64, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.res(x), self.side(torch.flatten(x, 1)) * 0.5], dim=1)
+
+    torch.manual_seed(10)
+    model = Net().eval()
+    _randomize_bn(model)
+    x = torch.rand(32, 1, 8, 8).numpy()
+    qm = quantize_model(model, x, bits=6)
+    kinds = {n.op.kind for n in qm.nodes}
+    assert {"add", "concat", "scale"} <= kinds
+    loaded = QuantizedModel.load(qm.save(tmp_path / "graph.sqm"))
+    assert [(n.name, n.inputs) for n in loaded.nodes] == [(n.name, n.inputs) for n in qm.nodes]
+    assert loaded.summary() == qm.summary()
+    xq = qm.quantize_input(x)
+    np.testing.assert_array_equal(loaded.forward_int(xq), qm.forward_int(xq))
