@@ -5,7 +5,8 @@ with ``--clients`` parties (each with its own Ed25519 key, registered with the
 key-holder), who submit one after another so their timings do not compete.
 Real keys, 3072-bit by default. It reports:
 
-* per client: the verify + encode + noise + pack + encrypt + sign time, and the bytes sent
+* per client: the verify + encode + noise + pack + encrypt + sign time, and the bytes sent (data
+  ciphertexts plus the encrypted tag seed)
   (``--randomness own``, the default: ``r^n`` from the client's own randomness; ``djn``: ``hs^a``);
 * the aggregator's time for the whole collection phase (network + homomorphic sum);
 * the key-holder's close + fetch + decrypt time;
@@ -57,7 +58,7 @@ def one_round(kh: Any, keys: dict[str, Any], url: str, token: str, dim: int, sig
     return {
         "dim": dim, "clients": clients, "key_bits": kh.key_bits, "randomness": randomness,
         "ciphertexts_per_client": cfg.ciphertexts_per_message(),
-        "bytes_per_client": cfg.ciphertexts_per_message() * width, "client_encrypt_s": float(enc.mean()),
+        "bytes_per_client": (cfg.ciphertexts_per_message() + 1) * width, "client_encrypt_s": float(enc.mean()),
         "client_encrypt_max_s": float(enc.max()), "collect_s": collect,
         "kh_close_fetch_s": release.timings["close"] + release.timings["fetch"],
         "kh_decrypt_s": release.timings["decrypt"], "bit_exact": exact, "epsilon": release.epsilon,
