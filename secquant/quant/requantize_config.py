@@ -69,7 +69,7 @@ class RequantizeConfig:
     budget_bits: int | None = None
     multiplier_bits: int = 16
     range_from: RangeSource = RangeSource.CALIBRATION
-    method: RangeMethod = field(default_factory=lambda: Percentile(99.9))
+    method: RangeMethod = field(default_factory=MinMax)
     headroom: float = 1.0
 
     def __post_init__(self) -> None:
