@@ -49,6 +49,7 @@ __all__ = [
     "SUBMISSION_CONTEXT",
     "PartyList",
     "RoundAnnouncement",
+    "check_party_id",
     "open_body",
     "parse_json_object",
     "raw_public_key",

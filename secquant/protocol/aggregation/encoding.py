@@ -32,6 +32,7 @@ from secquant.protocol.aggregation.config import RoundConfig
 from secquant.protocol.errors import MessageError
 
 __all__ = [
+    "TAG_SEED_BYTES",
     "ciphertext_width",
     "decode_ciphertexts",
     "decrypt_plaintexts",
