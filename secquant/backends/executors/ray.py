@@ -254,7 +254,10 @@ class RayExecutor:
                     with _loopback_only() if local else contextlib.nullcontext():
                         ray.init(address=self.address, logging_level=logging.WARNING)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
-                    raise ExecutorError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from exc
+                    raise ExecutorError(
+                        f"cannot connect to the Ray cluster at {self.address!r}: {exc}. ray:// needs "
+                        "pip install 'ray[client]'; a cluster with token authentication needs RAY_AUTH_MODE=token "
+                        "and its token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) here too") from exc
             self._owns_ray = True
         if self._requested is None:
             total = float(ray.cluster_resources().get("CPU", 1.0))
@@ -302,7 +305,8 @@ class RayExecutor:
         return actor.remote(self._recipe_ref)
 
     def _send(self, slot: int, index: int, payload: bytes) -> Any:
-        return self._actors[slot].evaluate.remote(index, payload)
+        # through the object store, not inline in the task message (which Ray Client would warn about)
+        return self._actors[slot].evaluate.remote(index, self._put(payload))
 
     def _replace(self, slot: int) -> None:
         with contextlib.suppress(Exception):
