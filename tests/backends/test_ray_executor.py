@@ -112,7 +112,7 @@ def test_secret_key_never_reaches_ray(cluster: Any, digits_mlp: Any, bfv_model: 
     payloads: list[bytes] = []
     encrypt = client.encrypt
     monkeypatch.setattr(client, "encrypt", lambda x, progress=None: payloads.append(encrypt(x, progress)) or payloads[-1])
-    cluster.release()  # new actors: their constructor arguments are captured too
+    cluster.release()  # a new actor class and new actors: their export and constructor arguments are captured too
     capture = _Capture(monkeypatch)
     out = em.forward_int(xq, executor=cluster)
     assert _exact(out, qm.forward_int(xq))
@@ -124,6 +124,7 @@ def test_secret_key_never_reaches_ray(cluster: Any, digits_mlp: Any, bfv_model: 
     assert recipe.wire in big and len(payloads) == 2 and all(p in big for p in payloads)
     assert all(b == recipe.wire or b in payloads for b in big)  # public material, model and ciphertexts only
     assert ServerRecipe.from_bytes(recipe.wire).public_material == client.public_material()
+    assert capture.exports and all(len(e) < 100_000 for e in capture.exports)  # the actor class, by reference
     assert not any(_leaks(b, forms) for b in blobs + capture.exports)
 
 

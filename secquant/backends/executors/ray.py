@@ -338,9 +338,11 @@ class RayExecutor:
         self._actors, self._recipe_ref, self._recipe_digest = [], None, None
 
     def release(self) -> None:
-        """End the actors (freeing their CPUs) but keep the Ray session; the next stream makes new ones."""
+        """End the actors (freeing their CPUs) but keep the Ray session; the next stream registers the
+        actor class again and makes new actors."""
         if self._ray is not None:
             self._end_actors()
+            self._actor_class = None
 
     def close(self) -> None:
         """End the actors, and the Ray session if this executor started it."""
