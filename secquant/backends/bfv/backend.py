@@ -80,7 +80,11 @@ class BFVBackend(Backend):
         out["modulus_needed_bits"] = self.qm.modulus_needed.bit_length()
         out["inputs_per_ciphertext"] = self.params.slots
         out.update(self._measure_sizes())
+        out["wire"] = self._client_params().wire_bytes()  # request bytes, predicted without keys
         return out
+
+    def _client_params(self) -> BFVClientParams:
+        return BFVClientParams.of(self.params, galois_elements(self.params), self.options.transfer)
 
     def _measure_sizes(self) -> dict[str, int]:
         """Bytes of one fresh and one full ciphertext, the public context and the Galois keys (one prime)."""
@@ -142,7 +146,7 @@ class BFVBackend(Backend):
 
     def client_spec(self) -> bytes:
         """Model interface, ring and CRT parameters, slot layout and Galois elements; no weight."""
-        meta, arrays = BFVClientParams.of(self.params, galois_elements(self.params)).to_meta()
+        meta, arrays = self._client_params().to_meta()
         return encode_client_spec(Scheme.BFV, self.qm.interface(), {"params": meta}, arrays)
 
     @classmethod

@@ -29,6 +29,7 @@ from secquant.backends.bfv.wire import (
     frame_primes,
     unframe_primes,
 )
+from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.primes import crt_combine
 from secquant.backends.seal.serialize import scratch
@@ -148,13 +149,16 @@ class BFVClient(ClientRole):
 
     def _encrypt_slots(self, kit: PrimeKit, slots: NDArray[Any]) -> bytes:
         """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT, whose
-        server reads the residues straight from the wire (it needs the second polynomial, not a seed)."""
+        server reads the residues straight from the wire (it needs the second polynomial, not a seed);
+        packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``."""
         pt = kit.encode(slots)
         if self.params.mode is not Mode.THROUGHPUT:
-            return self._scratch.dump(kit.encryptor.encrypt_symmetric(pt))
-        ct = seal().Ciphertext()
-        kit.encryptor.encrypt_symmetric(pt, ct)
-        return self._scratch.dump(ct)
+            blob = self._scratch.dump(kit.encryptor.encrypt_symmetric(pt))
+        else:
+            ct = seal().Ciphertext()
+            kit.encryptor.encrypt_symmetric(pt, ct)
+            blob = self._scratch.dump(ct)
+        return blob if self.params.transfer is Transfer.LATENCY else pack(blob)
 
     def _decrypt_slots(self, kit: PrimeKit, blob: memoryview) -> tuple[NDArray[np.uint64], int]:
         """The slots of one result ciphertext and its noise budget (bits).

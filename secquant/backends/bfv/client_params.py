@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from secquant.backends.base import Mode
 from secquant.backends.bfv.options import POLY_DEGREES, SECURITY_LEVELS
 from secquant.backends.bfv.params import BFVParameters
+from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, Transfer, packed_size
 from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.seal.primes import is_prime
 from secquant.errors import ConfigError
@@ -38,6 +39,7 @@ class BFVClientParams:
         period: Latency-mode slot period (0 in throughput mode).
         gather: Latency-mode gathering of the first stage (its sparsity pattern only), or None.
         galois: Galois elements the server rotates with (empty in throughput mode).
+        transfer: BALANCED and BYTES send packed request ciphertexts, LATENCY SEAL's zstd blobs.
 
     Raises:
         ConfigError: a field is out of range.
@@ -51,6 +53,7 @@ class BFVClientParams:
     period: int = 0
     gather: GatherLayout | None = field(default=None, repr=False)
     galois: tuple[int, ...] = ()
+    transfer: Transfer = Transfer.BALANCED
 
     def __post_init__(self) -> None:
         if self.poly_degree not in POLY_DEGREES or self.security not in SECURITY_LEVELS:
@@ -73,19 +76,39 @@ class BFVClientParams:
         """Latency mode: 1 with gathering, else 2 (one per row)."""
         return 1 if self.gather is not None else 2
 
+    def wire_bytes(self) -> dict[str, Any]:
+        """Request bytes of one input (LATENCY) or one batch (THROUGHPUT), known before any key exists.
+
+        Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded in
+        LATENCY, whole in THROUGHPUT (its server reads the residues); packed
+        (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``, whose zstd
+        blobs are about 1.1x the packed size (not modelled exactly).
+        """
+        latency = self.mode is Mode.LATENCY
+        one = packed_size(self.poly_degree, list(self.coeff_bits[:-1]), latency)
+        per_prime = (self.gather.chunks if self.gather is not None else 1) if latency else None
+        out: dict[str, Any] = {"transfer": self.transfer.value, "request_ciphertext_bytes": one,
+                               "request_ciphertexts_per_input": per_prime and per_prime * len(self.plain_moduli),
+                               "request_format": "packed" if self.transfer is not Transfer.LATENCY
+                               else "SEAL zstd (size approximate)"}
+        if per_prime is not None:
+            count = per_prime * len(self.plain_moduli)
+            out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
+        return out
+
     @classmethod
-    def of(cls, params: BFVParameters, galois: list[int]) -> BFVClientParams:
+    def of(cls, params: BFVParameters, galois: list[int], transfer: Transfer = Transfer.BALANCED) -> BFVClientParams:
         """The client view of ``params``; ``galois`` from :func:`~secquant.backends.bfv.evaluate.galois_elements`."""
         lay = params.layout
         return cls(params.mode, params.poly_degree, tuple(params.coeff_bits), tuple(params.plain_moduli),
                    params.security, lay.period if lay else 0, params.gather,
-                   tuple(galois))
+                   tuple(galois), transfer)
 
     def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """JSON-ready fields and arrays (the gather pattern) for a client spec."""
         meta = {"mode": self.mode.value, "poly_degree": self.poly_degree, "coeff_bits": list(self.coeff_bits),
                 "plain_moduli": [str(t) for t in self.plain_moduli], "security": self.security,
-                "period": self.period, "galois": [int(g) for g in self.galois]}
+                "period": self.period, "galois": [int(g) for g in self.galois], "transfer": self.transfer.value}
         arrays = {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64)} if self.gather is not None else {}
         return meta, arrays
 
@@ -104,7 +127,7 @@ class BFVClientParams:
                        tuple(int(t) for t in meta["plain_moduli"]), int(meta["security"]), int(meta["period"]),
                        GatherLayout(np.asarray(cols, dtype=np.int64), int(meta["period"]), int(meta["poly_degree"]))
                        if cols is not None else None,
-                       tuple(int(g) for g in meta["galois"]))
+                       tuple(int(g) for g in meta["galois"]), Transfer(meta.get("transfer", "balanced")))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from secquant.backends.base import Mode
+from secquant.backends.seal.ciphertext import Transfer
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["DEFAULT_MARGIN", "POLY_DEGREES", "SECURITY_LEVELS", "BFVOptions"]
+__all__ = ["DEFAULT_MARGIN", "POLY_DEGREES", "SECURITY_LEVELS", "BFVOptions", "Transfer"]
 
 #: Ring degrees N offered (smaller rings hold no useful circuit at 128-bit security).
 POLY_DEGREES = (4096, 8192, 16384, 32768)
@@ -41,6 +42,8 @@ class BFVOptions:
         poly_degree: Force N, one of :data:`POLY_DEGREES`.
         security: 128 (default), 192 or 256 bits.
         margin: Bits of estimated noise budget to keep at the end (>= 1; default 10).
+        transfer: Request bytes against latency (:class:`~secquant.backends.seal.ciphertext.Transfer`):
+            BALANCED (default) and BYTES send packed ciphertexts, LATENCY SEAL's zstd blobs.
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
@@ -51,9 +54,11 @@ class BFVOptions:
     poly_degree: int | None = None
     security: int = 128
     margin: int = DEFAULT_MARGIN
+    transfer: Transfer = Transfer.BALANCED
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+        object.__setattr__(self, "transfer", coerce_enum(self.transfer, Transfer, "transfer"))
         plain = _int_or_none(self.plain_modulus, "plain_modulus")
         if plain is not None and plain < 2:
             raise ConfigError(f"plain_modulus must be a prime >= 2, got {plain}")

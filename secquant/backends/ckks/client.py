@@ -16,6 +16,7 @@ from secquant.backends.base import ClientRole, Mode, Progress
 from secquant.backends.ckks.client_plan import CKKSClientPlan
 from secquant.backends.ckks.evaluate import seal_context
 from secquant.backends.ckks.wire import BATCH, MATERIAL, PUBLIC_PARTS, RESULT
+from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.layout import tile
 from secquant.backends.seal.primes import galois_elt
@@ -86,7 +87,7 @@ class CKKSClient(ClientRole):
         return [chunk[:, j] for chunk in chunks for j in range(arr.shape[1])]
 
     def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
-        """Encrypt integer inputs of shape (n, *input_shape).
+        """Encrypt integer inputs of shape (n, *input_shape); packed ciphertexts unless ``transfer=LATENCY``.
 
         Raises:
             ConfigError, InputRangeError: wrong shape or values outside the input range.
@@ -97,7 +98,10 @@ class CKKSClient(ClientRole):
         if progress is not None:
             progress(len(cts), len(cts))
         meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0])}
-        return frame(BATCH, meta, save_seal(cts))
+        blobs = save_seal(cts)
+        if self.plan.options.transfer is not Transfer.LATENCY:
+            blobs = [pack(b) for b in blobs]
+        return frame(BATCH, meta, blobs)
 
     def decrypt(self, payload: bytes) -> NDArray[Any]:
         """Decrypt to centered integers within ``max_abs_error_int`` of ``qm.forward_int``.

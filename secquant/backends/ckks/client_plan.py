@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, Transfer, packed_size
 from secquant.backends.ckks.plan import CKKSPlan
 from secquant.backends.seal.layout import GatherLayout
 from secquant.errors import ConfigError
@@ -77,10 +78,32 @@ class CKKSClientPlan:
         """N/2."""
         return self.poly_degree // 2
 
+    def wire_bytes(self) -> dict[str, Any]:
+        """Request bytes per input (LATENCY) or per batch (THROUGHPUT), known before any key exists.
+
+        The request is the input ciphertexts, fresh at the top level (the first stage needs every data
+        prime): seeded in LATENCY (one polynomial and a seed), whole in THROUGHPUT (its server reads
+        the residues); packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless
+        ``transfer=LATENCY``, whose zstd blobs are about 1.2x the packed size (not modelled exactly).
+        The response bound is 8 bytes per residue, two polynomials, at the output level.
+        """
+        bits = [int(p).bit_length() for p in self.primes[:-1]]
+        latency = self.options.mode is Mode.LATENCY
+        count = self.input_copies if latency else None
+        one = packed_size(self.poly_degree, bits, latency)
+        out: dict[str, Any] = {"transfer": self.options.transfer.value, "request_ciphertext_bytes": one,
+                               "request_ciphertexts_per_input": count,
+                               "request_format": "packed" if self.options.transfer is not Transfer.LATENCY
+                               else "SEAL zstd (size approximate)"}
+        if count is not None:
+            out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
+        return out
+
     @classmethod
     def of(cls, plan: CKKSPlan, fingerprint: str) -> CKKSClientPlan:
         """The client view of ``plan``."""
-        options = CKKSOptions(mode=plan.options.mode, security=plan.options.security)
+        options = CKKSOptions(mode=plan.options.mode, security=plan.options.security,
+                              transfer=plan.options.transfer)
         gather = plan.stages[0].gather if plan.stages else None
         return cls(options, plan.poly_degree, tuple(int(p) for p in plan.primes), float(plan.input_scale),
                    int(plan.input_period), int(plan.input_copies), float(plan.output_bound),
@@ -88,7 +111,8 @@ class CKKSClientPlan:
 
     def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """JSON-ready fields (big primes as strings) and arrays (the gather pattern)."""
-        meta = {"mode": self.options.mode.value, "security": self.options.security, "poly_degree": self.poly_degree,
+        meta = {"mode": self.options.mode.value, "security": self.options.security,
+                "transfer": self.options.transfer.value, "poly_degree": self.poly_degree,
                 "primes": [str(p) for p in self.primes], "input_scale": self.input_scale,
                 "input_period": self.input_period, "input_copies": self.input_copies,
                 "output_bound": self.output_bound, "max_abs_error": self.max_abs_error,
@@ -107,7 +131,8 @@ class CKKSClientPlan:
         if not isinstance(meta, dict):
             raise ConfigError("CKKS client spec lacks its plan")
         try:
-            options = CKKSOptions(mode=Mode(meta["mode"]), security=int(meta["security"]))
+            options = CKKSOptions(mode=Mode(meta["mode"]), security=int(meta["security"]),
+                                  transfer=Transfer(meta.get("transfer", Transfer.BALANCED.value)))
             fingerprint = meta["fingerprint"]
             if not isinstance(fingerprint, str):
                 raise ConfigError("CKKS client plan: the fingerprint must be a string")

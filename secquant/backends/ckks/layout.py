@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from secquant.backends.base import Mode
-from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.options import CKKSOptions, Transfer
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.layout import (
     BSGSLayout,
@@ -62,7 +62,8 @@ def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> GatherLayou
         return None
     bsgs = dense_bsgs(st.n_in, st.n_out, period)
     server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
-    return gather if len(gather.fold_steps) <= server_rotations else None
+    folds = len(gather.fold_steps) * (2 if opts.transfer is Transfer.BALANCED else 1)  # BALANCED: halve them
+    return gather if folds <= server_rotations else None
 
 
 def stage_layouts(stages: list[Stage], opts: CKKSOptions, n: int) -> list[StageLayout]:

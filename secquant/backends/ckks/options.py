@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from secquant.backends.base import Mode
+from secquant.backends.seal.ciphertext import Transfer
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["DEGREES", "MAX_PRIME_BITS", "MIN_SCALE_BITS", "SECURITY_LEVELS", "CKKSOptions"]
+__all__ = ["DEGREES", "MAX_PRIME_BITS", "MIN_SCALE_BITS", "SECURITY_LEVELS", "CKKSOptions", "Transfer"]
 
 #: Ring degrees N offered.
 DEGREES = (4096, 8192, 16384, 32768)
@@ -36,11 +37,16 @@ class CKKSOptions:
         client_rotations: LATENCY: the client encrypts the baby-step rotations
             of its input (b1 ciphertexts instead of one), so the server makes
             no rotation at the top level, where rotations cost the most.
+            None (default): True only under ``transfer=LATENCY``.
         client_gather: LATENCY: when the first stage is sparse (a convolution), the
             client packs its inputs by the stage's sparsity pattern
             (:class:`~secquant.backends.seal.layout.GatherLayout`) if that needs
             at most ``MAX_GATHER_CHUNKS`` ciphertexts and no more server
-            rotations than baby-step giant-step.
+            rotations than baby-step giant-step (under ``transfer=BALANCED``: at
+            most half as many, since gathering costs request bytes).  None
+            (default): False only under ``transfer=BYTES``.
+        transfer: Request bytes against latency (:class:`~secquant.backends.seal.ciphertext.Transfer`):
+            BALANCED (default), BYTES or LATENCY; the lower-case names are accepted.
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
@@ -51,11 +57,17 @@ class CKKSOptions:
     precision_bits: float = 12.0
     poly_degree: int | None = None
     scale_bits: int | None = None
-    client_rotations: bool = True
-    client_gather: bool = True
+    client_rotations: bool | None = None
+    client_gather: bool | None = None
+    transfer: Transfer = Transfer.BALANCED
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+        object.__setattr__(self, "transfer", coerce_enum(self.transfer, Transfer, "transfer"))
+        if self.client_rotations is None:
+            object.__setattr__(self, "client_rotations", self.transfer is Transfer.LATENCY)
+        if self.client_gather is None:
+            object.__setattr__(self, "client_gather", self.transfer is not Transfer.BYTES)
         if self.security not in SECURITY_LEVELS:
             raise ConfigError(
                 f"security must be 128, 192 or 256 bits, got {self.security!r}; secquant does not build "

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from secquant.backends.seal.ciphertext import PACKED_MAGIC, unpack
 from secquant.errors import ConfigError
 
 __all__ = ["Scratch", "load_seal", "save_seal", "scratch"]
@@ -70,9 +71,13 @@ class Scratch:
     def load(self, obj: Any, context: Any, data: bytes | memoryview, what: str = "") -> Any:
         """Fill SEAL object ``obj`` from ``data``, validated by SEAL against ``context``; returns ``obj``.
 
+        ``data`` may be a packed ciphertext (:func:`~secquant.backends.seal.ciphertext.pack`).
+
         Raises:
             ConfigError: SEAL refuses the bytes (malformed, or made under other parameters).
         """
+        if bytes(data[:4]) == PACKED_MAGIC:
+            data = unpack(data)
         path = self._create(data)
         try:
             obj.load(context, path)

@@ -1,0 +1,159 @@
+"""Request bytes: packed ciphertexts, the ``transfer`` option, and the size model of ``em.parameters()``.
+
+Every request format is decrypted: bit-exact against ``qm.forward_int`` under BFV, within the
+proven error bound under CKKS.  The size model is checked against real serialized encryptions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import secquant
+from secquant.backends.base import run_rounds
+from secquant.backends.seal.ciphertext import Transfer, from_bytes, pack, packed_size, unpack
+from secquant.backends.seal.serialize import scratch
+from secquant.errors import ConfigError, SecquantError
+
+sa = pytest.importorskip("tenseal.sealapi")
+
+
+def _ckks_kit(n: int = 8192, bits: tuple[int, ...] = (44, 43, 43, 43, 44)) -> dict:
+    parms = sa.EncryptionParameters(sa.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(sa.CoeffModulus.Create(n, list(bits)))
+    ctx = sa.SEALContext(parms, True, sa.SEC_LEVEL_TYPE.TC128)
+    kg = sa.KeyGenerator(ctx)
+    return {"ctx": ctx, "enc": sa.Encryptor(ctx, kg.secret_key()), "dec": sa.Decryptor(ctx, kg.secret_key()),
+            "encoder": sa.CKKSEncoder(ctx), "bits": list(bits[:-1]), "n": n}
+
+
+@pytest.fixture(scope="module")
+def ckks() -> dict:
+    return _ckks_kit()
+
+
+def _fresh(kit: dict, values: list[float], seeded: bool) -> bytes:
+    pt = sa.Plaintext()
+    kit["encoder"].encode(values, kit["ctx"].first_parms_id(), 2.0**35, pt)
+    if seeded:
+        return scratch().dump(kit["enc"].encrypt_symmetric(pt))
+    ct = sa.Ciphertext()
+    kit["enc"].encrypt_symmetric(pt, ct)
+    return scratch().dump(ct)
+
+
+def _decode(kit: dict, blob: bytes) -> np.ndarray:
+    ct = scratch().load(sa.Ciphertext(), kit["ctx"], blob, "test ciphertext")
+    pt = sa.Plaintext()
+    kit["dec"].decrypt(ct, pt)
+    return np.asarray(kit["encoder"].decode_double(pt))
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_packed_ciphertext_decrypts_and_has_the_predicted_size(ckks: dict, seeded: bool) -> None:
+    values = [1.0, -2.5, 3.25, 100.0]
+    blob = _fresh(ckks, values, seeded)
+    packed = pack(blob)
+    assert len(packed) == packed_size(ckks["n"], ckks["bits"], seeded)
+    assert len(packed) < 0.85 * len(blob)  # below SEAL's zstd blob
+    np.testing.assert_allclose(_decode(ckks, packed)[:4], values, atol=1e-4)
+    if not seeded:  # the throughput server's path reads the same residues from either form
+        assert np.array_equal(from_bytes(packed)[1], from_bytes(blob)[1])
+    assert unpack(packed)[16:] == unpack(pack(unpack(packed)))[16:]  # packing is stable
+
+
+def test_corrupt_packed_ciphertexts_are_refused(ckks: dict) -> None:
+    packed = bytearray(pack(_fresh(ckks, [1.0], True)))
+    width_at = 10 + 97  # packed header, then the SEAL prefix, then one width byte per row
+    with pytest.raises(ConfigError):
+        unpack(bytes(packed[:-5000]))  # truncated
+    bad = bytearray(packed)
+    bad[width_at] = 0
+    with pytest.raises(ConfigError):
+        unpack(bytes(bad))
+    bad = bytearray(packed)
+    bad[width_at + 200] ^= 0xFF  # residue bits flipped: a residue at or above its prime (SEAL refuses) or noise
+    try:
+        out = _decode(ckks, bytes(bad))
+    except SecquantError:
+        return
+    assert abs(out[0] - 1.0) > 1.0  # accepted only as garbage, never silently as the original
+
+
+def test_transfer_option_is_typed() -> None:
+    from secquant.backends.bfv.options import BFVOptions
+    from secquant.backends.ckks.options import CKKSOptions
+
+    assert CKKSOptions().transfer is Transfer.BALANCED and CKKSOptions().client_rotations is False
+    assert CKKSOptions(transfer="latency").client_rotations is True
+    assert CKKSOptions(transfer="bytes").client_gather is False
+    assert CKKSOptions(transfer="bytes", client_rotations=True).client_rotations is True
+    assert BFVOptions(transfer="bytes").transfer is Transfer.BYTES
+    with pytest.raises(ConfigError):
+        CKKSOptions(transfer="small")
+    with pytest.raises(ConfigError):
+        BFVOptions(transfer=3)
+
+
+def _round(em, xq):
+    client = em.client()
+    server = em.server(client.public_material())
+    payload = client.encrypt(xq)
+    result, _ = run_rounds(client, server, payload)
+    return payload, client.decrypt(result)
+
+
+@pytest.mark.parametrize("transfer", ["bytes", "balanced", "latency"])
+def test_bfv_latency_requests_decrypt_bit_exact(digits_mlp, transfer: str) -> None:
+    qm = digits_mlp.qm
+    xq = qm.quantize_input(digits_mlp.x_test[:1])
+    em = secquant.compile(qm, "bfv", mode="latency", transfer=transfer)
+    wire = em.parameters()["wire"]  # before any key of this model exists
+    payload, out = _round(em, xq)
+    assert np.array_equal(np.asarray(out, dtype=object), np.asarray(qm.forward_int(xq), dtype=object))
+    predicted = wire["request_bytes_per_input"]
+    if transfer == "latency":
+        assert predicted < len(payload) < 1.25 * predicted  # zstd: about 1.1x the packed size
+    else:
+        assert abs(len(payload) - predicted) <= 0.02 * predicted
+
+
+@pytest.mark.parametrize("transfer", ["bytes", "balanced", "latency"])
+def test_ckks_latency_requests_decrypt_within_bound(digits_mlp, transfer: str) -> None:
+    qm = digits_mlp.qm
+    xq = qm.quantize_input(digits_mlp.x_test[:2])
+    em = secquant.compile(qm, "ckks", mode="latency", transfer=transfer)
+    params = em.parameters()
+    payload, out = _round(em, xq)
+    err = np.abs(np.asarray(out, dtype=np.float64) - np.asarray(qm.forward_int(xq), dtype=np.float64))
+    assert float(err.max()) <= params["max_abs_error_int"]
+    wire = params["wire"]
+    one = wire["request_ciphertexts_per_input"] * wire["request_ciphertext_bytes"]
+    if transfer != "latency":  # two inputs in this request
+        assert abs(len(payload) - 2 * one) <= 0.02 * 2 * one
+    if transfer == "bytes":
+        assert wire["request_ciphertexts_per_input"] == 1
+
+
+def test_ckks_bytes_sends_fewer_ciphertexts_than_latency(digits_mlp) -> None:
+    """The lever itself: without client rotations the request holds one ciphertext, not b1 copies."""
+    qm = digits_mlp.qm
+    fast = secquant.compile(qm, "ckks", mode="latency", transfer="latency").parameters()["wire"]
+    small = secquant.compile(qm, "ckks", mode="latency", transfer="bytes").parameters()["wire"]
+    assert fast["request_ciphertexts_per_input"] > 1 == small["request_ciphertexts_per_input"]
+    assert small["request_bytes_per_input"] * 4 < fast["request_ciphertexts_per_input"] * fast[
+        "request_ciphertext_bytes"]
+
+
+def test_bfv_throughput_packed_request_is_bit_exact(digits_mlp) -> None:
+    """Throughput servers read residues straight from the wire: packed whole ciphertexts must parse."""
+    qm = digits_mlp.qm
+    xq = qm.quantize_input(digits_mlp.x_test[:5])
+    em = secquant.compile(qm, "bfv", mode="throughput")
+    payload, out = _round(em, xq)
+    assert np.array_equal(np.asarray(out, dtype=object), np.asarray(qm.forward_int(xq), dtype=object))
+    params = em.parameters()
+    per = params["wire"]["request_ciphertext_bytes"]
+    n_cts = len(params["plain_moduli"]) * 64  # one whole ciphertext per feature per CRT prime
+    assert abs(len(payload) - n_cts * per) <= 0.02 * n_cts * per
