@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, write_json
 
-import secquant  # noqa: E402
-from secquant import models  # noqa: E402
-from secquant.backends.executors import LocalExecutor, RayExecutor  # noqa: E402
-from secquant.data import load_dataset  # noqa: E402
+import secquant
+from secquant import models
+from secquant.backends.executors import LocalExecutor, RayExecutor
+from secquant.data import load_dataset
 
 COLUMNS = ["executor", "workers", "batches", "inputs", "wall_s", "images_per_s", "speedup", "encrypt_s",
            "evaluate_s", "decrypt_s", "request_kb_per_image", "retries", "check"]

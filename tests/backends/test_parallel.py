@@ -227,7 +227,7 @@ def test_recipe_travels_as_a_checked_artifact_and_refuses_what_cannot_travel(dig
     from tests.backends.paillier_known_keys import known_key
 
     assert options_json(em.backend.options) == back.options
-    with pytest.raises(ConfigError, match="private_key .*cannot be sent to remote workers"):
+    with pytest.raises(ConfigError, match=r"private_key .*cannot be sent to remote workers"):
         options_json(PaillierOptions(private_key=known_key()))  # a secret never travels as an option
 
 

@@ -238,7 +238,7 @@ def test_a_recipe_that_compiles_another_spec_is_refused_by_the_workers(cluster: 
     assert other.client_spec() != bfv_model.client_spec()
     with pytest.raises(secquant.backends.executors.ExecutorError, match="another client spec"):
         cluster.start(bad)
-    with pytest.raises(ConfigError, match="workers=N .* or executor="):
+    with pytest.raises(ConfigError, match=r"workers=N .* or executor="):
         bfv_model.forward_int(_batches(digits_mlp, bfv_model), workers=2, executor=cluster)
 
 
