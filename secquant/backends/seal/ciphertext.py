@@ -135,7 +135,8 @@ def pack(blob: bytes | memoryview) -> bytes:
     """The packed wire form of a SEAL ciphertext blob (seeded or not, any compression).
 
     Layout: ``SQP1 | major u8 | minor u8 | prefix length u32 | prefix (metadata, DynArray header, count)
-    | one width byte per residue row | the rows, each bit-packed little-endian at its width | the rest
+    | one width byte per residue row | per row: the w // 8 low bytes of every residue, then their next
+    w % 8 bits packed little-endian (``ceil(N w / 8)`` bytes for width w) | the rest
     (a seeded ciphertext's seed)``.
 
     Raises:
@@ -146,8 +147,10 @@ def pack(blob: bytes | memoryview) -> bytes:
     widths = [max(int(r.max()).bit_length(), 1) for r in data]
     parts = [_PACKED.pack(PACKED_MAGIC, major, minor, off), bytes(raw[:off]), bytes(widths)]
     for row, w in zip(data, widths):
-        bits = np.unpackbits(row.astype("<u8").view(np.uint8).reshape(n, 8), axis=1, bitorder="little")
-        parts.append(np.packbits(bits[:, :w].ravel(), bitorder="little").tobytes())
+        octets = row.astype("<u8").view(np.uint8).reshape(n, 8)
+        parts.append(octets[:, :w // 8].tobytes())  # whole low bytes, then the w % 8 bits left
+        bits = np.unpackbits(octets[:, w // 8:w // 8 + 1], axis=1, bitorder="little")[:, :w % 8]
+        parts.append(np.packbits(bits.ravel(), bitorder="little").tobytes())
     parts.append(bytes(raw[off + 8 * rows * n:]))
     return b"".join(parts)
 
@@ -159,7 +162,7 @@ def packed_size(n: int, prime_bits: Sequence[int], seeded: bool) -> int:
     about 1 - 2**-n per row for a prime in the upper half of its binade), else an upper bound.
     """
     rows = list(prime_bits) if seeded else 2 * list(prime_bits)
-    return (_PACKED.size + _PREFIX + len(rows) + sum(-(-n * b // 8) for b in rows)
+    return (_PACKED.size + _PREFIX + len(rows) + sum(n * (b // 8) - (-n * (b % 8) // 8) for b in rows)
             + (SEED_BYTES if seeded else 0))
 
 
@@ -187,14 +190,17 @@ def unpack(blob: bytes | memoryview) -> bytes:
         raise ConfigError("a packed ciphertext has malformed row widths")
     out = [prefix]
     for w in widths:
-        nbytes = -(-n * w // 8)
-        if pos + nbytes > len(view):
+        whole, rest = n * (w // 8), -(-n * (w % 8) // 8)
+        if pos + whole + rest > len(view):
             raise ConfigError("a packed ciphertext is truncated")
-        bits = np.zeros((n, 64), dtype=np.uint8)
-        bits[:, :w] = np.unpackbits(np.frombuffer(view[pos:pos + nbytes], dtype=np.uint8), count=n * w,
-                                    bitorder="little").reshape(n, w)
-        out.append(np.packbits(bits, axis=1, bitorder="little").tobytes())
-        pos += nbytes
+        octets = np.zeros((n, 8), dtype=np.uint8)
+        octets[:, :w // 8] = np.frombuffer(view[pos:pos + whole], dtype=np.uint8).reshape(n, w // 8)
+        if w % 8:
+            bits = np.unpackbits(np.frombuffer(view[pos + whole:pos + whole + rest], dtype=np.uint8),
+                                 count=n * (w % 8), bitorder="little").reshape(n, w % 8)
+            octets[:, w // 8] = np.packbits(bits, axis=1, bitorder="little")[:, 0]
+        out.append(octets.tobytes())
+        pos += whole + rest
     out.append(bytes(view[pos:]))
     if len(out[-1]) > 4096:
         raise ConfigError("a packed ciphertext carries unexpected trailing bytes")
