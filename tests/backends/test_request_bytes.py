@@ -101,6 +101,9 @@ def _round(em, xq):
     server = em.server(client.public_material())
     payload = client.encrypt(xq)
     result, _ = run_rounds(client, server, payload)
+    bound = em.parameters()["wire"].get("response_bytes_per_input_max")
+    if bound is not None:  # latency: the stated response bound holds, and is not loose by more than 2x
+        assert bound / 2 < len(result) / len(xq) <= bound
     return payload, client.decrypt(result)
 
 

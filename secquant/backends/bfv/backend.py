@@ -80,7 +80,8 @@ class BFVBackend(Backend):
         out["modulus_needed_bits"] = self.qm.modulus_needed.bit_length()
         out["inputs_per_ciphertext"] = self.params.slots
         out.update(self._measure_sizes())
-        out["wire"] = self._client_params().wire_bytes()  # request bytes, predicted without keys
+        out["wire"] = self._client_params().wire_bytes(  # request/response bytes, predicted without keys
+            int(self.params.trace[-1]["data_primes"]) if self.params.trace else len(self.params.coeff_bits) - 1)
         return out
 
     def _client_params(self) -> BFVClientParams:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from secquant.backends.base import Mode
 from secquant.backends.bfv.options import POLY_DEGREES, SECURITY_LEVELS
 from secquant.backends.bfv.params import BFVParameters
-from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, Transfer, packed_size
+from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.seal.primes import is_prime
 from secquant.errors import ConfigError
@@ -76,13 +76,14 @@ class BFVClientParams:
         """Latency mode: 1 with gathering, else 2 (one per row)."""
         return 1 if self.gather is not None else 2
 
-    def wire_bytes(self) -> dict[str, Any]:
+    def wire_bytes(self, output_primes: int = 1) -> dict[str, Any]:
         """Request bytes of one input (LATENCY) or one batch (THROUGHPUT), known before any key exists.
 
         Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded in
         LATENCY, whole in THROUGHPUT (its server reads the residues); packed
         (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``, whose zstd
-        blobs are about 1.1x the packed size (not modelled exactly).
+        blobs are about 1.1x the packed size (not modelled exactly).  The response bound: one
+        ciphertext per CRT prime, two polynomials over ``output_primes`` primes, before compression.
         """
         latency = self.mode is Mode.LATENCY
         one = packed_size(self.poly_degree, list(self.coeff_bits[:-1]), latency)
@@ -94,6 +95,8 @@ class BFVClientParams:
         if per_prime is not None:
             count = per_prime * len(self.plain_moduli)
             out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
+            out["response_bytes_per_input_max"] = (len(self.plain_moduli) * (
+                RESPONSE_HEADER + 16 * self.poly_degree * output_primes) + FRAME_OVERHEAD)
         return out
 
     @classmethod

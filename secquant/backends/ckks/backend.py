@@ -67,7 +67,8 @@ class CKKSBackend(Backend):
         """Every choice, JSON-ready (see :meth:`~.plan.CKKSPlan.to_dict`), with measured sizes once known."""
         out = self.plan.to_dict()
         out["sizes_bytes"] = dict(self._sizes) or "measured after the first client() / encrypt (see sizes_bytes)"
-        out["wire"] = CKKSClientPlan.of(self.plan, fingerprint(self.plan)).wire_bytes()  # predicted without keys
+        out["wire"] = CKKSClientPlan.of(self.plan, fingerprint(self.plan)).wire_bytes(  # predicted without keys
+            self.plan.sizes()["output_ciphertext"] // (16 * self.plan.poly_degree))
         return out
 
     def batch_size(self) -> int | None:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
-from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, Transfer, packed_size
+from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.ckks.plan import CKKSPlan
 from secquant.backends.seal.layout import GatherLayout
 from secquant.errors import ConfigError
@@ -78,14 +78,15 @@ class CKKSClientPlan:
         """N/2."""
         return self.poly_degree // 2
 
-    def wire_bytes(self) -> dict[str, Any]:
+    def wire_bytes(self, output_primes: int = 1) -> dict[str, Any]:
         """Request bytes per input (LATENCY) or per batch (THROUGHPUT), known before any key exists.
 
         The request is the input ciphertexts, fresh at the top level (the first stage needs every data
         prime): seeded in LATENCY (one polynomial and a seed), whole in THROUGHPUT (its server reads
         the residues); packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless
         ``transfer=LATENCY``, whose zstd blobs are about 1.2x the packed size (not modelled exactly).
-        The response bound is 8 bytes per residue, two polynomials, at the output level.
+        The response bound is 8 bytes per residue, two polynomials over ``output_primes`` primes (the
+        output level), before SEAL's compression: one ciphertext per input.
         """
         bits = [int(p).bit_length() for p in self.primes[:-1]]
         latency = self.options.mode is Mode.LATENCY
@@ -97,6 +98,7 @@ class CKKSClientPlan:
                                else "SEAL zstd (size approximate)"}
         if count is not None:
             out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
+            out["response_bytes_per_input_max"] = RESPONSE_HEADER + 16 * self.poly_degree * output_primes + FRAME_OVERHEAD
         return out
 
     @classmethod

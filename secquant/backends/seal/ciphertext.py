@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from secquant.errors import ConfigError
 
-__all__ = ["FRAME_OVERHEAD", "PACKED_MAGIC", "Transfer", "CiphertextMeta", "Residues", "check_fresh", "from_bytes", "pack", "packed_size",
+__all__ = ["FRAME_OVERHEAD", "PACKED_MAGIC", "RESPONSE_HEADER", "Transfer", "CiphertextMeta", "Residues", "check_fresh", "from_bytes", "pack", "packed_size",
            "read_fresh", "to_bytes", "unpack"]
 
 _MAGIC = 0xA15E
@@ -110,6 +110,8 @@ class Transfer(enum.Enum):
 
 #: Bytes a request frame adds to its ciphertexts besides 8 per ciphertext (magic, JSON header), about.
 FRAME_OVERHEAD = 256
+#: Bytes of a SEAL ciphertext blob besides its residues (outer header, metadata, DynArray header and count).
+RESPONSE_HEADER = 16 + 73 + 16 + 8
 #: First bytes of a packed ciphertext (:func:`pack`).
 PACKED_MAGIC = b"SQP1"
 _PACKED = struct.Struct("<4sBBI")  # magic, SEAL major, minor, prefix length
