@@ -18,8 +18,8 @@ from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
-from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.ckks.plan import CKKSPlan
+from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.seal.layout import GatherLayout
 from secquant.errors import ConfigError
 

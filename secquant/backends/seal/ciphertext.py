@@ -35,8 +35,21 @@ from numpy.typing import NDArray
 
 from secquant.errors import ConfigError
 
-__all__ = ["FRAME_OVERHEAD", "PACKED_MAGIC", "RESPONSE_HEADER", "Transfer", "CiphertextMeta", "Residues", "check_fresh", "from_bytes", "pack", "packed_size",
-           "read_fresh", "to_bytes", "unpack"]
+__all__ = [
+    "FRAME_OVERHEAD",
+    "PACKED_MAGIC",
+    "RESPONSE_HEADER",
+    "CiphertextMeta",
+    "Residues",
+    "Transfer",
+    "check_fresh",
+    "from_bytes",
+    "pack",
+    "packed_size",
+    "read_fresh",
+    "to_bytes",
+    "unpack",
+]
 
 _MAGIC = 0xA15E
 _HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compression, reserved, total size
