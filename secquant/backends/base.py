@@ -65,6 +65,7 @@ class Mode(enum.Enum):
 
     LATENCY = "latency"  #: one input per ciphertext, rotations for sums
     THROUGHPUT = "throughput"  #: many inputs across slots, one ciphertext per feature
+    AUTO = "auto"  #: per call, whichever the cost model predicts faster (BFV, CKKS; see backends.automode)
 
 
 @dataclass(frozen=True, eq=False)

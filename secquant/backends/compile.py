@@ -43,6 +43,7 @@ from secquant.quant.model import QuantizedModel
 from secquant.quant.primitives import coerce_enum
 
 if TYPE_CHECKING:
+    from secquant.backends.automode import AutoMode
     from secquant.backends.executors.base import Executor
 
 __all__ = ["EncryptedModel", "Mode", "Scheme", "client_from_spec", "compile", "register_backend"]
@@ -98,17 +99,35 @@ class EncryptedModel:
     """A quantized model compiled for one scheme; both roles run locally.
 
     Use :meth:`client` and :meth:`server` to split the roles across machines
-    (see :mod:`secquant.protocol`).  ``last_timings`` holds the seconds spent in
+    (see :mod:`secquant.protocol`).  With ``mode="auto"`` (the BFV and CKKS
+    default), every :meth:`forward_int` first picks LATENCY or THROUGHPUT for
+    its number of inputs (:mod:`~secquant.backends.automode`); :attr:`backend`
+    is then the compilation in that layout.  ``last_timings`` holds the seconds spent in
     encrypt, evaluate (every round, including the client's work between
     interactive rounds) and decrypt by the last :meth:`forward_int`.
     """
 
-    def __init__(self, qm: QuantizedModel, backend: Backend) -> None:
+    def __init__(self, qm: QuantizedModel, backend: Backend, auto: AutoMode | None = None) -> None:
         self.qm = qm
         self.backend = backend
         self._client: ClientRole | None = None
         self._server: ServerRole | None = None
         self.last_timings: dict[str, float] = {}
+        self.auto = auto  # mode="auto": the layout of each call is chosen by auto.choose (see automode)
+        self._mode_roles: dict[Mode, tuple[ClientRole | None, ServerRole | None]] = {}
+
+    def _choose_mode(self, inputs: int) -> None:
+        """``mode="auto"``: switch :attr:`backend` (and its keys) to the layout predicted fastest for ``inputs``."""
+        if self.auto is None:
+            return
+        mode = self.auto.choose(inputs).mode
+        current = self.backend.options.mode
+        if mode is not current:
+            self._mode_roles[current] = (self._client, self._server)
+            self._client, self._server = self._mode_roles.pop(mode, (None, None))
+            chosen = self.auto.backend(mode)
+            if chosen is not None:
+                self.backend = chosen
 
     @property
     def scheme(self) -> Scheme:
@@ -156,6 +175,7 @@ class EncryptedModel:
                 fork, both ``workers`` > 1 and ``executor``, or an ``executor`` that is not one.
             ExecutorError: a batch failed on every attempt, or came back twice or never.
         """
+        self._choose_mode(len(np.asarray(xq)))
         client, server = self._roles()
         batch = self.backend.batch_size()
         arr = np.asarray(xq)
@@ -193,8 +213,15 @@ class EncryptedModel:
                                                           executor=executor))
 
     def parameters(self) -> dict[str, Any]:
-        """Every parameter choice, JSON-ready."""
-        return self.backend.parameters()
+        """Every parameter choice, JSON-ready; with ``mode="auto"``, ``mode_choice`` says which layout the
+        last call ran in and why (before any call: the layout ``backend`` starts in)."""
+        out = self.backend.parameters()
+        if self.auto is not None:
+            last = self.auto.last
+            out["mode_choice"] = last.to_dict() if last is not None else {
+                "mode": self.backend.options.mode.value, "inputs": None,
+                "reason": "mode auto: no call yet; each call runs in the layout the cost model predicts faster"}
+        return out
 
     def simulate(self, x: ArrayLike) -> SimulationReport:
         """Key-less dry run on float inputs: would the real run succeed?"""
@@ -224,4 +251,10 @@ def compile(qm: QuantizedModel, scheme: Scheme | str, options: Any = None,
     if not isinstance(qm, QuantizedModel):
         raise ConfigError(f"compile takes a QuantizedModel, got {type(qm).__name__}")
     cls = _backend_class(coerce_enum(scheme, Scheme, "scheme"))
-    return EncryptedModel(qm, cls(qm, cls.make_options(options, keywords)))
+    opts = cls.make_options(options, keywords)
+    if getattr(opts, "mode", None) is Mode.AUTO and cls.scheme in (Scheme.BFV, Scheme.CKKS):
+        from secquant.backends.automode import AutoMode
+
+        auto = AutoMode(qm, cls, opts)
+        return EncryptedModel(qm, auto.backend(auto.initial) or cls(qm, opts), auto)
+    return EncryptedModel(qm, cls(qm, opts))

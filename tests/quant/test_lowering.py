@@ -287,3 +287,76 @@ def test_poly_apply_and_bound_against_python_ints(degree: int, dim: int, seed: i
     sq = Square(("sq",), (dim,), (dim,), _v(m), _v([v * v for v in m]))
     assert sq.apply(x).tolist() == [[int(v) ** 2 for v in row] for row in x]
     assert sq.partial_bound.tolist() == [v * v for v in m] and sq.kind is StageKind.SQUARE
+
+
+# -- issue 12: requantize stages and graph models ---------------------------------------------
+def test_requantize_stage_known_answers() -> None:
+    """The op's rule by hand: floor((x·M + 2**(s-1)) / 2**s), ties up; s = 0 is x·M; then the clip at ±L."""
+    from secquant.quant.lowering import Requantize, Rounding
+
+    st = Requantize(("rq",), (4,), (4,), _v([9, 9, 9, 9]), _v([2, 2, 9, 3]), _v([1, 3, 1, 1]), _v([1, 2, 0, 0]),
+                    _v([2, 2, 9, 3]))
+    x = np.array([[1, 1, 5, 3], [-1, -2, -9, -3], [3, 5, 9, 9], [2, -3, -1, 0]])
+    # feature 0: (x + 1) >> 1; feature 1: (3x + 2) >> 2; features 2, 3: x·1 exactly; then clips
+    assert st.rounded(x).tolist() == [[1, 1, 5, 3], [0, -1, -9, -3], [2, 4, 9, 9], [1, -2, -1, 0]]
+    assert st.apply(x).tolist() == [[1, 1, 5, 3], [0, -1, -9, -3], [2, 2, 9, 3], [1, -2, -1, 0]]
+    assert st.kind is StageKind.REQUANTIZE and st.rounding is Rounding.HALF_UP
+    assert st.factor.tolist() == [0.5, 0.75, 1.0, 1.0] and st.rounding_error.tolist() == [0.5, 0.5, 0.0, 0.0]
+    assert st.propagate([9] * 4).tolist() == [10, 29, 9, 9] and st.unclipped([9] * 4).tolist() == [5, 7, 9, 9]
+    assert st.can_clip and not st.is_identity  # features 1 and 3 reach 7 > 2 and 9 > 3
+    grid = Requantize(("g",), (2, 2), (2, 2), _v([9] * 4), _v([2] * 4), _v([1] * 4), _v([1] * 4), _v([5] * 4))
+    assert grid.can_clip is False and grid.unclipped([9] * 4).tolist() == [5] * 4  # shapes with several axes
+    assert grid.apply(np.array([[[9, -9], [1, 0]]])).tolist() == [[[5, -4], [1, 0]]]
+    carried = Requantize(("c",), (2,), (2,), _v([4, 4]), _v([4, 4]), _v([1, 1]), _v([0, 0]), _v([4, 5]))
+    assert carried.is_identity and np.array_equal(carried.apply(np.array([[-4, 4]])), [[-4, 4]])
+    with pytest.raises(ConfigError, match="requantize"):
+        Requantize(("bad",), (2,), (2,), _v([1, 1]), _v([1, 1]), _v([1, -1]), _v([0, 0]), _v([1, 1]))
+    with pytest.raises(ConfigError, match="integers"):
+        Requantize(("bad",), (2,), (2,), _v([1, 1]), _v([1, 1]), _v([1]), _v([0, 0]), _v([1, 1]))
+
+
+def test_requantized_mlp_lowers_with_requantize_stages() -> None:
+    """Three Squares with requantization: the stages hold the ops' M, s, L and reproduce forward_int exactly."""
+    from secquant.quant.intops import IntRequantize
+    from secquant.quant.lowering import Requantize
+    from secquant.quant.requantize import RequantizeConfig
+
+    d = secquant.data.load_dataset("breast_cancer")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 16), secquant.nn.Square(), torch.nn.Linear(16, 16),
+                              secquant.nn.Square(), torch.nn.Linear(16, 2)).eval()
+    qm = secquant.quantize_model(net, d.x_train[:256], bits=8, requantize=RequantizeConfig())
+    stages = _assert_lowering_exact(qm, qm.quantize_input(d.x_test))
+    _assert_lowering_exact(qm, _corners(qm, 16, seed=5))  # the clip binds at the corners
+    kinds = [s.kind for s in stages]
+    assert kinds == [StageKind.AFFINE, StageKind.REQUANTIZE, StageKind.SQUARE] * 2 + [StageKind.AFFINE]
+    ops = {op.name: op for op in qm.ops}
+    for s in stages:
+        if isinstance(s, Requantize):
+            op = ops[s.names[0]]
+            assert isinstance(op, IntRequantize)
+            assert s.multiplier.tolist() == np.broadcast_to(op.multiplier, s.in_shape).reshape(-1).tolist()
+            assert s.shift.tolist() == np.broadcast_to(op.shift, s.in_shape).reshape(-1).tolist()
+            assert s.out_max <= RequantizeConfig().limit and s.can_clip  # calibration ranges: the clip can bind
+
+
+def test_a_residual_graph_is_lowered_through_linearize() -> None:
+    """A DAG (residual adds, BatchNorm) lowers to a chain whose run equals the graph's forward_int, shape included."""
+    torch = pytest.importorskip("torch")
+    from tests.quant.test_graphs import TinyResNet, _randomize_bn
+
+    torch.manual_seed(4)
+    model = TinyResNet().eval()
+    _randomize_bn(model)
+    x = torch.rand(32, 1, 8, 8).numpy()
+    qm = secquant.quantize_model(model, x, bits=6)
+    assert not qm.is_chain
+    stages = lower(qm)
+    assert [s.kind for s in stages] == [StageKind.AFFINE, StageKind.POLY, StageKind.AFFINE, StageKind.POLY,
+                                        StageKind.AFFINE]
+    assert stages[0].in_shape == qm.input_shape and stages[-1].out_shape == qm.output_shape
+    for xq in (qm.quantize_input(x), _corners(qm, 8, seed=6)):
+        np.testing.assert_array_equal(np.asarray(run(stages, xq), dtype=object),
+                                      np.asarray(qm.forward_int(xq), dtype=object))
+    assert stages[-1].out_max <= qm.bounds().output.max_abs  # linearized bounds are never looser

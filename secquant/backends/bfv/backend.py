@@ -11,6 +11,7 @@ interactive queries.  Roles: :class:`~.client.BFVClient` (secret keys),
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,6 +63,8 @@ class BFVBackend(Backend):
 
     def __init__(self, qm: QuantizedModel, options: BFVOptions | None = None) -> None:
         super().__init__(qm, options)
+        if self.options.mode is Mode.AUTO:  # one layout per backend; EncryptedModel chooses per call (automode)
+            self.options = dataclasses.replace(self.options, mode=Mode.THROUGHPUT)
         self.mode = self.options.mode
         if self.options.plain_modulus is not None:
             qm.bounds().check(self.options.plain_modulus)  # before anything else

@@ -34,9 +34,12 @@ class BFVOptions:
     """User choices of ``secquant.compile(qm, "bfv", ...)``; everything else comes from ``qm.bounds()``.
 
     Attributes:
-        mode: ``THROUGHPUT`` (default: one ciphertext per feature, N inputs per
-            batch, no Galois keys) or ``LATENCY`` (one input per ciphertext);
-            the lower-case names are accepted.
+        mode: ``AUTO`` (default: per call, whichever layout the cost model
+            predicts faster, see :mod:`secquant.backends.automode`),
+            ``THROUGHPUT`` (one ciphertext per feature, N inputs per batch, no
+            Galois keys) or ``LATENCY`` (one input per ciphertext); the
+            lower-case names are accepted.  A backend built directly with AUTO
+            takes THROUGHPUT.
         plain_modulus: Force one plaintext prime t (no CRT); it must be prime,
             = 1 mod 2N, and at least ``qm.modulus_needed`` (checked when compiling).
         poly_degree: Force N, one of :data:`POLY_DEGREES`.
@@ -49,7 +52,7 @@ class BFVOptions:
         ConfigError: a value of the wrong type or out of range.
     """
 
-    mode: Mode = Mode.THROUGHPUT
+    mode: Mode = Mode.AUTO
     plain_modulus: int | None = None
     poly_degree: int | None = None
     security: int = 128

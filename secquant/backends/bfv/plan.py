@@ -3,7 +3,8 @@
 The stages are :func:`secquant.quant.lowering.lower`'s: consecutive affine ops
 composed into one exact integer map ``y = A x + b`` over flattened features
 (composition changes no decoded value, and every intermediate lies in the ring
-Z_t anyway); ``square`` and ``poly`` stay element-wise.  A stage that changes
+Z_t anyway); ``square`` and ``poly`` stay element-wise; a model with
+requantize ops is refused (:mod:`~.requantize`).  A stage that changes
 no value (a flatten alone) costs nothing and is dropped.  The plan is key-less
 integer data; :mod:`~.evaluate` runs it on ciphertexts and :func:`simulate_mod`
 on residues mod t.
@@ -25,10 +26,17 @@ __all__ = ["Affine", "Poly", "Square", "Stage", "StageKind", "build_plan", "simu
 def build_plan(qm: QuantizedModel) -> list[Stage]:
     """The stages BFV evaluates: the lowering without the stages that change no value.
 
+    Graph models (residual adds, concatenations) arrive laid out as chains by
+    the lowering.  Requantize ops are refused: BFV is exact and cannot round.
+
     Raises:
         UnsupportedLayerError: an op no encrypted backend evaluates.
+        RequantizedModelError: the model requantizes (an ``UnsupportedLayerError``
+            naming the modulus the model needs without it, and the alternatives).
     """
-    return [st for st in lower(qm) if not (isinstance(st, Affine) and st.is_reshape)]
+    from secquant.backends.bfv.requantize import refuse_requantize
+
+    return [st for st in refuse_requantize(lower(qm)) if not (isinstance(st, Affine) and st.is_reshape)]
 
 
 def stage_name(stage: Stage) -> str:

@@ -13,6 +13,7 @@ the secret.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +60,8 @@ class CKKSBackend(Backend):
 
     def __init__(self, qm: QuantizedModel, options: CKKSOptions | None = None) -> None:
         super().__init__(qm, options)
+        if self.options.mode is Mode.AUTO:  # one layout per backend; EncryptedModel chooses per call (automode)
+            self.options = dataclasses.replace(self.options, mode=Mode.LATENCY)
         self.stages = build_stages(qm)
         self.plan = make_plan(self.stages, self.options, qm.bounds().output.observed_max_abs)
         self._sizes: dict[str, int] = {}

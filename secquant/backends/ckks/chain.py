@@ -59,11 +59,12 @@ def free_chain_bits(stages: list[Stage], w_floor: int) -> list[int] | None:
 
     Returns:
         The bit sizes, or None when the stages include a kind this chain does
-        not plan (POLY) or the first stage is not affine.
+        not plan (POLY, or weights that are not integers: folded requantize
+        factors) or the first stage is not affine.
     """
     if not stages or not stages[0].weighted:
         return None
-    if any(st.kind is StageKind.POLY for st in stages):
+    if any(st.kind is StageKind.POLY or (st.weighted and not st.integral) for st in stages):
         return None
     log_scale = w_floor + INPUT_EXTRA_BITS - _log2(stages[0].in_bound.max(initial=0.0))
     drops: list[int] = []

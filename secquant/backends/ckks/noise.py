@@ -15,13 +15,15 @@ checks them on real ciphertexts.
 :func:`propagate` carries the scale, the message bound and the error bound of
 the ciphertexts through every stage of one candidate modulus chain (see
 :mod:`~.params` for how scales are chosen), and lists every message that would
-reach its modulus.  Errors are in output-integer units.
+reach its modulus.  Errors are in output-integer units.  The roundings of
+requantize ops, which CKKS does not do, enter the error where they arise
+(``Stage.rounding``, :mod:`~.fold`) and are carried like noise from there.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -263,7 +265,8 @@ def _poly(w: _Walk, st: Stage, period: int) -> StagePlan:
 
 
 def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int], w: int,
-              layouts: list[StageLayout], free: Free = Free.NONE) -> tuple[list[StagePlan], float, list[str]]:
+              layouts: list[StageLayout], free: Free = Free.NONE,
+              roundings: bool = True, segments: bool = False) -> tuple[list[StagePlan], float, list[str]]:
     """Scales, message bounds and errors of every stage for one candidate chain.
 
     With ``free`` FIRST or ALL (THROUGHPUT), the first (or every) affine stage
@@ -272,6 +275,14 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
     first stage's results stay below 2**w; under ALL at Δ0 = 2**w / P_in, and
     the chain's primes are sized for the messages that follow
     (:func:`~.chain.free_chain_bits`).
+
+    With ``roundings`` (the default), the error of a stage that folds requantize
+    ops includes the roundings CKKS skips (``Stage.rounding``), carried like noise
+    from there: the error is then the distance from ``qm.forward_int``.  Without,
+    it is CKKS's own distance from the exact real-valued circuit (what the
+    precision target constrains).  With ``segments``, the error restarts from
+    zero after every stage that folds requantize ops: each stage's error is then
+    what CKKS adds since the last requantize (the segment's own noise).
 
     Returns:
         The stage plans, the final error bound (integer units) and the problems
@@ -287,13 +298,19 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
     plans: list[StagePlan] = []
     for i, (st, lay) in enumerate(zip(stages, layouts)):
         if st.shift:
-            plans.append(_shift(walk, st))
+            plan = _shift(walk, st)
         elif st.weighted and ((free_first and i == 0) or free is Free.ALL):
-            plans.append(_free_affine(walk, st))
+            plan = _free_affine(walk, st)
         elif st.kind is StageKind.POLY:
-            plans.append(_poly(walk, st, lay.period))
+            plan = _poly(walk, st, lay.period)
         else:
-            plans.append(_rescaled(walk, st, lay, i == 0))
+            plan = _rescaled(walk, st, lay, i == 0)
+        if roundings and st.rounding:
+            walk.err += st.rounding
+            plan = replace(plan, error_out=walk.err)
+        plans.append(plan)
+        if segments and st.rounding:
+            walk.err = 0.0
     out_bound = stages[-1].partial if stages else p_in
     walk.err += FFT_REL * out_bound  # decoding FFT in doubles
     walk.check("the decrypted output", walk.scale * (out_bound + walk.err), math.prod(walk.level))

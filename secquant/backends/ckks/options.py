@@ -26,8 +26,10 @@ class CKKSOptions:
     """User choices of ``secquant.compile(qm, "ckks", ...)``; everything else is derived from the bounds.
 
     Attributes:
-        mode: LATENCY (default; one input per ciphertext) or THROUGHPUT (inputs
-            across slots); the lower-case names are accepted.
+        mode: AUTO (default: per call, whichever layout the cost model predicts
+            faster, see :mod:`secquant.backends.automode`), LATENCY (one input
+            per ciphertext) or THROUGHPUT (inputs across slots); the lower-case
+            names are accepted.  A backend built directly with AUTO takes LATENCY.
         security: 128 (default), 192 or 256 bits.
         precision_bits: Target in [0, 50]: the error bound must be at most
             2**-precision_bits of the reference output magnitude (the largest
@@ -52,7 +54,7 @@ class CKKSOptions:
         ConfigError: a value of the wrong type or out of range.
     """
 
-    mode: Mode = Mode.LATENCY
+    mode: Mode = Mode.AUTO
     security: int = 128
     precision_bits: float = 12.0
     poly_degree: int | None = None

@@ -25,9 +25,19 @@ corrupt large logits.  B is as large as the 128-bit table allows for N (at most
 59); in THROUGHPUT, chains whose affine stages cost no level are tried too
 (:mod:`~.chain`).  N is the smallest degree whose error bound (:mod:`~.noise`)
 meets the precision target; among the chains that meet it, the fewest primes win.
+The target applies to what CKKS adds to the exact real-valued circuit.  A
+requantized model's stated bound adds the roundings CKKS skips (:mod:`~.fold`),
+each carried through every later stage as noise is; they belong to the integer
+model (they shrink as its ``target_bits`` grow), so the target does not
+constrain them, and q0 grows (split into primes no larger than the special
+prime) until it holds the output bound plus the stated bound.
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.chain import INPUT_EXTRA_BITS, Free, free_chain_bits
@@ -78,7 +88,7 @@ def candidates(stages: list[Stage], opts: CKKSOptions, n: int, reasons: list[str
     Why a chain is not offered is appended to ``reasons``.
     """
     throughput = opts.mode is Mode.THROUGHPUT
-    frees = (Free.FIRST, Free.NONE) if throughput and stages[0].weighted else (Free.NONE,)
+    frees = (Free.FIRST, Free.NONE) if throughput and stages[0].weighted and stages[0].integral else (Free.NONE,)
     out = [c for c in (_uniform(stages, opts, n, free, reasons) for free in frees) if c is not None]
     if throughput and opts.scale_bits is None:
         budget = max_coeff_modulus_bits(n, opts.security)
@@ -102,8 +112,105 @@ def _galois_steps(plans: list[StagePlan], opts: CKKSOptions) -> tuple[int, ...]:
     return tuple(sorted(steps))
 
 
+def _q0_shortfall(plans: list[StagePlan], primes: list[int], error: float) -> int:
+    """Bits the last remaining modulus lacks to hold the output bound plus ``error`` (0 when it holds them)."""
+    depth = sum(sp.levels for sp in plans)
+    final = primes[: len(primes) - 1 - depth]
+    message = plans[-1].scale_out * (plans[-1].stage.partial + error)
+    need = math.log2(2 * message) - sum(math.log2(q) for q in final)
+    return math.ceil(need) + 1 if need > 0 else 0
+
+
+def _wider_q0(bits: list[int], extra: int) -> list[int]:
+    """The chain with ``extra`` more bits in q0, split into primes no larger than the special prime."""
+    total, cap = bits[0] + extra, bits[-1]
+    parts = -(-total // cap)
+    return [max(MIN_SCALE_BITS, -(-total // parts))] * parts + bits[1:]
+
+
+#: A passing chain: (primes count, stated error bound, primes, w, stage plans, CKKS-only error bound).
+_Passing = tuple[int, float, list[int], int, list[StagePlan], float]
+
+
+def _segment_problem(plans: list[StagePlan], err: float, reference: float, bits: float) -> str | None:
+    """Why a requantized model's segments miss the target (each segment's noise against its last values), or None."""
+    for sp in plans:
+        if sp.stage.rounding:
+            top = float(np.max(sp.stage.out_bound)) if sp.stage.out_bound.size else 0.0
+            if sp.error_out > max(top, 1.0) * 2.0**-bits:
+                return (f"stage {list(sp.stage.names)}: CKKS noise {sp.error_out:.3g} since the last requantize "
+                        f"exceeds 2**-{bits} of the requantized bound {top:.3g}")
+    if err > reference * 2.0**-bits:
+        return f"error bound {err:.3g} of the last segment exceeds 2**-{bits} of the reference output magnitude {reference:.3g}"
+    return None
+
+
+def _requantized(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, layouts: list[StageLayout],
+                 reference: float) -> _Passing | str:
+    """A chain for a model with requantize ops (see :func:`_candidate`); narrower middle primes when q0 must grow."""
+    label, bits, w, free = cand
+    uniform = len(set(bits[1:-1])) <= 1 and opts.scale_bits is None
+    found = _requantized_chain(stages, opts, n, cand, layouts, reference)
+    narrow = 1
+    while isinstance(found, str) and found.startswith("the output plus") and uniform and w - narrow >= MIN_SCALE_BITS:
+        middle = [b - narrow for b in bits[1:-1]]
+        found = _requantized_chain(stages, opts, n, (label, [bits[0] - narrow, *middle, bits[-1] - narrow],
+                                                     w - narrow, free), layouts, reference)
+        narrow += 1
+    return found
+
+
+def _requantized_chain(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate,
+                       layouts: list[StageLayout], reference: float) -> _Passing | str:
+    _, bits, w, free = cand
+    primes = coeff_primes(n, bits)
+    plans, err, problems = propagate(stages, opts, n, primes, w, layouts, free, roundings=False, segments=True)
+    problem = "; ".join(problems) or _segment_problem(plans, err, reference, opts.precision_bits)
+    if problem:
+        return problem
+    plans, total, _ = propagate(stages, opts, n, primes, w, layouts, free)
+    extra = _q0_shortfall(plans, primes, total)
+    if extra:
+        bits = _wider_q0(bits, extra)
+        budget = max_coeff_modulus_bits(n, opts.security)
+        if sum(bits) > budget:
+            return (f"the output plus the error bound {total:.3g} (requantize roundings included) needs {extra} more "
+                    f"bits in q0: {sum(bits)} bits exceed the {budget}-bit limit")
+        primes = coeff_primes(n, bits)
+        plans, total, problems = propagate(stages, opts, n, primes, w, layouts, free)
+        if problems:
+            return "; ".join(problems)
+    _, ckks_err, _ = propagate(stages, opts, n, primes, w, layouts, free, roundings=False)
+    return len(primes), total, primes, w, plans, ckks_err
+
+
+def _candidate(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, layouts: list[StageLayout],
+               reference: float) -> _Passing | str:
+    """The chain ``cand`` if it holds every value and meets the precision target, else why not.
+
+    Without requantize ops, the target applies to the error bound.  With them
+    (:func:`_requantized`), it applies to each segment between requantize ops:
+    the noise CKKS adds there, against the bound the segment ends with (the
+    integer model itself rounds there by up to 1/2).  The stated bound then
+    carries every segment's noise and every skipped rounding through the later
+    stages (a worst case, which can exceed the outputs of a deep model), and
+    q0 grows, when it must, to hold the output bound plus that bound.
+    """
+    if any(st.rounding for st in stages):
+        return _requantized(stages, opts, n, cand, layouts, reference)
+    _, bits, w, free = cand
+    primes = coeff_primes(n, bits)
+    plans, err, problems = propagate(stages, opts, n, primes, w, layouts, free)
+    if problems:
+        return "; ".join(problems)
+    if err > reference * 2.0**-opts.precision_bits:
+        return (f"error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the reference output magnitude "
+                f"{reference:.3g}")
+    return len(primes), err, primes, w, plans, err
+
+
 def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float,
-                reasons: list[str]) -> tuple[list[int], int, list[StagePlan], float] | None:
+                reasons: list[str]) -> _Passing | None:
     """The best passing chain at degree ``n`` (fewest primes, then smallest error), or None."""
     if opts.mode is Mode.LATENCY:
         widest = max([next_pow2(stages[0].n_in)] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
@@ -112,20 +219,15 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
             return None
     layouts: list[StageLayout] = stage_layouts(stages, opts, n)
     passing = []
-    for label, bits, w, free in candidates(stages, opts, n, reasons):
-        primes = coeff_primes(n, bits)
-        plans, err, problems = propagate(stages, opts, n, primes, w, layouts, free)
-        if problems:
-            reasons.append(f"{label}: " + "; ".join(problems))
-        elif err > reference * 2.0**-opts.precision_bits:
-            reasons.append(f"{label}: error bound {err:.3g} exceeds 2**-{opts.precision_bits} of the "
-                           f"reference output magnitude {reference:.3g}")
+    for cand in candidates(stages, opts, n, reasons):
+        found = _candidate(stages, opts, n, cand, layouts, reference)
+        if isinstance(found, str):
+            reasons.append(f"{cand[0]}: {found}")
         else:
-            passing.append((len(primes), err, primes, w, plans))
+            passing.append(found)
     if not passing:
         return None
-    _, err, primes, w, plans = min(passing, key=lambda c: (c[0], c[1]))
-    return primes, w, plans, err
+    return min(passing, key=lambda c: (c[0], c[1]))
 
 
 def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | None = None) -> CKKSPlan:
@@ -149,9 +251,10 @@ def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | Non
     for n in [opts.poly_degree] if opts.poly_degree else DEGREES:
         found = _try_degree(stages, opts, n, reference, reasons)
         if found is not None:
-            primes, w, plans, err = found
+            _, err, primes, w, plans, ckks_err = found
             return CKKSPlan(opts, n, tuple(primes), w + 1, plans[0].scale_in, next_pow2(stages[0].n_in),
-                            tuple(plans), err, reference, out_bound, _galois_steps(plans, opts))
+                            tuple(plans), err, reference, out_bound, _galois_steps(plans, opts),
+                            stages[-1].rounding_total, any(s.can_clip for s in stages), ckks_err)
     depth = sum(s.levels for s in stages)
     raise ParameterError(
         f"no CKKS parameters at {opts.security}-bit security evaluate this model (depth {depth}) within the "

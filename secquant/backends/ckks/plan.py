@@ -119,6 +119,10 @@ class CKKSPlan:
         reference_magnitude: The output magnitude the precision target refers to.
         output_bound: Proven bound on |output|.
         galois_steps: Rotation steps the server needs (empty in THROUGHPUT).
+        rounding_error: Bound on the distance the skipped requantize roundings alone put between the exact
+            real-valued circuit and ``qm.forward_int`` (carried per feature; 0 without requantize ops).
+        clip_possible: Some requantize op can clip; the bound then holds for inputs on which none does.
+        ckks_error: CKKS's own error bound against the exact real-valued circuit (None: ``max_abs_error``).
     """
 
     options: CKKSOptions
@@ -132,6 +136,9 @@ class CKKSPlan:
     reference_magnitude: float
     output_bound: float
     galois_steps: tuple[int, ...] = field(default_factory=tuple)
+    rounding_error: float = 0.0
+    clip_possible: bool = False
+    ckks_error: float | None = None
 
     @property
     def slots(self) -> int:
@@ -235,6 +242,25 @@ class CKKSPlan:
             "stages": [s.summary() for s in self.stages],
             "sizes_bytes_uncompressed": self.sizes(),
             "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",
+            **self._requantize_dict(),
         }
+
+    def _requantize_dict(self) -> dict[str, Any]:
+        folded = [list(s.stage.names) for s in self.stages if s.stage.rounding]
+        if not folded and not self.clip_possible:
+            return {}
+        return {"requantize": {
+            "how": "each requantize is a multiplication by M/2**s folded into the affine stage next to it (no level); "
+                   "CKKS does not round: max_abs_error includes at most 1/2 per requantize, carried through later stages",
+            "stages_with_requantize": folded,
+            "rounding_only_error_bound": self.rounding_error,
+            "ckks_only_error_bound": self.ckks_error if self.ckks_error is not None else self.max_abs_error,
+            "error_bound_note": ("max_abs_error carries every skipped rounding through the later stages together "
+                                 "with the CKKS noise (worst case: every rounding aligned with every weight's sign); "
+                                 "the two parts alone are stated for comparison"),
+            "clip_possible": self.clip_possible,
+            "bound_holds_for": ("inputs on which no requantize op clips (an input beyond the calibration range "
+                                "of a requantize op is not covered)" if self.clip_possible else "every input"),
+        }}
 
 

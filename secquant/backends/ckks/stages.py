@@ -21,14 +21,15 @@ levels in all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from secquant.backends.ckks.fold import fold_group, group_stages, rounding_through
 from secquant.errors import ParameterError, UnsupportedLayerError
-from secquant.quant.lowering import Affine, Poly, StageKind, lower
+from secquant.quant.lowering import Affine, Poly, Requantize, StageKind, lower
 from secquant.quant.lowering import Stage as Lowered
 from secquant.quant.model import QuantizedModel
 
@@ -85,6 +86,13 @@ class Stage:
         coeffs: POLY: (degree+1, n) Python ints, top all-zero terms dropped; else None.
         partial_floor: The proven bound on every value the stage forms (POLY); :attr:`partial`
             is never below it.
+        op_names: The ops of a stage with requantize ops folded in (else the source's names).
+        rounding: Error the stage adds to exact inputs by the roundings it skips (integer units
+            of its output; :mod:`~.fold`).
+        rounding_total: The model's rounding-only error after this stage (cumulative, integer units).
+        can_clip: Some requantize op of the stage can clip for inputs within its bounds (the
+            error bound then holds only for inputs on which none clips).
+        integral: The weights and bias are integers (a stage may multiply at scale 1 only then).
     """
 
     source: Lowered
@@ -94,11 +102,16 @@ class Stage:
     bias: NDArray[Any] = field(default_factory=lambda: np.zeros(0, dtype=object), repr=False)
     coeffs: NDArray[Any] | None = field(default=None, repr=False)
     partial_floor: float = 0.0
+    op_names: tuple[str, ...] = ()
+    rounding: float = 0.0
+    rounding_total: float = 0.0
+    can_clip: bool = False
+    integral: bool = True
 
     @property
     def kind(self) -> StageKind:
-        """AFFINE, SQUARE or POLY (of the shared lowering)."""
-        return self.source.kind
+        """AFFINE, SQUARE or POLY (of the shared lowering); requantize ops alone are a diagonal AFFINE stage."""
+        return StageKind.AFFINE if self.source.kind is StageKind.REQUANTIZE else self.source.kind
 
     @property
     def shift(self) -> bool:
@@ -113,7 +126,7 @@ class Stage:
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the integer ops it evaluates."""
-        return self.source.names
+        return self.op_names or self.source.names
 
     @property
     def n_in(self) -> int:
@@ -211,8 +224,18 @@ def _check_degrees(stages: tuple[Lowered, ...]) -> None:
         raise UnsupportedLayerError(bad)
 
 
+def _folded(group: list[Lowered], m: NDArray[np.float64], d: NDArray[np.float64]) -> tuple[Stage, NDArray[np.float64]]:
+    """An AFFINE stage with requantize ops folded in (:mod:`~.fold`), and the rounding-only error after it."""
+    f = fold_group(group, m, d)
+    source = next((st for st in group if isinstance(st, Affine)), group[0])
+    bias = np.array([float(v) for v in f.bias], dtype=object)
+    stage = Stage(source, m, f.out_bound * _INFLATE, f.matrix, bias, None, 0.0, f.names, f.rounding,
+                  float(np.max(f.d_out, initial=0.0)), f.can_clip, False)
+    return stage, f.d_out
+
+
 def build_stages(qm: QuantizedModel) -> list[Stage]:
-    """The CKKS stages of ``qm`` with their float bounds.
+    """The CKKS stages of ``qm`` with their float bounds; requantize ops folded into affine stages.
 
     Raises:
         UnsupportedLayerError: an op no encrypted backend evaluates, or a
@@ -222,14 +245,20 @@ def build_stages(qm: QuantizedModel) -> list[Stage]:
     lowered = lower(qm)
     _check_degrees(lowered)
     m = np.array([float(v) for v in lowered[0].in_bound], dtype=np.float64) if lowered else np.zeros(0)
+    d = np.zeros_like(m)  # rounding-only error per feature (requantize ops CKKS does not round)
     stages: list[Stage] = []
-    for st in lowered:
-        if isinstance(st, Affine):
-            stage = _affine(st, m)
-        elif isinstance(st, Poly):
-            stage = _poly(st, m)
+    for group in group_stages(lowered):
+        st = group[0]
+        if len(group) > 1 or isinstance(st, Requantize):
+            stage, d = _folded(group, m, d)
+        elif isinstance(st, Affine):
+            stage, d = _affine(st, m), np.abs(np.asarray(st.matrix, dtype=np.float64)) @ d
         else:
-            stage = Stage(st, m, m * m * _INFLATE, None, np.array([0] * m.size, dtype=object))
+            stage = _poly(st, m) if isinstance(st, Poly) else Stage(st, m, m * m * _INFLATE, None,
+                                                                     np.array([0] * m.size, dtype=object))
+            d = rounding_through(st, m, d)
+        if np.any(d) and not stage.rounding_total:
+            stage = replace(stage, rounding_total=float(np.max(d)))
         stages.append(stage)
         m = stage.out_bound
     return stages

@@ -5,9 +5,12 @@ more, so the server evaluates exactly the :class:`~secquant.quant.lowering.Affin
 stages of :func:`~secquant.quant.lowering.lower` (a maximal run of Linear,
 Conv2d, SumPool2d, Flatten and AddConst, composed into one integer map
 ``y = W x + b``): each is one :class:`AffineBlock`, one round.  The element-wise
-stages between blocks (Square, Poly) form :class:`ClientStep` s, which the
-client applies to the decrypted pre-activations exactly as
-:mod:`secquant.quant.intops` does.
+stages between blocks (Square, Poly, Requantize) form :class:`ClientStep` s,
+which the client applies to the decrypted pre-activations exactly as
+:mod:`secquant.quant.intops` does: a requantized model is rescaled on the
+client, bit for bit as ``forward_int`` rescales it.  A graph model arrives as
+the chain the lowering lays it out as (skip paths carried through the client
+steps as pass-through features).
 
 A model without non-linear ops is one block and one round.  Otherwise the
 protocol is interactive: round ``r`` evaluates block ``r`` on the server, and
@@ -28,6 +31,7 @@ from secquant.quant.intops import (
     OP_TYPES,
     IntOp,
     IntPoly,
+    IntRequantize,
     IntSquare,
     op_from_parts,
     op_to_parts,
@@ -38,8 +42,8 @@ from secquant.quant.model import QuantizedModel
 __all__ = ["CLIENT_OPS", "AffineBlock", "ClientBlock", "ClientStep", "PaillierClientPlan", "PaillierPlan",
            "build_plan"]
 
-#: Element-wise op types the client applies between rounds.
-CLIENT_OPS: tuple[type[IntOp], ...] = (IntSquare, IntPoly)
+#: Element-wise op types the client applies between rounds (requantize: exactly, on decrypted integers).
+CLIENT_OPS: tuple[type[IntOp], ...] = (IntSquare, IntPoly, IntRequantize)
 
 IntArray = NDArray[Any]
 
@@ -187,7 +191,8 @@ class ClientBlock:
 class PaillierClientPlan:
     """The client's view of a :class:`PaillierPlan`: block edges and client steps, no affine weights.
 
-    The client steps (Square, Poly) carry their coefficients: in interactive
+    The client steps (Square, Poly, Requantize) carry their coefficients and
+    fixed-point multipliers (M, s, clip limit): in interactive
     mode the client applies them itself (see ``protocols/paillier-inference.md``).
     """
 
@@ -265,23 +270,35 @@ def _step_from(data: dict[str, Any] | None, arrays: dict[str, IntArray]) -> Clie
     return ClientStep(tuple(ops), bounds, tuple(int(v) for v in data["shape"]))
 
 
+def _chain_ops(qm: QuantizedModel) -> dict[str, IntOp]:
+    """The ops the lowering's stages are named after: ``qm``'s own, or those of its linearized chain (a DAG)."""
+    from secquant.quant.linearize import linearize
+
+    chain = qm if qm.is_chain else linearize(qm)
+    return {op.name: op for op in chain.ops}
+
+
 def build_plan(qm: QuantizedModel) -> PaillierPlan:
     """Split ``qm`` into server blocks (its affine stages) and client steps (the element-wise ones).
 
+    A graph model (residual adds, concatenations) is split as the chain the
+    lowering lays it out as.  Requantize ops are client steps: the client
+    rescales the decrypted values exactly as ``forward_int`` does.
+
     Raises:
-        UnsupportedLayerError: an op is neither affine nor element-wise (Square, Poly).
+        UnsupportedLayerError: an op is neither affine nor element-wise (Square, Poly, Requantize).
         ConfigError: the model has no affine op for the server to evaluate.
     """
     stages = lower(qm)
     if not any(isinstance(st, Affine) for st in stages):
         raise ConfigError("the model has no affine layer (Linear, Conv2d, ...) for a Paillier server to evaluate")
-    ops = iter(qm.ops)
+    by_name = _chain_ops(qm)
     pre: ClientStep | None = None
     blocks: list[AffineBlock] = []
     steps: list[ClientStep | None] = []
     for affine, group in itertools.groupby(stages, key=lambda st: isinstance(st, Affine)):
         run = list(group)
-        taken = tuple(next(ops) for st in run for _ in st.names)  # the ops each stage was lowered from
+        taken = tuple(by_name[name] for st in run for name in st.names)  # the ops each stage was lowered from
         if affine:
             blocks.extend(AffineBlock(st) for st in run if isinstance(st, Affine))
             steps.extend(None for _ in run)
