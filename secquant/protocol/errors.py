@@ -7,20 +7,31 @@ the server's message.
 
 from __future__ import annotations
 
-from secquant.errors import ConfigError, KeyMaterialError, SecquantError
+from secquant.errors import ConfigError, IntegrityError, KeyMaterialError, ParameterError, SecquantError
 
 __all__ = [
     "HTTP_STATUS",
     "AuthenticationError",
+    "CacheDirError",
     "CiphertextError",
+    "InsecureParametersError",
     "MessageError",
     "ParameterMismatchError",
     "PayloadTooLargeError",
+    "PrivacyBudgetError",
+    "QueryBudgetError",
+    "RateLimitError",
     "ReleaseRefusedError",
+    "ReleaseUnsupportedError",
     "RemoteError",
     "RoundStateError",
+    "ScopeError",
+    "ServerBusyError",
     "SessionLimitError",
     "SessionNotFoundError",
+    "SpecAuthenticationError",
+    "TransportSecurityError",
+    "retry_after",
     "status_for",
 ]
 
@@ -47,6 +58,54 @@ class SessionLimitError(SecquantError, RuntimeError):
 
 class AuthenticationError(SecquantError, PermissionError):
     """The bearer token is missing or wrong."""
+
+
+class ScopeError(SecquantError, PermissionError):
+    """The token is valid but lacks the scope the endpoint needs (``infer`` or ``admin``)."""
+
+
+class PrivacyBudgetError(SecquantError, PermissionError):
+    """The token's privacy budget under the server's noisy release policy is spent."""
+
+
+class RateLimitError(SecquantError, RuntimeError):
+    """The token sent requests faster than its rate limit.
+
+    Attributes:
+        retry_after: Seconds until a request would be admitted again (sent as ``Retry-After``).
+    """
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, float(retry_after))
+
+
+class QueryBudgetError(RateLimitError):
+    """The token's query budget for the current window is spent (``retry_after``: until the window ends)."""
+
+
+class ServerBusyError(RateLimitError):
+    """Every request slot stayed busy for the whole admission timeout (503, ``Retry-After``)."""
+
+
+class CacheDirError(SecquantError, PermissionError):
+    """The session cache directory is not private (group/other access or another owner); it is never changed."""
+
+
+class InsecureParametersError(ParameterError):
+    """A server's client spec asks for less security than the client's own floor; no key was made."""
+
+
+class SpecAuthenticationError(IntegrityError):
+    """The service spec is not signed by a trusted key, or does not match the pinned digest."""
+
+
+class TransportSecurityError(ConfigError):
+    """Plain HTTP to a host that is not loopback, or TLS verification turned off, without the explicit opt-out."""
+
+
+class ReleaseUnsupportedError(ConfigError):
+    """A release policy this scheme cannot apply to an encrypted result (e.g. rounding a ciphertext)."""
 
 
 class ParameterMismatchError(ConfigError):
@@ -80,6 +139,8 @@ class RemoteError(SecquantError, ConnectionError):
 #: Most specific class first; :func:`status_for` takes the first match.
 HTTP_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (AuthenticationError, 401),
+    (ScopeError, 403),
+    (PrivacyBudgetError, 403),
     (KeyMaterialError, 403),
     (ReleaseRefusedError, 403),
     (SessionNotFoundError, 404),
@@ -87,9 +148,21 @@ HTTP_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (RoundStateError, 409),
     (PayloadTooLargeError, 413),
     (SessionLimitError, 429),
+    (ServerBusyError, 503),
+    (RateLimitError, 429),
     (MessageError, 400),
     (SecquantError, 422),
 )
+
+
+def retry_after(exc: BaseException) -> int | None:
+    """Whole seconds for a ``Retry-After`` header (at least 1), or None for errors that carry none."""
+    seconds = getattr(exc, "retry_after", None)
+    if seconds is None:
+        return None
+    import math
+
+    return max(1, math.ceil(float(seconds)))
 
 
 def status_for(exc: BaseException) -> int:

@@ -9,7 +9,9 @@ One round per affine block (see :mod:`~secquant.backends.paillier.plan`):
    outputs of the whole batch into as few ciphertexts as the slot layout allows
    (:mod:`~secquant.backends.paillier.packing`, slot width from the proven
    bound of the block's outputs plus guard bits), and re-randomizes each packed
-   ciphertext with a fresh ``hs**a`` (:mod:`~secquant.backends.paillier.server`).
+   ciphertext with the server's own fresh ``r**n`` (:mod:`~secquant.backends.paillier.server`);
+   under a noisy release policy it first adds discrete Gaussian noise to
+   the encrypted outputs.
 3. The client decrypts the packed ciphertexts (CRT) and unpacks the slots
    (:mod:`~secquant.backends.paillier.client`).
 
@@ -61,8 +63,10 @@ from secquant.quant.model import QuantizedModel
 __all__ = ["PaillierBackend"]
 
 
-def _layouts(plan: PaillierPlan, key_bits: int, guard_bits: int) -> tuple[PackingLayout, ...]:
+def _layouts(plan: PaillierPlan, key_bits: int, guard_bits: int, noise: int = 0) -> tuple[PackingLayout, ...]:
     """The slot layout of each round's response, from the block's proven output bound.
+
+    ``noise`` (the release policy's largest |noise|) widens the last round's bound.
 
     Raises:
         ParameterError: a bound too large for the plaintext space.
@@ -70,9 +74,10 @@ def _layouts(plan: PaillierPlan, key_bits: int, guard_bits: int) -> tuple[Packin
     """
     plaintext_bits = key_bits - 1
     layouts = []
-    for block in plan.blocks:
+    for r, block in enumerate(plan.blocks):
+        bound = int(block.out_bound) + (noise if r == len(plan.blocks) - 1 else 0)
         try:
-            layouts.append(PackingLayout.for_bound(block.out_bound, plaintext_bits, extra_guard_bits=guard_bits))
+            layouts.append(PackingLayout.for_bound(bound, plaintext_bits, extra_guard_bits=guard_bits))
         except ConfigError as exc:
             raise ParameterError(
                 f"block {list(block.names)} reaches |y| <= {block.out_bound}, too large for a {key_bits}-bit "
@@ -111,7 +116,14 @@ class PaillierBackend(Backend):
                 "on ciphertexts; pass interactive=True to let the client decrypt the pre-activations, apply them "
                 "and re-encrypt, round by round (the client then learns every pre-activation)"
             )
-        self.layouts: tuple[PackingLayout, ...] = _layouts(self.plan, self.key_bits, self.options.guard_bits)
+        noise = self.options.noise_bound
+        if noise and self.plan.steps[-1] is not None:
+            from secquant.protocol.errors import ReleaseUnsupportedError
+
+            raise ReleaseUnsupportedError(
+                f"the model ends with client-side ops {self.plan.client_op_names()} after its last affine layer, so "
+                "noise the server adds would pass through them; release full logits for this model")
+        self.layouts: tuple[PackingLayout, ...] = _layouts(self.plan, self.key_bits, self.options.guard_bits, noise)
 
     @property
     def key_bits(self) -> int:
@@ -130,25 +142,37 @@ class PaillierBackend(Backend):
         In interactive mode the Square/Poly coefficients are included: the
         client applies them (an inherent leak, see ``protocols/paillier-inference.md``).
         """
+        release = self.options.release.to_json() if self.options.noise_bound else None
         spec = PaillierClientSpec(self.qm.interface(), PaillierClientPlan.of(self.plan), self.layouts,
-                                  self.randomness, self.key_bits, self.options.allow_insecure)
+                                  self.randomness, self.key_bits, self.options.allow_insecure,
+                                  release, self.options.noise_bound)
         return spec.to_bytes()
 
     @classmethod
-    def client_from_spec(cls, spec: bytes, *, private_key: PaillierPrivateKey | None = None) -> PaillierClient:
+    def client_from_spec(cls, spec: bytes, *, private_key: PaillierPrivateKey | None = None,
+                         allow_insecure: bool = False) -> PaillierClient:
         """A client from :meth:`client_spec` bytes alone, with ``private_key`` or fresh keys.
+
+        The key size comes from the spec (the server's packing depends on it),
+        but whether a key below 2048 bits is admitted is the caller's own
+        ``allow_insecure``, never the spec's: a spec is data from the network.
 
         Raises:
             ArtifactError, IntegrityError: not a Paillier client spec, or modified.
             ConfigError: malformed spec, or a key of another size.
+            ParameterError: the spec asks for a key below 2048 bits and ``allow_insecure`` is False.
         """
-        parsed = PaillierClientSpec.from_bytes(spec)
-        key = private_key or generate_keypair(parsed.key_bits, allow_insecure=parsed.allow_insecure)
+        parsed = PaillierClientSpec.from_bytes(spec, allow_insecure=allow_insecure)
+        key = private_key or generate_keypair(parsed.key_bits, allow_insecure=allow_insecure)
         return PaillierClient(parsed, key)
 
     def client(self) -> PaillierClient:
-        """A client with the configured key, or fresh keys from system randomness (built from the spec)."""
-        return type(self).client_from_spec(self.client_spec(), private_key=self.options.private_key)
+        """A client with the configured key, or fresh keys from system randomness (built from the spec).
+
+        Local: the options (and their ``allow_insecure``) are the caller's own.
+        """
+        return type(self).client_from_spec(self.client_spec(), private_key=self.options.private_key,
+                                           allow_insecure=self.options.allow_insecure)
 
     def server(self, public_material: bytes) -> PaillierServer:
         """A server from public material only.
@@ -160,7 +184,7 @@ class PaillierBackend(Backend):
         public = load_public_key(public_material, allow_insecure=self.options.allow_insecure)
         if public.bits != self.key_bits:
             raise ConfigError(f"public key has {public.bits} bits but this model was compiled for {self.key_bits}")
-        return PaillierServer(self.plan, self.layouts, self.randomness, public)
+        return PaillierServer(self.plan, self.layouts, public, release=self.options.release)
 
     # -- description ---------------------------------------------------------------
     def parameters(self) -> dict[str, Any]:
@@ -180,6 +204,7 @@ class PaillierBackend(Backend):
             "decryption": "CRT (two half-size exponentiations per ciphertext)",
             "interactive": self.options.interactive,
             "rounds": len(rounds),
+            "release": _release_details(self.options.release, self.options.noise_bound),
             "client_ops": self.plan.client_op_names(),
             "round_details": rounds,
             "guard_bits": self.options.guard_bits,
@@ -234,9 +259,20 @@ def _randomness_details(randomness: Randomness, k: int) -> dict[str, Any]:
                    f"{TABLE_WINDOW_BITS}-bit fixed-base tables" if djn
                    else "r**n for uniform r, as u**p mod p**2 and u**q mod q**2 (CRT)"),
         "exponent_bits": (k + 1) // 2 if djn else k,
-        "server_rerandomization": "each packed response ciphertext times a fresh hs**a (DJN) or r**n",
+        "server_rerandomization": ("each packed response ciphertext times r**n mod n**2 for a fresh uniform r "
+                                   "from secrets: the server's own randomness, which no value the client sends "
+                                   "(hs included) can cancel"),
         "source": "secrets (operating-system CSPRNG)",
     }
+
+
+def _release_details(policy: Any, bound: int) -> dict[str, Any]:
+    """What the server releases of the final outputs, and the widened slot bound."""
+    out: dict[str, Any] = {"policy": policy.to_json(), "noise_bound": bound}
+    if bound:
+        out["noise"] = ("discrete Gaussian per output, drawn by the server (dp sampler on a secrets-keyed Philox "
+                        "stream) and added to the encrypted outputs before packing")
+    return out
 
 
 def _sizes(randomness: Randomness, k: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -51,7 +51,10 @@ class PaillierClientSpec:
         layouts: Slot packing of each round's response.
         randomness: Encryption randomness.
         key_bits: Bits of n.
-        allow_insecure: Whether keys below 2048 bits were admitted at compile time.
+        allow_insecure: Whether keys below 2048 bits were admitted at compile time
+            (informative only: a client decides that with its own options).
+        release: JSON of the server's release policy when it adds noise, else None.
+        noise_bound: Largest |noise| the server adds to a final output (0 without noise).
     """
 
     interface: ModelInterface
@@ -60,25 +63,38 @@ class PaillierClientSpec:
     randomness: Randomness
     key_bits: int
     allow_insecure: bool = False
+    release: dict[str, Any] | None = None
+    noise_bound: int = 0
 
     def __post_init__(self) -> None:
         if len(self.layouts) != self.plan.rounds:
             raise ConfigError(f"{len(self.layouts)} packing layouts for {self.plan.rounds} round(s)")
+        if isinstance(self.noise_bound, bool) or not isinstance(self.noise_bound, int) or self.noise_bound < 0:
+            raise ConfigError(f"noise_bound must be an int >= 0, got {self.noise_bound!r}")
 
     def to_bytes(self) -> bytes:
-        """A ``secquant.PaillierClientSpec`` artifact (digest-checked)."""
+        """A ``secquant.PaillierClientSpec`` artifact (digest-checked); byte-identical to before without noise."""
         plan, arrays = self.plan.to_meta()
-        meta = {"plan": plan, "layouts": [_layout_meta(lay) for lay in self.layouts],
-                "randomness": self.randomness.value, "key_bits": self.key_bits, "allow_insecure": self.allow_insecure}
+        meta: dict[str, Any] = {"plan": plan, "layouts": [_layout_meta(lay) for lay in self.layouts],
+                                "randomness": self.randomness.value, "key_bits": self.key_bits,
+                                "allow_insecure": self.allow_insecure}
+        if self.noise_bound:
+            meta["release"] = {"policy": self.release, "noise_bound": self.noise_bound}
         return encode_client_spec(Scheme.PAILLIER, self.interface, meta, arrays)
 
     @classmethod
-    def from_bytes(cls, spec: bytes) -> PaillierClientSpec:
+    def from_bytes(cls, spec: bytes, *, allow_insecure: bool = False) -> PaillierClientSpec:
         """Parse :meth:`to_bytes`.
+
+        Args:
+            spec: The spec bytes (data from the network).
+            allow_insecure: The reader's own opt-out for keys below 2048 bits;
+                the spec's ``allow_insecure`` field is never trusted.
 
         Raises:
             ArtifactError, IntegrityError: not a Paillier client spec, or modified.
             ConfigError: malformed spec.
+            ParameterError: the spec's key is below 2048 bits and ``allow_insecure`` is False.
         """
         interface, meta, arrays = decode_client_spec(Scheme.PAILLIER, spec)
         try:
@@ -86,9 +102,11 @@ class PaillierClientSpec:
             allow = meta["allow_insecure"]
             if not isinstance(allow, bool):
                 raise ConfigError("allow_insecure must be a boolean")
-            key_bits = check_key_bits(int(meta["key_bits"]), allow_insecure=allow)
+            key_bits = check_key_bits(int(meta["key_bits"]), allow_insecure=allow_insecure)
+            release = meta.get("release") or {}
             return cls(interface, PaillierClientPlan.from_meta(meta["plan"], arrays), layouts,
-                       coerce_enum(meta["randomness"], Randomness, "randomness"), key_bits, allow)
+                       coerce_enum(meta["randomness"], Randomness, "randomness"), key_bits, allow,
+                       release.get("policy"), int(release.get("noise_bound", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, (ConfigError, ParameterError)):
                 raise
@@ -208,11 +226,12 @@ class PaillierClient(ClientRole):
         for i, residue in enumerate(self._decryptor.decrypt(msg.ciphertexts)):
             values.extend(layout.decode_mod(int(residue), int(n), min(layout.slots, total - i * layout.slots)))
         out = np.asarray(values, dtype=object).reshape(msg.batch, block.out_features)
-        if values and max(abs(v) for v in values) > block.out_bound:
+        bound = block.out_bound + (backend.noise_bound if msg.round == plan.rounds - 1 else 0)
+        if values and max(abs(v) for v in values) > bound:
             raise ModulusOverflowError(
-                f"a decrypted value of round {msg.round} exceeds its proven bound {block.out_bound}: the "
+                f"a decrypted value of round {msg.round} exceeds its proven bound {bound}: the "
                 "ciphertext is corrupt or was made under another key",
-                layer=block.names[-1], bound=block.out_bound,
+                layer=block.names[-1], bound=bound,
             )
         return out
 
@@ -229,4 +248,4 @@ class PaillierClient(ClientRole):
         step = plan.steps[msg.round]
         out = step.apply(y) if step is not None else y
         out = np.asarray(out).reshape(msg.batch, *plan.output_shape)
-        return as_output(out, self._spec.interface.output_max_abs)
+        return as_output(out, self._spec.interface.output_max_abs + self._spec.noise_bound)

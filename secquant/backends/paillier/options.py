@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from secquant.backends.base import Mode
 from secquant.backends.paillier.crypto import Randomness
@@ -14,10 +16,47 @@ from secquant.backends.paillier.keys import (
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["MAX_GUARD_BITS", "PaillierOptions"]
+__all__ = ["MAX_GUARD_BITS", "NOISE_TAIL_SIGMAS", "PaillierOptions", "noise_bound", "release_policy"]
 
 #: Most spare bits per packed slot a user may ask for.
 MAX_GUARD_BITS = 64
+#: |noise| <= ceil(NOISE_TAIL_SIGMAS * sigma) + 2 for every draw of the dp sampler
+#: (it truncates its proposals at sigma + 40 sigma + 1), so the packed slots are sized for it.
+NOISE_TAIL_SIGMAS = 42
+
+
+def release_policy(value: Any) -> Any:
+    """The release policy a Paillier server can apply to its encrypted result, from a policy or its JSON.
+
+    Paillier adds homomorphically, so it can add noise (discrete Gaussian on
+    whole output steps, ``resolution_bits == 0``) but cannot round a ciphertext
+    or take an argmax: those policies are refused.
+
+    Raises:
+        ReleaseUnsupportedError: rounding, probabilities, labels, or a noise grid other than one step.
+        ConfigError: not a release policy.
+    """
+    from secquant.dp.release import RELEASE_POLICY_TYPES, DiscreteGaussianLogits, FullLogits, policy_from_json
+    from secquant.protocol.errors import ReleaseUnsupportedError
+
+    if value is None:
+        return FullLogits()
+    policy = value if isinstance(value, RELEASE_POLICY_TYPES) else policy_from_json(value)
+    if isinstance(policy, FullLogits):
+        return policy
+    if isinstance(policy, DiscreteGaussianLogits) and policy.resolution_bits == 0:
+        return policy
+    raise ReleaseUnsupportedError(
+        f"Paillier cannot apply the release policy {policy.label!r} to a ciphertext: it only adds, so it can add "
+        "noise (discrete Gaussian with resolution_bits=0, e.g. `--release gaussian:4`) but not round, take a "
+        "softmax or an argmax; serve full logits or noise, or use the plain backend"
+    )
+
+
+def noise_bound(policy: Any) -> int:
+    """Largest |noise| the policy adds to one output (0 without noise), in output steps."""
+    sigma = getattr(policy, "grid_sigma", None)
+    return 0 if sigma is None else math.ceil(NOISE_TAIL_SIGMAS * float(sigma)) + 2
 
 
 @dataclass(frozen=True)
@@ -39,11 +78,18 @@ class PaillierOptions:
             the whole batch together.
         private_key: Use this key pair instead of generating one per client
             (fixed keys for tests, or reuse of an expensive 3072-bit key).
+        release: What the server releases of the final outputs: full logits
+            (None, the default) or a :class:`~secquant.dp.release.DiscreteGaussianLogits`
+            (or its JSON) with ``resolution_bits=0``, whose noise the server adds to
+            the encrypted outputs; the last round's slots are widened by
+            :func:`noise_bound`.  Rounding policies are refused
+            (:class:`~secquant.protocol.errors.ReleaseUnsupportedError`).
 
     Raises:
         ConfigError: a value of the wrong type or out of range, or a key of
             another size than ``key_bits``.
         ParameterError: ``key_bits`` below 2048 without ``allow_insecure``.
+        ReleaseUnsupportedError: a release policy Paillier cannot apply.
     """
 
     key_bits: int | None = None
@@ -53,8 +99,10 @@ class PaillierOptions:
     guard_bits: int = 1
     mode: Mode = Mode.LATENCY
     private_key: PaillierPrivateKey | None = field(default=None, repr=False)
+    release: Any = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "release", release_policy(self.release))
         for name in ("allow_insecure", "interactive"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -70,6 +118,11 @@ class PaillierOptions:
         if isinstance(guard, bool) or not isinstance(guard, int) or not 0 <= guard <= MAX_GUARD_BITS:
             raise ConfigError(f"guard_bits must be an int in [0, {MAX_GUARD_BITS}], got {guard!r}")
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+
+    @property
+    def noise_bound(self) -> int:
+        """Largest |noise| the release policy adds to one final output (0 for full logits)."""
+        return noise_bound(self.release)
 
     @property
     def bits(self) -> int:

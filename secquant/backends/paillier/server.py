@@ -3,8 +3,23 @@
 Each output ``y_k = sum_i W_ki x_i + b_k`` is one signed multi-exponentiation
 (Pippenger buckets) times a plaintext bias factor; the outputs of the whole
 batch are packed into as few ciphertexts as the slot layout allows
-(:mod:`~secquant.backends.paillier.packing`), and each packed ciphertext is
-re-randomized with a fresh ``hs**a`` (or ``r**n``).
+(:mod:`~secquant.backends.paillier.packing`).
+
+Re-randomization uses the server's own randomness: each packed ciphertext is
+multiplied by ``r**n mod n**2`` for a fresh uniform ``r`` from :mod:`secrets`.
+``r**n`` is a uniform element of the group of n-th residues, so the product
+is a uniform encryption of the same plaintext whatever randomness the request
+carried.  The client's DJN element ``hs`` is never used here: a client that
+sent ``hs = 1`` (or any element of small order) would otherwise cancel the
+re-randomization (``hs**a = 1``) and receive byte-identical answers to a
+replayed request, whose randomness is a function of the weights.
+Request ciphertexts must be units mod n (a non-unit would let the key owner
+read exponents from the p- or q-part), which one gcd of their product checks.
+
+Under a noisy release policy the server adds discrete Gaussian noise (drawn
+from the dp sampler on :func:`~secquant.dp.samplers.secure_generator`, keyed
+from :mod:`secrets` per request) to every output of the last round before
+packing; the last round's slots are sized for it.
 """
 
 from __future__ import annotations
@@ -20,7 +35,8 @@ from secquant.backends.paillier.crypto import (
     multi_pow,
     pack_ciphertexts,
 )
-from secquant.backends.paillier.keys import PaillierPublicKey
+from secquant.backends.paillier.keys import PaillierPublicKey, require_gmpy2
+from secquant.backends.paillier.options import noise_bound
 from secquant.backends.paillier.packing import PackingLayout
 from secquant.backends.paillier.plan import PaillierPlan
 from secquant.backends.paillier.wire import REQUEST_TYPE, RESPONSE_TYPE, decode, encode
@@ -30,14 +46,22 @@ __all__ = ["PaillierServer"]
 
 
 class PaillierServer(ServerRole):
-    """Evaluates affine blocks on ciphertexts with the public key only."""
+    """Evaluates affine blocks on ciphertexts with the public key only.
 
-    def __init__(self, plan: PaillierPlan, layouts: tuple[PackingLayout, ...], randomness: Randomness,
-                 public: PaillierPublicKey) -> None:
+    Args:
+        plan: The rounds.
+        layouts: Slot packing of each round's response.
+        public: The client's public key.
+        release: Release policy of the final outputs (None: full logits).
+    """
+
+    def __init__(self, plan: PaillierPlan, layouts: tuple[PackingLayout, ...], public: PaillierPublicKey,
+                 release: Any = None) -> None:
         self._plan = plan
         self._layouts = layouts
-        self._randomness = randomness
         self.public = public
+        self._release = release
+        self._noise_bound = noise_bound(release) if release is not None else 0
         n, n2 = public.n, public.nsquare
         self._rows: list[list[tuple[list[int], list[int], Any]]] = []
         for block in plan.blocks:
@@ -54,8 +78,9 @@ class PaillierServer(ServerRole):
         """Map a round's request to its packed, re-randomized response.
 
         Raises:
-            ConfigError: malformed payload, another key, unknown round, or a
-                ciphertext count that does not match the model.
+            ConfigError: malformed payload, another key, unknown round, a
+                ciphertext count that does not match the model, or a
+                ciphertext that is not a unit mod n.
         """
         plan = self._plan
         msg = decode(payload, REQUEST_TYPE, self.public)
@@ -67,6 +92,7 @@ class PaillierServer(ServerRole):
                 f"round {msg.round} takes {block.in_features} ciphertexts per input; got {len(msg.ciphertexts)} "
                 f"for a batch of {msg.batch}"
             )
+        self._check_units(msg.ciphertexts)
         n2 = self.public.nsquare
         outputs: list[Any] = []
         d = block.in_features
@@ -75,11 +101,37 @@ class PaillierServer(ServerRole):
             for idx, exps, bias_factor in self._rows[msg.round]:
                 y = multi_pow([cts[i] for i in idx], exps, n2)
                 outputs.append(y * bias_factor % n2)
+        if msg.round == plan.rounds - 1 and self._noise_bound:
+            outputs = self._add_noise(outputs)
         layout = self._layouts[msg.round]
         packed = []
         for chunk in layout.chunks(outputs):
             c = pack_ciphertexts(list(chunk), layout.slot_bits, n2)
-            packed.append(c * fresh_randomizer(self.public, self._randomness) % n2)
+            packed.append(c * fresh_randomizer(self.public, Randomness.FULL) % n2)
         meta = {"round": msg.round, "batch": msg.batch, "features": block.out_features,
                 "slot_bits": layout.slot_bits, "slots": layout.slots}
         return encode(RESPONSE_TYPE, self.public, meta, packed)
+
+    def _check_units(self, ciphertexts: list[Any]) -> None:
+        """Refuse a request holding a ciphertext that shares a factor with n.
+
+        Raises:
+            ConfigError: some ciphertext is not a unit mod n**2.
+        """
+        g2 = require_gmpy2()
+        n = self.public.n
+        product = g2.mpz(1)
+        for c in ciphertexts:
+            product = product * c % n
+        if g2.gcd(product, n) != 1:
+            raise ConfigError("a request ciphertext is not a unit mod n (it shares a factor with n); refusing it")
+
+    def _add_noise(self, outputs: list[Any]) -> list[Any]:
+        """Multiply each encrypted output by ``(1 + n)**noise``: y_k + noise_k, noise fresh per output."""
+        from secquant.dp.samplers import secure_generator
+
+        policy, n, n2 = self._release, self.public.n, self.public.nsquare
+        noise = policy.apply(np.zeros(len(outputs), dtype=np.int64), secure_generator())
+        if noise.size and int(np.max(np.abs(noise))) > self._noise_bound:  # the sampler truncates below it
+            raise ConfigError("a noise draw exceeded its proven bound (a bug: please report it)")
+        return [y * ((1 + n * (int(e) % n)) % n2) % n2 for y, e in zip(outputs, noise)]
