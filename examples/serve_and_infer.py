@@ -8,14 +8,18 @@ public material, sends ciphertexts and decrypts the answers.  It checks that
 the remote scores equal the local ``em.predict`` (exact schemes) or stay within
 the stated CKKS error bound.  The client never sees the model: it builds its
 role from the server's client spec (``GET /v1/client-spec``), which carries no
-weight; the script checks that none of the weight arrays occurs in it.
+weight; the script checks that none of the weight arrays occurs in it.  The
+server signs its service spec with a fresh operator key and the client trusts
+only that key (``trusted=[pub]``); the plain scheme encrypts nothing, so the
+client accepts it only with its own explicit opt-out.
 
     python examples/serve_and_infer.py --scheme bfv --n 20
     python examples/serve_and_infer.py --scheme paillier --n 5     # interactive: the client applies Square
 
 Between two machines, run ``secquant serve model.npz --scheme bfv --host 0.0.0.0
 --certfile cert.pem --keyfile key.pem`` on one and ``secquant infer model.npz
---data digits --server https://host:8000`` (token in ``$SECQUANT_TOKEN``) on the other.
+--data digits --server https://host:8000 --trust operator.pub`` (token in ``$SECQUANT_TOKEN``) on
+the other; see ``examples/protected_service.py`` for tokens, budgets and release policies.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from torch import nn
 from secquant import quantize_model
 from secquant.data import load_dataset
 from secquant.nn import Square
-from secquant.protocol import Client, ModelBinding, ServerThread, ServiceConfig, create_app
+from secquant.protocol import Client, ModelBinding, SecurityFloor, ServerThread, ServiceConfig, create_app
+from secquant.signing import generate_signing_keys
 
 
 def train(x: np.ndarray, y: np.ndarray, epochs: int) -> nn.Module:
@@ -62,13 +67,16 @@ def main() -> None:
     binding = ModelBinding.build(qm, args.scheme, options)
     token = secrets.token_urlsafe(32)
     x, y = data.x_test[: args.n], data.y_test[: args.n]
-    with tempfile.TemporaryDirectory() as cache:
-        app = create_app(binding, ServiceConfig(token=token, cache_dir=cache))
+    floor = SecurityFloor(allow_insecure=args.scheme == "plain")  # plain: no encryption, an explicit opt-out
+    with tempfile.TemporaryDirectory() as tmp:
+        private, public = generate_signing_keys(f"{tmp}/operator", "operator")
+        app = create_app(binding, ServiceConfig(token=token, cache_dir=f"{tmp}/keys", sign_key=private))
         with ServerThread(app) as server:
             print(f"server: {args.scheme} model {binding.model_digest[:16]}... at {server.url}")
             t0 = time.perf_counter()
-            with Client(server.url, token=token) as client:
+            with Client(server.url, token=token, trusted=[public], floor=floor) as client:
                 setup = time.perf_counter() - t0
+                print(f"service spec authenticated by {client.authenticated}")
                 scores = client.predict(x)
                 timings = client.last_timings
     local = binding.em.predict(x)

@@ -35,6 +35,8 @@ _LAZY = {
     "create_app": "secquant.protocol.inference.app",
     "openapi_schema": "secquant.protocol.inference.app",
     "ModelBinding": "secquant.protocol.inference.binding",
+    "SecurityFloor": "secquant.protocol.inference.floors",
+    "TokenTable": "secquant.protocol.inference.tokens",
     "ServerThread": "secquant.protocol.runner",
     "serve": "secquant.protocol.runner",
 }

@@ -3,7 +3,9 @@
 * bearer-token checking with :func:`hmac.compare_digest`;
 * body reading that stops at a byte limit (413), whether or not the client
   sent ``Content-Length``;
-* one JSON error body for every secquant error: ``{"error": name, "detail": message}``.
+* one JSON error body for every secquant error: ``{"error": name, "detail": message}``,
+  with ``Retry-After`` on 429/503 answers and ``WWW-Authenticate`` on 401;
+  a ``RecursionError`` from any decoder (deeply nested JSON) is a 400, never a 500.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from secquant.errors import SecquantError
-from secquant.protocol.errors import AuthenticationError, PayloadTooLargeError, status_for
+from secquant.protocol.errors import AuthenticationError, PayloadTooLargeError, retry_after, status_for
 
 __all__ = ["BINARY_BODY", "ErrorBody", "binary_response_doc", "check_token", "install_error_handlers", "read_body"]
 
@@ -95,10 +97,20 @@ def install_error_handlers(app: Any) -> None:
 
     async def handle(request: Any, exc: Exception) -> Any:
         status = status_for(exc)
-        if status >= 500:
+        if status >= 500 and not isinstance(exc, SecquantError):
             log.exception("internal error on %s", request.url.path, exc_info=exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
+        headers: dict[str, str] = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        wait = retry_after(exc)
+        if wait is not None:
+            headers["Retry-After"] = str(wait)
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status,
+                            headers=headers or None)
+
+    async def too_deep(request: Any, exc: Exception) -> Any:  # a decoder recursed on client bytes
+        return JSONResponse({"error": "MessageError", "detail": "request data is nested too deeply to parse"},
+                            status_code=400)
 
     async def invalid(request: Any, exc: Exception) -> Any:
         errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
@@ -114,5 +126,6 @@ def install_error_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException
 
     app.add_exception_handler(SecquantError, handle)
+    app.add_exception_handler(RecursionError, too_deep)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)

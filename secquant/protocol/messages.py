@@ -17,8 +17,10 @@ The header JSON has exactly these keys::
      "meta": {...}}                                 # per-type fields, below
 
 :func:`decode_frame` refuses a wrong magic, a header that is not such an
-object, a wrong type or an unknown version, a payload of another length
-(truncated or padded) and a digest mismatch.  Nothing is unpickled and nothing
+object (including JSON nested too deeply for the decoder, which would
+otherwise raise ``RecursionError``), a wrong type or an unknown version, a
+payload of another length (truncated or padded) and a digest mismatch, always
+with :class:`~secquant.protocol.errors.MessageError` (HTTP 400).  Nothing is unpickled and nothing
 is decompressed, so a frame never expands beyond its size on the wire.
 
 Message types (``meta`` fields; payload):
@@ -60,6 +62,7 @@ __all__ = [
     "canonical_json",
     "decode_frame",
     "encode_frame",
+    "parse_json",
     "sha256_hex",
 ]
 
@@ -149,26 +152,44 @@ def decode_frame(data: bytes, expected_type: str, versions: tuple[int, ...] = (1
         raise MessageError(f"not a secquant frame: magic {magic!r}, expected {MAGIC!r}")
     if hlen > MAX_HEADER_BYTES or _PREFIX.size + hlen > len(data):
         raise MessageError(f"frame header length {hlen} does not fit the {len(data)}-byte body (truncated?)")
-    try:
-        header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"frame header is not UTF-8 JSON: {exc}") from exc
+    header = parse_json(bytes(data[_PREFIX.size:_PREFIX.size + hlen]), "frame header")
     if not isinstance(header, dict) or set(header) != {"type", "version", "meta", "payload_len", "payload_sha256"}:
         raise MessageError("frame header must be an object with type, version, meta, payload_len, payload_sha256")
-    if header["type"] != expected_type:
-        raise MessageError(f"expected a {expected_type} message, got {header['type']!r}")
-    if header["version"] not in versions:
+    if not isinstance(header["type"], str) or header["type"] != expected_type:
+        raise MessageError(f"expected a {expected_type} message, got {str(header['type'])[:80]!r}")
+    version = header["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
         raise MessageError(
-            f"{expected_type} version {header['version']!r} is not supported (supported: {list(versions)})")
+            f"{expected_type} version {str(version)[:20]!r} is not supported (supported: {list(versions)})")
+    if not isinstance(header["meta"], dict):
+        raise MessageError(f"{expected_type} meta must be a JSON object")
     payload = data[_PREFIX.size + hlen:]
-    if header["payload_len"] != len(payload):
+    if isinstance(header["payload_len"], bool) or header["payload_len"] != len(payload):
         raise MessageError(
-            f"{expected_type} payload is {len(payload)} bytes but the header says {header['payload_len']!r} "
+            f"{expected_type} payload is {len(payload)} bytes but the header says {str(header['payload_len'])[:20]} "
             "(truncated or padded)")
     digest = header["payload_sha256"]
     if not isinstance(digest, str) or not hmac.compare_digest(digest, sha256_hex(payload)):
         raise MessageError(f"{expected_type} payload digest does not match its header (corrupted in transit?)")
     return Frame(type=header["type"], version=int(header["version"]), meta=header["meta"], payload=payload)
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """Parse client-supplied JSON, mapping every decoder failure to :class:`MessageError`.
+
+    Besides malformed text this covers nesting deeper than the interpreter's
+    recursion limit (``RecursionError``: e.g. 30,000 ``[``), integers longer
+    than Python's 4,300-digit conversion limit and invalid UTF-8.
+
+    Raises:
+        MessageError: ``data`` is not UTF-8 JSON the decoder can read.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise MessageError(f"{what} is nested too deeply to parse") from None
+    except (ValueError, MemoryError) as exc:  # JSONDecodeError, UnicodeDecodeError, int digits limit
+        raise MessageError(f"{what} is not UTF-8 JSON: {str(exc)[:200]}") from None
 
 
 def require(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:

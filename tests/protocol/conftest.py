@@ -16,6 +16,7 @@ from secquant.data import Dataset, load_dataset
 from secquant.nn import Square
 from secquant.protocol.inference import ServiceConfig, create_app
 from secquant.protocol.inference.binding import ModelBinding
+from secquant.protocol.inference.floors import SecurityFloor
 from secquant.protocol.runner import ServerThread
 from secquant.quant.model import QuantizedModel
 
@@ -56,15 +57,20 @@ def digits_linear_qm(digits: Dataset) -> QuantizedModel:
     return quantize_model(model, digits.x_train, bits=8)
 
 
+#: The plain backend encrypts nothing, so a client accepts it only with its own explicit opt-out.
+PLAIN_OK = SecurityFloor(allow_insecure=True)
+
+
 @pytest.fixture()
 def token() -> str:
     return secrets.token_urlsafe(24)
 
 
 def start_server(qm: QuantizedModel, scheme: str, token: str | None, cache_dir: Path,
-                 options: dict[str, Any] | None = None, **limits: Any) -> tuple[ServerThread, ModelBinding]:
+                 options: dict[str, Any] | None = None, release: Any = None,
+                 **limits: Any) -> tuple[ServerThread, ModelBinding]:
     """Build the app and serve it on a free port of 127.0.0.1."""
-    binding = ModelBinding.build(qm, scheme, options)
+    binding = ModelBinding.build(qm, scheme, options, release)
     config = ServiceConfig(token=token, allow_no_auth=token is None, cache_dir=str(cache_dir), **limits)
     return ServerThread(create_app(binding, config)).start(), binding
 

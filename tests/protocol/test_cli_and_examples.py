@@ -73,6 +73,10 @@ def test_serve_and_infer_commands(digits_mlp_qm, tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-m", "secquant", "infer", str(model), "--data", "digits", "--limit",
                               "20", "--server", url, "--json"],
                              capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        assert out.returncode == 2 and "no encryption" in out.stderr  # the client's floor refuses plain
+        out = subprocess.run([sys.executable, "-m", "secquant", "infer", str(model), "--data", "digits", "--limit",
+                              "20", "--server", url, "--json", "--allow-insecure"],
+                             capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
         assert out.returncode == 0, out.stderr[-2000:]
         info = json.loads(out.stdout)
         assert info["scheme"] == "plain"
@@ -97,3 +101,53 @@ def test_serve_and_infer_example(scheme: str) -> None:
     out = _run_example("serve_and_infer.py", "--scheme", scheme, "--n", "4", "--epochs", "20")
     assert "remote equals local em.predict: True" in out
     assert "carries no weight: True" in out
+
+
+def test_signed_serve_and_infer_with_trust_and_pin(digits_linear_qm, tmp_path: Path) -> None:
+    """``serve --sign-key`` + ``infer --trust PUB``; a wrong ``--spec-digest`` or a foreign key is refused."""
+    from secquant.signing import generate_signing_keys
+
+    private, public = generate_signing_keys(tmp_path / "op", "op")
+    _, foreign = generate_signing_keys(tmp_path / "other", "other")
+    model = tmp_path / "model.npz"
+    digits_linear_qm.save(model)
+    token, port = secrets.token_urlsafe(24), _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _spawn(["serve", str(model), "--scheme", "paillier", "--port", str(port), "--sign-key", str(private),
+                   "--cache-dir", str(tmp_path / "keys")], token)
+    try:
+        _wait_healthy(url, proc)
+        token_file = tmp_path / "token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        env = {k: v for k, v in os.environ.items() if k != "SECQUANT_TOKEN"}
+        base = [sys.executable, "-m", "secquant", "infer", str(model), "--data", "digits", "--limit", "4",
+                "--server", url, "--token-file", str(token_file), "--json"]
+
+        def infer(*extra: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+        out = infer("--trust", str(public))
+        assert out.returncode == 0, out.stderr[-2000:]
+        from secquant.data import load_dataset
+
+        x = load_dataset("digits").x_test[:4]
+        assert json.loads(out.stdout)["predictions"] == [int(v) for v in digits_linear_qm.predict(x).argmax(axis=1)]
+        out = infer("--trust", str(foreign))
+        assert out.returncode == 2 and "unknown key" in out.stderr
+        out = infer("--spec-digest", "0" * 64)
+        assert out.returncode == 2 and "not the pinned" in out.stderr
+    finally:
+        _stop(proc)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    digest = err.split("service spec digest ")[1].split()[0]
+    assert len(digest) == 64  # printed at start, for clients that pin it
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--budget", "16"], "429 QueryBudgetError"),
+    (["--budget", "1000", "--epsilon", "3"], "403 PrivacyBudgetError"),
+])
+def test_protected_service_example(args: list[str], expected: str) -> None:
+    out = _run_example("protected_service.py", "--epochs", "30", *args)
+    assert "authenticated by signature" in out and expected in out and "budget enforced: True" in out

@@ -22,7 +22,7 @@ from secquant.protocol.inference import ServiceConfig
 from secquant.protocol.inference.binding import ModelBinding
 from secquant.protocol.messages import EVALUATE_REQUEST, SESSION_CREATE, Frame, encode_frame
 
-from .conftest import start_server
+from .conftest import PLAIN_OK, start_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -34,7 +34,7 @@ def _auth(token: str) -> dict[str, str]:
 def test_remote_predict_equals_local(plain_server, digits) -> None:
     url, token, binding = plain_server
     x = digits.x_test[:150]  # 150 > max_batch=64: three requests
-    with Client(url, token=token) as client:
+    with Client(url, token=token, floor=PLAIN_OK) as client:
         scores = client.predict(x)
         ints = client.forward_int(binding.qm.quantize_input(x[:5]))
     np.testing.assert_array_equal(scores, binding.em.predict(x))
@@ -43,17 +43,17 @@ def test_remote_predict_equals_local(plain_server, digits) -> None:
 
 def test_client_with_own_model_copy(plain_server, digits, digits_linear_qm) -> None:
     url, token, binding = plain_server
-    with Client(url, token=token, model=binding.qm) as client:
+    with Client(url, token=token, model=binding.qm, floor=PLAIN_OK) as client:
         np.testing.assert_array_equal(client.predict(digits.x_test[:3]), binding.em.predict(digits.x_test[:3]))
     with pytest.raises(ParameterMismatchError, match="not the server's"):
-        Client(url, token=token, model=digits_linear_qm).open()
+        Client(url, token=token, model=digits_linear_qm, floor=PLAIN_OK).open()
 
 
 def test_session_material_cached_0600(digits_mlp_qm, token, tmp_path: Path) -> None:
     cache = tmp_path / "keys"
     server, _ = start_server(digits_mlp_qm, "plain", token, cache)
     try:
-        with Client(server.url, token=token) as client:
+        with Client(server.url, token=token, floor=PLAIN_OK) as client:
             client.predict(np.zeros((1, 64)))
             files = list(cache.glob("*.key"))
             assert len(files) == 1
@@ -68,7 +68,7 @@ def test_session_material_cached_0600(digits_mlp_qm, token, tmp_path: Path) -> N
 def test_session_survives_restart_and_role_eviction(digits_mlp_qm, token, tmp_path: Path, digits) -> None:
     cache = tmp_path / "keys"
     server, binding = start_server(digits_mlp_qm, "plain", token, cache, max_live_roles=1)
-    clients = [Client(server.url, token=token).open() for _ in range(2)]  # second evicts the first role
+    clients = [Client(server.url, token=token, floor=PLAIN_OK).open() for _ in range(2)]  # second evicts the first role
     x = digits.x_test[:4]
     np.testing.assert_array_equal(clients[0].predict(x), binding.em.predict(x))
     server.stop()
@@ -93,7 +93,7 @@ def test_missing_or_wrong_token_is_401(plain_server) -> None:
     r = httpx.get(f"{url}/v1/info", headers={"Authorization": f"Bearer {token[:-1]}x"})
     assert r.status_code == 401 and r.json()["error"] == "AuthenticationError"
     with pytest.raises(RemoteError) as info:
-        Client(url, token="wrong-token-wrong-token").open()
+        Client(url, token="wrong-token-wrong-token", floor=PLAIN_OK).open()
     assert info.value.status == 401
 
 
@@ -120,7 +120,7 @@ def test_tls(digits_mlp_qm, token, tmp_path: Path, digits) -> None:
     app = create_app(binding, ServiceConfig(token=token, cache_dir=str(tmp_path / "keys")))
     with ServerThread(app, certfile=str(cert), keyfile=str(key)) as server:
         assert server.url.startswith("https://")
-        with Client(server.url, token=token, verify=str(cert)) as client:
+        with Client(server.url, token=token, verify=str(cert), floor=PLAIN_OK) as client:
             np.testing.assert_array_equal(client.predict(digits.x_test[:2]), binding.em.predict(digits.x_test[:2]))
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.url}/v1/health")  # untrusted certificate
@@ -253,9 +253,9 @@ def test_model_is_unpublished_by_default_and_clients_need_no_copy(digits_mlp_qm,
     try:
         r = httpx.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 404 and "does not publish" in r.json()["detail"]
-        with Client(server.url, token=token) as client:  # built from GET /v1/client-spec alone
+        with Client(server.url, token=token, floor=PLAIN_OK) as client:  # built from GET /v1/client-spec alone
             np.testing.assert_array_equal(client.predict(digits.x_test[:3]), binding.em.predict(digits.x_test[:3]))
-        with Client(server.url, token=token, model=digits_mlp_qm) as client:  # a pinned copy still works
+        with Client(server.url, token=token, model=digits_mlp_qm, floor=PLAIN_OK) as client:  # a pinned copy still works
             np.testing.assert_array_equal(client.predict(digits.x_test[:3]), binding.em.predict(digits.x_test[:3]))
     finally:
         server.stop()

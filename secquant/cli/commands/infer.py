@@ -3,13 +3,18 @@
 Locally it compiles the saved integer model for the scheme, encrypts the
 inputs (with a progress bar), evaluates, decrypts, and prints predictions and
 timings.  With ``--server URL`` it runs one remote session through
-:func:`secquant.protocol.inference.client.infer_remote` instead.
+:func:`secquant.protocol.inference.client.infer_remote` instead: the token
+comes from ``--token-file`` or ``$SECQUANT_TOKEN`` (``--token`` still works,
+loudly deprecated: ``ps`` shows it); ``--trust PUB`` / ``--spec-digest HEX``
+authenticate the service spec; ``--min-security`` / ``--allow-insecure`` set
+the client's floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -31,7 +36,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scheme", default="bfv", choices=["bfv", "ckks", "paillier", "plain"])
     p.add_argument("--mode", choices=["latency", "throughput"], help="slot layout (BFV/CKKS; default: the backend's)")
     p.add_argument("--server", metavar="URL", help="evaluate on a secquant server instead of locally")
-    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--token", help=argparse.SUPPRESS)  # deprecated: shows in `ps`
+    p.add_argument("--token-file", help="file holding the bearer token for --server (default $SECQUANT_TOKEN)")
+    p.add_argument("--trust", action="append", default=None, metavar="PUB",
+                   help="operator public key whose signature on the service spec is required (repeatable)")
+    p.add_argument("--spec-digest", help="pinned SHA-256 of the service spec (printed by `secquant serve`)")
+    p.add_argument("--min-security", type=int, default=128, help="least security in bits to accept (default 128)")
+    p.add_argument("--allow-insecure", action="store_true",
+                   help="accept parameters below --min-security, the plain backend included (test rigs only)")
+    p.add_argument("--allow-insecure-transport", action="store_true",
+                   help="accept plain http:// to a host that is not loopback (test rigs only)")
+    p.add_argument("--ca-bundle", help="CA bundle that verifies the server's certificate")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while encrypting")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
@@ -45,8 +60,19 @@ def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float], di
     except ImportError as exc:
         raise SecquantError(f"remote inference is unavailable: secquant.protocol.inference.client.infer_remote "
                             f"cannot be imported ({exc})") from exc
+    from secquant.protocol.inference.floors import SecurityFloor
+    from secquant.protocol.inference.tokens import read_token_file
+
+    if args.token:
+        print("secquant infer: DEPRECATED AND UNSAFE: --token shows the token in the process list (`ps`); "
+              "use --token-file FILE or $SECQUANT_TOKEN", file=sys.stderr)
+    token = read_token_file(args.token_file) if args.token_file else args.token
+    options = {"trusted": args.trust, "spec_digest": args.spec_digest,
+               "floor": SecurityFloor(args.min_security, args.allow_insecure),
+               "allow_insecure_transport": args.allow_insecure_transport}
     try:
-        result = infer_remote(args.server, x, token=args.token, model=args.model)
+        result = infer_remote(args.server, x, token=token, model=args.model, verify=args.ca_bundle or True,
+                              **options)
     except SecquantError:
         raise
     except Exception as exc:  # network failures surface as the HTTP library's own errors
@@ -63,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from secquant.progress import progress_bar
     from secquant.quant.model import QuantizedModel
 
-    if args.token and not args.server:
-        raise ConfigError("--token only makes sense with --server")
+    if (args.token or args.token_file) and not args.server:
+        raise ConfigError("--token-file only makes sense with --server")
     qm = QuantizedModel.load(args.model)
     x, y = load_inputs(args.input, args.data, limit=args.limit, images=len(qm.input_shape) == 3)
     x = x.reshape(x.shape[0], *qm.input_shape) if x.ndim == 2 and len(qm.input_shape) > 1 else x

@@ -4,8 +4,11 @@
   :mod:`.routes` holds the endpoint handlers, :mod:`.state` what the server keeps,
   :mod:`.config` its limits (:class:`ServiceConfig`);
 * :mod:`.client`: :class:`Client` and :func:`infer_remote` (``secquant infer --server``);
+  :mod:`.floors` the client's own security floor, :mod:`.manifest` the signed service spec;
 * :mod:`.binding`: :class:`ModelBinding`, the model and digests both sides check;
-* :mod:`.sessions`: the session store (public material on disk, roles in memory).
+* :mod:`.sessions`: the session store (public material on disk, roles in memory, one owner each);
+* :mod:`.tokens`, :mod:`.quotas`: hashed tokens with scopes and limits, per-token usage;
+* :mod:`.release`: release policies applied by the server; :mod:`.limits`: what a request carries.
 
 Spec: ``protocols/inference-service.md``.  FastAPI and httpx load with the modules that use them.
 """
@@ -26,6 +29,14 @@ _LAZY = {
     "openapi_schema": "secquant.protocol.inference.app",
     "ModelBinding": "secquant.protocol.inference.binding",
     "SessionStore": "secquant.protocol.inference.sessions",
+    "SecurityFloor": "secquant.protocol.inference.floors",
+    "ServiceSpec": "secquant.protocol.inference.manifest",
+    "ServiceRelease": "secquant.protocol.inference.release",
+    "parse_release": "secquant.protocol.inference.release",
+    "Scope": "secquant.protocol.inference.tokens",
+    "TokenRecord": "secquant.protocol.inference.tokens",
+    "TokenTable": "secquant.protocol.inference.tokens",
+    "new_token": "secquant.protocol.inference.tokens",
 }
 
 __all__ = sorted(_LAZY)
