@@ -2,7 +2,8 @@
 
 For each scheme it starts ``secquant serve`` as a child process on a free port
 of 127.0.0.1. The digits MLP is 64 -> 16 -> Square -> 10, with 6-bit weights.
-N client threads (this process) each open a session and send
+The service spec is signed with a fresh operator key that every client
+trusts.  N client threads (this process) each open a session and send
 ``--requests`` batches of ``--batch`` digits. It measures:
 
 * the round-trip latency of every evaluate request (HTTP + server evaluation);
@@ -65,13 +66,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: Path, scheme: str, token: str, cache: str, clients: int) -> tuple[subprocess.Popen, str]:
+def start_server(model: Path, scheme: str, token: str, cache: str, clients: int,
+                 sign_key: Path) -> tuple[subprocess.Popen, str]:
     """``secquant serve`` in a child process; waits (bounded) until healthy."""
     import httpx
 
     port = free_port()
     args = [sys.executable, "-m", "secquant", "serve", str(model), "--scheme", scheme, "--port", str(port),
-            "--cache-dir", cache, "--max-sessions", str(clients + 2)]
+            "--cache-dir", cache, "--max-sessions", str(clients + 2), "--max-sessions-per-token", str(clients + 2),
+            "--max-concurrent-requests", str(max(4, clients)), "--sign-key", str(sign_key)]
     if scheme == "paillier":
         args += ["--option", "interactive=true"]
     proc = subprocess.Popen(args, env=dict(os.environ, SECQUANT_TOKEN=token), cwd=ROOT,
@@ -100,13 +103,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def run_client(url: str, token: str, qm: Any, batches: list[np.ndarray], tolerance: float,
-               out: dict[str, Any]) -> None:
-    """One client: open a session, send every batch, check every answer."""
-    from secquant.protocol import Client
+               out: dict[str, Any], trusted: Path, scheme: str) -> None:
+    """One client: open a session (the spec signed by the operator key), send every batch, check every answer."""
+    from secquant.protocol import Client, SecurityFloor
 
     lat, e2e, ok, wrong, errors = [], [], 0, 0, []
     try:
-        client = Client(url, token=token, model=qm).open()
+        floor = SecurityFloor(allow_insecure=scheme == "plain")  # plain encrypts nothing: the client opts in
+        client = Client(url, token=token, model=qm, trusted=[trusted], floor=floor).open()
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         out.update(lat=[], e2e=[], ok=0, wrong=0, errors=[f"open: {exc}"] + ["not sent"] * len(batches))
         return
@@ -141,12 +145,16 @@ def bench_scheme(scheme: str, qm: Any, x: np.ndarray, args: argparse.Namespace, 
     if scheme == "ckks":
         tolerance = float(ModelBinding.build(qm, "ckks").em.parameters()["max_abs_error_int"])
     token = secrets.token_urlsafe(32)
-    proc, url = start_server(model, scheme, token, str(workdir / f"keys-{scheme}"), args.clients)
+    from secquant.signing import generate_signing_keys
+
+    private, public = generate_signing_keys(workdir / f"operator-{scheme}", "operator")
+    proc, url = start_server(model, scheme, token, str(workdir / f"keys-{scheme}"), args.clients, private)
     rng = np.random.default_rng(0)
     plans = [[x[rng.integers(0, len(x), args.batch)] for _ in range(args.requests)] for _ in range(args.clients)]
     results: list[dict[str, Any]] = [{} for _ in range(args.clients)]
     try:
-        threads = [threading.Thread(target=run_client, args=(url, token, qm, plans[i], tolerance, results[i]))
+        threads = [threading.Thread(target=run_client,
+                                    args=(url, token, qm, plans[i], tolerance, results[i], public, scheme))
                    for i in range(args.clients)]
         t0 = time.perf_counter()
         for t in threads:
