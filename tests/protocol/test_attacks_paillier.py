@@ -84,3 +84,52 @@ def test_non_unit_ciphertext_is_refused(paillier_server, token) -> None:
                   Frame(EVALUATE_REQUEST, 1, {"fingerprint": binding.fingerprint, "batch": 1}, bad))
         assert r.status_code == 422 and "not a unit" in r.json()["detail"], r.text
         np.testing.assert_array_equal(client.forward_int(xq), binding.qm.forward_int(xq))  # still serves
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open (documented in protocols/inference-service.md): the server cannot check "
+                                       "that encrypted inputs lie in range without range proofs")
+def test_out_of_range_inputs_do_not_extract_a_linear_model_in_one_query(digits) -> None:
+    """A malicious client encrypts x_i = 2**(B*i), far outside the input range, through the real server role.
+
+    One answer is sum_i W_ki 2**(B i) + b_k in each slot; with B wider than the
+    packed outputs, every weight can be read off the 3072-bit plaintext.  The
+    assertion states the protection we would want, so this test fails (xfail,
+    strict): if a fix lands, it passes and pytest reports it.
+    """
+    import torch
+    from torch import nn
+
+    from secquant import compile, quantize_model
+    from secquant.data import load_dataset
+
+    data = load_dataset("breast_cancer")
+    torch.manual_seed(0)
+    qm = quantize_model(nn.Sequential(nn.Linear(30, 2)).eval(), data.x_train, bits=8)
+    em = compile(qm, "paillier")
+    client = em.client()
+    server = em.server(client.public_material())
+    block, layout = em.backend.plan.blocks[0], em.backend.layouts[0]
+    s, k, d = layout.slot_bits, block.out_features, block.in_features
+    width = s * k + 16
+    cts = client._encryptor.encrypt([1 << (width * i) for i in range(d)])
+    request = encode(REQUEST_TYPE, client.key.public, {"round": 0, "batch": 1, "features": d}, cts)
+    from secquant.backends.paillier.wire import RESPONSE_TYPE
+
+    answer = decode(server.evaluate(request), RESPONSE_TYPE, client.key.public)
+    n = int(client.key.public.n)
+    (packed,) = [int(r) for r in client._decryptor.decrypt(answer.ciphertexts)]
+    x = (packed - n if packed > n // 2 else packed) - sum(int(block.bias[j]) << (s * j) for j in range(k))
+
+    def centered(v: int, bits: int) -> int:
+        v &= (1 << bits) - 1
+        return v - (1 << bits) if v >= 1 << (bits - 1) else v
+
+    recovered = np.zeros((k, d), dtype=object)
+    for i in range(d):
+        chunk = centered(x, width)
+        x = (x - chunk) >> width
+        for j in range(k):
+            recovered[j, i] = centered(chunk, s)
+            chunk = (chunk - recovered[j, i]) >> s
+    assert not np.array_equal(recovered, np.asarray(block.weight, dtype=object)), \
+        "one query with out-of-range inputs recovered every weight"
