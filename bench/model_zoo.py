@@ -18,7 +18,10 @@ Writes bench/results/model_zoo.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
+import resource
 import statistics
 import sys
 import time
@@ -99,6 +102,21 @@ def _measure(qm: Any, scheme: str, mode: str, x: np.ndarray, y: np.ndarray) -> d
     return row
 
 
+@contextlib.contextmanager
+def _memory_cap(extra_gb: float) -> Any:
+    """Let one row add at most ``extra_gb`` of address space: a backend that needs more raises MemoryError."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = used + int(extra_gb * (1 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        gc.collect()
+
+
 def _model_rows(name: ZooName, args: argparse.Namespace) -> list[dict[str, Any]]:
     n_train = args.train or TRAIN_SIZES[name][0]
     t = trained(name, n_train=n_train, epochs=args.epochs)
@@ -118,7 +136,8 @@ def _model_rows(name: ZooName, args: argparse.Namespace) -> list[dict[str, Any]]
             continue
         row = {**base, "scheme": scheme, "mode": mode}
         try:
-            row.update(_measure(qm, scheme, mode, x_te[:args.limit], y_te[:args.limit]))
+            with _memory_cap(args.memory_gb):
+                row.update(_measure(qm, scheme, mode, x_te[:args.limit], y_te[:args.limit]))
         except Exception as ex:  # a bench reports every failure as a row
             row["note"] = f"{type(ex).__name__}: {str(ex)[:90]}"
         print(table([row], COLUMNS).splitlines()[1], flush=True)
@@ -164,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="ckks, bfv, paillier, plain; append -throughput for a full slot batch (ckks-throughput)")
     p.add_argument("--throughput-models", nargs="+", default=["logistic", "digits_mlp", "deep_mlp"],
                    help="models that get the -throughput schemes (a full slot batch is costly on the CNNs)")
+    p.add_argument("--memory-gb", type=float, default=4.0, help="address space one row may add (GB)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     print("  ".join(COLUMNS))
