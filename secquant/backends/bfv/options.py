@@ -8,6 +8,7 @@ import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.seal.ciphertext import Transfer
+from secquant.backends.seal.privacy import CircuitPrivacy
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
@@ -47,6 +48,8 @@ class BFVOptions:
         margin: Bits of estimated noise budget to keep at the end (>= 1; default 10).
         transfer: Request bytes against latency (:class:`~secquant.backends.seal.ciphertext.Transfer`):
             BALANCED (default) and BYTES send packed ciphertexts, LATENCY SEAL's zstd blobs.
+        circuit_privacy: How the server finishes its response
+            (:class:`~secquant.backends.seal.privacy.CircuitPrivacy`; default OFF).
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
@@ -58,10 +61,13 @@ class BFVOptions:
     security: int = 128
     margin: int = DEFAULT_MARGIN
     transfer: Transfer = Transfer.BALANCED
+    circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
         object.__setattr__(self, "transfer", coerce_enum(self.transfer, Transfer, "transfer"))
+        object.__setattr__(self, "circuit_privacy",
+                           coerce_enum(self.circuit_privacy, CircuitPrivacy, "circuit_privacy"))
         plain = _int_or_none(self.plain_modulus, "plain_modulus")
         if plain is not None and plain < 2:
             raise ConfigError(f"plain_modulus must be a prime >= 2, got {plain}")

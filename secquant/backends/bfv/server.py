@@ -26,6 +26,7 @@ from secquant.backends.bfv.wire import (
     unframe_primes,
 )
 from secquant.backends.seal.context import sealapi as seal
+from secquant.backends.seal.privacy import CircuitPrivacy, rerandomize
 from secquant.backends.seal.serialize import scratch
 from secquant.errors import ArtifactError, ConfigError, KeyMaterialError
 
@@ -42,14 +43,17 @@ class BFVServer(ServerRole):
         stages: The plan.
         d_in: Flattened input features.
         public_material: ``BFVClient.public_material()`` bytes.
+        circuit_privacy: How the response is finished (default OFF).
 
     Raises:
         ConfigError: malformed material, or keys that do not match the parameters.
         KeyMaterialError: the material carries a secret key.
     """
 
-    def __init__(self, params: BFVParameters, stages: list[Stage], d_in: int, public_material: bytes) -> None:
+    def __init__(self, params: BFVParameters, stages: list[Stage], d_in: int, public_material: bytes,
+                 circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF) -> None:
         self.params = params
+        self.circuit_privacy = circuit_privacy
         self.d_in = d_in
         self._scratch = scratch()
         if not isinstance(public_material, (bytes, bytearray)):
@@ -128,6 +132,13 @@ class BFVServer(ServerRole):
             ConfigError: malformed payload or one made under other parameters.
         """
         meta, blobs = unframe_primes(BATCH, payload, self.params)
-        out = [[self._scratch.dump(ct) for ct in self._run(prog, self._inputs(prog, per), meta)]
+        out = [[self._scratch.dump(self._finish(prog, ct)) for ct in self._run(prog, self._inputs(prog, per), meta)]
                for prog, per in zip(self._programs, blobs)]
         return frame_primes(RESULT, self.params, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
+
+    def _finish(self, prog: ServerProgram, ct: Any) -> Any:
+        """The response ciphertext: as evaluated, or re-randomized at the last level."""
+        if self.circuit_privacy is CircuitPrivacy.OFF:
+            return ct
+        kit = prog.kit
+        return rerandomize(ct, kit.context, kit.evaluator, kit.public)
