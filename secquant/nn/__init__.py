@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from secquant._lazy import lazy_getattr
-
 from secquant.nn.layers import Poly, Square
 
 __all__ = ["Poly", "Square", "approximate_activations"]

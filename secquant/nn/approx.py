@@ -24,7 +24,7 @@ from torch import nn
 from secquant.errors import ConfigError
 from secquant.nn.layers import Poly
 
-__all__ = ["ActivationFit", "FITTABLE", "approximate_activations", "fit_polynomial"]
+__all__ = ["FITTABLE", "ActivationFit", "approximate_activations", "fit_polynomial"]
 
 
 def _np(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:

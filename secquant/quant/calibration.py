@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -77,7 +76,7 @@ class PerChannel:
     axis: int = 0
 
 
-Granularity = Union[PerTensor, PerChannel]
+Granularity = PerTensor | PerChannel
 
 
 def _reduce_axes(x: NDArray[np.float64], granularity: Granularity) -> tuple[int, ...] | None:
@@ -146,7 +145,7 @@ class MSEOptimal:
         return best_lo, best_hi
 
 
-RangeMethod = Union[MinMax, Percentile, MSEOptimal]
+RangeMethod = MinMax | Percentile | MSEOptimal
 
 
 def symmetric_scale(lo: ArrayLike, hi: ArrayLike, bits: int) -> NDArray[np.float64]:

@@ -207,7 +207,7 @@ def _arith(node: Any, walk: _Walk) -> bool:
     nodes = [a for a in args if isinstance(a, torch.fx.Node)]
     consts = [a for a in args if _number(a)]
     module: nn.Module | None = None
-    if t in _MULS and len(nodes) == 2 and nodes[0] is nodes[1] or t in (operator.pow, torch.pow, "pow") and len(args) == 2 and args[1] == 2 or t in (torch.square, "square"):
+    if (t in _MULS and len(nodes) == 2 and nodes[0] is nodes[1]) or (t in (operator.pow, torch.pow, "pow") and len(args) == 2 and args[1] == 2) or t in (torch.square, "square"):
         module = Square()
     elif t in _MULS and len(nodes) == 1 and len(consts) == 1:
         module = ConstAffine(scale=consts[0])

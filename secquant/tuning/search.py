@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -84,7 +84,7 @@ class MaxModulusBits:
         return (-trial.accuracy, float(trial.modulus))
 
 
-Target = Union[MaxAccuracyDrop, MaxModulusBits]
+Target = MaxAccuracyDrop | MaxModulusBits
 
 
 @dataclass(frozen=True)

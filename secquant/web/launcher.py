@@ -137,7 +137,7 @@ class _Children:
         with os.fdopen(fd, "wb") as out:
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True,
-                                    preexec_fn=_death_signal())  # noqa: PLW1509 - one pre-resolved libc call
+                                    preexec_fn=_death_signal())
         self.procs.append((name, proc, log))
         return proc
 

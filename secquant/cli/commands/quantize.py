@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 
-
 def register(subparsers: Any) -> None:
     """Add the ``quantize`` command."""
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -31,12 +30,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Quantize, save, and print the bound table."""
+    from torch import nn
+
     from secquant.cli.io import load_inputs
     from secquant.quant.calibration import MinMax, MSEOptimal, Percentile
     from secquant.quant.config import QuantConfig
     from secquant.quant.convert import quantize_model
-    from torch import nn
-
     from secquant.torchio import load_float_model
 
     model = load_float_model(args.model)
