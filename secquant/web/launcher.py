@@ -16,6 +16,7 @@ children also get SIGTERM if the launcher itself dies (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -143,18 +144,14 @@ class _Children:
 
     @staticmethod
     def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)  # the group: forked workers of a server go too
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _wait(self, procs: list[subprocess.Popen[bytes]], seconds: float) -> None:
         deadline = time.monotonic() + seconds
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
 
     def stop(self, grace: float = 8.0) -> None:
         """SIGTERM the client app, then the servers; SIGKILL whatever is left after ``grace`` seconds."""
