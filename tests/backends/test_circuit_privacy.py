@@ -41,3 +41,24 @@ def test_bfv_rerandomized_response_is_exact_and_fresh(digits_mlp, mode):
     xq = qm.quantize_input(digits_mlp.x_test[:8])
     out = em.forward_int(xq)
     np.testing.assert_array_equal(np.asarray(out, dtype=object), np.asarray(qm.forward_int(xq), dtype=object))
+
+
+@pytest.mark.parametrize("privacy", ["off", "rerandomize"])
+def test_bfv_response_randomness(digits_mlp, privacy):
+    """Same payload twice: OFF answers byte-identically (evaluation is deterministic, the
+    response's randomness is the client's), RERANDOMIZE answers with fresh randomness."""
+    import time
+
+    qm = digits_mlp.qm
+    em = secquant.compile(qm, "bfv", mode="latency", circuit_privacy=privacy)
+    client = em.client()
+    server = em.server(client.public_material())
+    xq = qm.quantize_input(digits_mlp.x_test[:2])
+    payload = client.encrypt(xq)
+    t0 = time.perf_counter()
+    r1 = server.evaluate(payload)
+    elapsed = time.perf_counter() - t0
+    r2 = server.evaluate(payload)
+    assert (r1 != r2) is (privacy == "rerandomize"), f"evaluate took {elapsed:.3f} s"
+    np.testing.assert_array_equal(np.asarray(client.decrypt(r1), dtype=object),
+                                  np.asarray(qm.forward_int(xq), dtype=object))
