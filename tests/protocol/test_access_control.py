@@ -72,7 +72,7 @@ def test_token_file_round_trip_and_permissions(tmp_path) -> None:
     path.write_text("# tokens\n\n" + "\n".join(json.dumps(r.to_json()) for r in records) + "\n")
     path.chmod(0o644)
     table = TokenTable.from_file(path)
-    assert [r.id for r in table] == ["alice", "ops"] and list(table)[0] == records[0]
+    assert [r.id for r in table] == ["alice", "ops"] and next(iter(table)) == records[0]
     path.chmod(0o664)
     with pytest.raises(ConfigError, match="others could add tokens"):
         TokenTable.from_file(path)

@@ -68,7 +68,7 @@ def test_paillier_server_cannot_shrink_the_clients_key(digits_linear_qm, token, 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no warning-and-carry-on: a typed refusal
-            with pytest.raises(InsecureParametersError, match="256-bit Paillier modulus.*floor of 128"):
+            with pytest.raises(InsecureParametersError, match=r"256-bit Paillier modulus.*floor of 128"):
                 Client(server.url, token=token).open()
         assert keygen_calls == []  # refused before any key was made
         # the client's own, explicit and loud opt-out is the only way to accept it
@@ -159,7 +159,7 @@ def test_ckks_spec_below_128_bits_is_refused(digits_linear_qm) -> None:
     spec = ModelBinding.build(digits_linear_qm, "ckks").em.client_spec()
     primes = decode_client_spec(Scheme.CKKS, spec)[1]["plan"]["primes"]
     forged = _forge(Scheme.CKKS, spec, "plan", primes=[*primes, *primes, *primes])  # 3x the modulus, same N
-    with pytest.raises(InsecureParametersError, match="CKKS|N="):
+    with pytest.raises(InsecureParametersError, match=r"CKKS|N="):
         client_role_from_spec(Scheme.CKKS, forged)
     client_role_from_spec(Scheme.CKKS, spec)  # the honest spec passes the same check
 

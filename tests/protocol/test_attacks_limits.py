@@ -18,7 +18,6 @@ command line.  Deterministic (the concurrency test orders events with a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import stat
@@ -39,7 +38,7 @@ from secquant.protocol.inference import ServiceConfig, TokenRecord, TokenTable, 
 from secquant.protocol.inference.binding import ModelBinding
 from secquant.protocol.inference.limits import body_limits
 from secquant.protocol.inference.tokens import Scope, hash_token
-from secquant.protocol.messages import EVALUATE_REQUEST, SESSION_CREATE, Frame, decode_frame, encode_frame
+from secquant.protocol.messages import EVALUATE_REQUEST, Frame, decode_frame, encode_frame
 from secquant.protocol.runner import ServerThread
 
 from .conftest import PLAIN_OK, start_server
@@ -88,7 +87,7 @@ def test_bfv_throughput_batches_are_charged_at_capacity(digits_linear_qm) -> Non
     count = payload_inputs(binding, payload)
     n_slots = binding.em.backend.params.poly_degree
     assert (count.inputs, count.charged) == (3, n_slots)
-    meta, blobs = unframe_primes(BATCH, payload, binding.em.backend.params)
+    _, blobs = unframe_primes(BATCH, payload, binding.em.backend.params)
     doubled = frame_primes(BATCH, binding.em.backend.params, 3, [[bytes(b) for b in per] * 2 for per in blobs],
                            {"features": 64, "batches": 2})
     with pytest.raises(MessageError, match="extra batches"):
@@ -177,7 +176,7 @@ def test_one_token_cannot_take_every_session(digits_linear_qm, tmp_path) -> None
     server = _serve(binding, tmp_path, tokens=table, max_sessions=4)
     try:
         hog = [Client(server.url, token=alice, floor=PLAIN_OK).open() for _ in range(2)]
-        with pytest.raises(Exception, match="429.*this token already holds its maximum of 2"):
+        with pytest.raises(Exception, match=r"429.*this token already holds its maximum of 2"):
             Client(server.url, token=alice, floor=PLAIN_OK).open()
         with Client(server.url, token=bob, floor=PLAIN_OK) as other:  # room for everyone else
             xq = binding.qm.quantize_input(np.zeros((1, 64)))

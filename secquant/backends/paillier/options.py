@@ -41,7 +41,7 @@ def release_policy(value: Any) -> Any:
 
     if value is None:
         return FullLogits()
-    policy = value if isinstance(value, RELEASE_POLICY_TYPES) else policy_from_json(value)
+    policy: Any = value if isinstance(value, RELEASE_POLICY_TYPES) else policy_from_json(value)
     if isinstance(policy, FullLogits):
         return policy
     if isinstance(policy, DiscreteGaussianLogits) and policy.resolution_bits == 0:

@@ -80,13 +80,43 @@ def _remote(args: argparse.Namespace, x: Any) -> tuple[Any, dict[str, float], di
     return np.asarray(result.scores), dict(result.timings), dict(result.info)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load, encrypt, evaluate, decrypt, print."""
+def _local(args: argparse.Namespace, qm: Any, x: Any, info: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    """Compile, make keys, encrypt, evaluate and decrypt in this process; bit-exactness goes to ``info``."""
     import secquant
     from secquant.backends.base import run_rounds
+    from secquant.progress import progress_bar
+
+    options = {"mode": args.mode} if args.mode else {}
+    t0 = time.perf_counter()
+    em = secquant.compile(qm, args.scheme, **options)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    client = em.client()
+    server = em.server(client.public_material())
+    keys_s = time.perf_counter() - t0
+    xq = qm.quantize_input(x)
+    t0 = time.perf_counter()
+    with progress_bar("encrypting", disabled=args.no_progress or args.json) as callback:
+        payload = client.encrypt(xq, progress=callback)
+    t1 = time.perf_counter()
+    result, rounds = run_rounds(client, server, payload)  # interactive schemes take several
+    t2 = time.perf_counter()
+    ints = client.decrypt(result)
+    t3 = time.perf_counter()
+    scores = qm.dequantize_output(ints)
+    timings = {"compile": compile_s, "keys": keys_s, "encrypt": t1 - t0, "evaluate": t2 - t1,
+               "decrypt": t3 - t2, "rounds": float(rounds), "request_bytes": float(len(payload)),
+               "response_bytes": float(len(result))}
+    if args.scheme in ("bfv", "paillier", "plain"):
+        info["bit_exact"] = bool(np.array_equal(np.asarray(ints, dtype=object),
+                                                np.asarray(qm.forward_int(xq), dtype=object)))
+    return scores, timings
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, encrypt, evaluate, decrypt, print."""
     from secquant.cli.io import load_inputs
     from secquant.errors import ConfigError
-    from secquant.progress import progress_bar
     from secquant.quant.model import QuantizedModel
 
     if (args.token or args.token_file) and not args.server:
@@ -98,32 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.server:
         scores, timings, server_info = _remote(args, x)
         info["scheme"] = server_info.get("scheme", args.scheme)  # the server's scheme, not the flag's
-        ints = None
     else:
-        options = {"mode": args.mode} if args.mode else {}
-        t0 = time.perf_counter()
-        em = secquant.compile(qm, args.scheme, **options)
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        client = em.client()
-        server = em.server(client.public_material())
-        keys_s = time.perf_counter() - t0
-        xq = qm.quantize_input(x)
-        t0 = time.perf_counter()
-        with progress_bar("encrypting", disabled=args.no_progress or args.json) as callback:
-            payload = client.encrypt(xq, progress=callback)
-        t1 = time.perf_counter()
-        result, rounds = run_rounds(client, server, payload)  # interactive schemes take several
-        t2 = time.perf_counter()
-        ints = client.decrypt(result)
-        t3 = time.perf_counter()
-        scores = qm.dequantize_output(ints)
-        timings = {"compile": compile_s, "keys": keys_s, "encrypt": t1 - t0, "evaluate": t2 - t1,
-                   "decrypt": t3 - t2, "rounds": float(rounds), "request_bytes": float(len(payload)),
-                   "response_bytes": float(len(result))}
-        if args.scheme in ("bfv", "paillier", "plain"):
-            info["bit_exact"] = bool(np.array_equal(np.asarray(ints, dtype=object),
-                                                    np.asarray(qm.forward_int(xq), dtype=object)))
+        scores, timings = _local(args, qm, x, info)
     predictions = np.asarray(scores).reshape(len(scores), -1).argmax(axis=1)
     info["predictions"] = [int(v) for v in predictions]
     info["timings_s"] = {k: round(v, 4) for k, v in timings.items()}

@@ -49,7 +49,7 @@ def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
 
 def openapi_schema() -> dict[str, Any]:
     """The service's OpenAPI document (what ``protocols/openapi.json`` holds)."""
-    return create_app(None, ServiceConfig(allow_no_auth=True)).openapi()  # type: ignore[no-any-return]
+    return create_app(None, ServiceConfig(allow_no_auth=True)).openapi()
 
 
 def default_cache_dir() -> Path:

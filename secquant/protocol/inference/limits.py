@@ -130,7 +130,7 @@ def payload_inputs(binding: Any, payload: bytes) -> PayloadCount:
 
 
 def _slack(n: float) -> int:
-    return int(math.ceil(n * _SLACK)) + _FIXED
+    return math.ceil(n * _SLACK) + _FIXED
 
 
 #: The derived evaluate limit never exceeds this (the former fixed default), unless a single

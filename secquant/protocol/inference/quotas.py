@@ -102,7 +102,7 @@ class QuotaBook:
         """Most inputs the token may have released under the noisy policy (None: unlimited)."""
         if record.epsilon is None or self.rho <= 0:
             return None
-        return int(math.floor(zcdp_budget(record.epsilon, record.delta) / self.rho + 1e-9))
+        return math.floor(zcdp_budget(record.epsilon, record.delta) / self.rho + 1e-9)
 
     def charge(self, record: TokenRecord, inputs: int, noisy: int) -> Charge:
         """Charge ``inputs`` evaluated inputs, ``noisy`` of them released under noise.

@@ -41,7 +41,7 @@ import numpy as np
 from secquant.errors import ConfigError
 from secquant.protocol.errors import ReleaseUnsupportedError
 
-__all__ = ["ServiceRelease", "parse_release", "zcdp_epsilon", "zcdp_budget"]
+__all__ = ["ServiceRelease", "parse_release", "zcdp_budget", "zcdp_epsilon"]
 
 _NUMBER = r"[0-9]*\.?[0-9]+(?:[eE]-?\d+)?"
 
@@ -115,9 +115,10 @@ class ServiceRelease:
             raise ConfigError(f"release policy must be one of secquant.dp.release's types, got {self.policy!r}")
         if isinstance(self.policy, FullLogits):
             return
-        if self.policy.form is not ReleaseForm.LOGITS or getattr(self.policy, "resolution_bits", 0) > 0:
+        policy: Any = self.policy
+        if policy.form is not ReleaseForm.LOGITS or getattr(policy, "resolution_bits", 0) > 0:
             raise ReleaseUnsupportedError(
-                f"{self.policy.label} releases {self.policy.form.value} or a grid finer than one output step; the "
+                f"{policy.label} releases {policy.form.value} or a grid finer than one output step; the "
                 "service releases integer logits: use full, round:K or gaussian:SIGMA")
         if self.scheme in ("bfv", "ckks"):
             raise ReleaseUnsupportedError(
@@ -126,11 +127,11 @@ class ServiceRelease:
                 "or --release full")
         if self.scheme == "paillier" and not self.noisy:
             raise ReleaseUnsupportedError(
-                f"Paillier cannot apply {self.policy.label}: it only adds, so it cannot round a ciphertext; use "
+                f"Paillier cannot apply {policy.label}: it only adds, so it cannot round a ciphertext; use "
                 "gaussian:SIGMA or full")
         if self.scheme == "plain" and 2 * (self.output_bound + self.widening) >= self.modulus:
             raise ReleaseUnsupportedError(
-                f"{self.policy.label} moves outputs by up to {self.widening} steps, past the modulus window of this "
+                f"{policy.label} moves outputs by up to {self.widening} steps, past the modulus window of this "
                 f"model (|output| <= {self.output_bound}, modulus {self.modulus}); serve a copy with room, "
                 "qm.with_modulus(larger), or use less noise")
 
@@ -161,7 +162,7 @@ class ServiceRelease:
         if not self.noisy:
             return math.inf, 0.0
         try:
-            return self.policy.privacy(self.outputs)  # type: ignore[no-any-return]
+            return self.policy.privacy(self.outputs)
         except ImportError:
             return zcdp_epsilon(self.rho_per_input, self.policy.delta), float(self.policy.delta)
 

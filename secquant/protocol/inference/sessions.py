@@ -24,6 +24,7 @@ once.  The store:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -58,10 +59,8 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
         CacheDirError: not a directory, owned by another user, or with group/other permission bits.
     """
     p = Path(path)
-    try:
+    with contextlib.suppress(FileExistsError):
         p.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        pass
     info = p.stat()
     mode = stat.S_IMODE(info.st_mode)
     if not stat.S_ISDIR(info.st_mode):

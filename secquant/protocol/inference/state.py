@@ -126,7 +126,7 @@ class ServiceState:
     config: ServiceConfig
     store: SessionStore | None = None
     quotas: QuotaBook | None = None
-    limits: BodyLimits = BodyLimits(1024, 1024)
+    limits: BodyLimits = field(default_factory=lambda: BodyLimits(1024, 1024))
     spec: ServiceSpec | None = None
     gate: asyncio.Semaphore | None = None
     admission_gate: asyncio.Semaphore | None = None
