@@ -268,3 +268,26 @@ def test_model_is_published_only_on_opt_in(digits_mlp_qm, token, tmp_path: Path)
         assert r.status_code == 200 and r.content == binding.artifact
     finally:
         server.stop()
+
+
+def test_signed_and_encrypted_model_file_is_served(digits_linear_qm, token, tmp_path: Path) -> None:
+    """``serve --trusted PUB --model-key FILE``: the binding loads only a signed file, decrypts it, and pins match."""
+    from secquant.errors import IntegrityError
+    from secquant.sealing import ModelKey
+    from secquant.signing import generate_signing_keys
+
+    private, public = generate_signing_keys(tmp_path / "op", "op")
+    _, foreign = generate_signing_keys(tmp_path / "other", "other")
+    key = ModelKey.generate().write(tmp_path / "model.key")
+    path = tmp_path / "model.sqm"
+    digits_linear_qm.save(path, sign_with=private, encrypt_with=key)
+    binding = ModelBinding.build(path, "plain", load={"trusted": [public], "decrypt_with": key})
+    assert binding.model_digest == ModelBinding.build(digits_linear_qm, "plain").model_digest
+    with pytest.raises(IntegrityError):
+        ModelBinding.build(path, "plain", load={"trusted": [foreign], "decrypt_with": key})
+    server, _ = start_server(digits_linear_qm, "plain", token, tmp_path / "keys")
+    try:  # the digest a pinning client compares is the same for the protected file and the plain model
+        with Client(server.url, token=token, model=digits_linear_qm, floor=PLAIN_OK) as client:
+            assert client.service_spec.model_digest == binding.model_digest
+    finally:
+        server.stop()
