@@ -38,7 +38,7 @@ def neighbours() -> Any:
     """Datasets differing in one record (generator; the search corrects for all of them)."""
     base = [0.2, 0.7, 0.5]
     for extra in (0.0, 1.0, 3.0):
-        yield base, base + [extra]
+        yield base, [*base, extra]
 
 
 def main(argv: list[str] | None = None) -> int:

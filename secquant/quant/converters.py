@@ -136,5 +136,5 @@ def _noop(module: nn.Module, name: str, state: ConvState, cfg: QuantConfig) -> R
 
 
 # The other built-in converters register themselves on import.
-import secquant.quant.converters_conv
-import secquant.quant.converters_graph  # noqa: F401
+import secquant.quant.converters_conv  # noqa: E402  (registration needs the names above)
+import secquant.quant.converters_graph  # noqa: E402, F401

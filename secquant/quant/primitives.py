@@ -296,4 +296,4 @@ def dequantize(
 
 
 # QuantParams lives in its own module; it is re-exported here for existing imports.
-from secquant.quant.params import QuantParams
+from secquant.quant.params import QuantParams  # noqa: E402  (re-export for existing imports)

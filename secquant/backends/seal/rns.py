@@ -140,11 +140,11 @@ class IntegerMap:
             for i in rows:
                 outputs[i] = np.empty(shape, dtype=np.uint64)
         size, _, n = shape
-        for l, q in enumerate(int(v) for v in moduli):
+        for level, q in enumerate(int(v) for v in moduli):
             c = chunk_bits(self.row_l1, q.bit_length())
             for s in range(size):
                 for start in range(0, n, _BLOCK):
-                    self._block(inputs, outputs, (s, l, slice(start, min(start + _BLOCK, n))), q, c)
+                    self._block(inputs, outputs, (s, level, slice(start, min(start + _BLOCK, n))), q, c)
         return outputs
 
     def _block(self, inputs: Sequence[NDArray[np.uint64]], outputs: list[NDArray[np.uint64] | None],
