@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, write_json
 
-from secquant.audit import audit_mechanism  # noqa: E402
-from secquant.dp.mechanisms import (  # noqa: E402
+from secquant.audit import audit_mechanism
+from secquant.dp.mechanisms import (
     DiscreteGaussianMechanism,
     DiscreteLaplaceMechanism,
     GaussianMechanism,

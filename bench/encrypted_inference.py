@@ -54,13 +54,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, write_json
 
-import secquant  # noqa: E402
-from secquant import models  # noqa: E402
-from secquant.backends.base import run_rounds  # noqa: E402
-from secquant.data import load_dataset  # noqa: E402
-from secquant.errors import ConfigError, SecquantError  # noqa: E402
+import secquant
+from secquant import models
+from secquant.backends.base import run_rounds
+from secquant.data import load_dataset
+from secquant.errors import ConfigError, SecquantError
 
 LATENCY_TARGET = 0.25  # x the hand-written TenSEAL time
 THROUGHPUT_TARGET = 500.0  # MNIST images/s, amortized

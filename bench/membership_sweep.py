@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, table, write_json  # noqa: E402
+from _common import RESULTS, table, write_json
 
-from secquant.audit.membership import (  # noqa: E402
+from secquant.audit.membership import (
     DiscreteGaussianScores,
     DPSpec,
     FullScores,
@@ -31,7 +31,7 @@ from secquant.audit.membership import (  # noqa: E402
     run_membership_audit,
     write_report,
 )
-from secquant.audit.membership.report import best_rows  # noqa: E402
+from secquant.audit.membership.report import best_rows
 
 
 def main(argv: list[str] | None = None) -> int:

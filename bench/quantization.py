@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, write_json
 
-import secquant  # noqa: E402
-from secquant import models  # noqa: E402
-from secquant.data import load_dataset  # noqa: E402
+import secquant
+from secquant import models
+from secquant.data import load_dataset
 
 
 def _cases(epochs: int):

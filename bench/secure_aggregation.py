@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, write_json
 
 
 def one_round(kh: Any, keys: dict[str, Any], url: str, token: str, dim: int, sigma: float,

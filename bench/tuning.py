@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json  # noqa: E402
+from _common import table, write_json
 
-from secquant.quant.config import QuantConfig  # noqa: E402
-from secquant.quant.convert import quantize_model  # noqa: E402
-from secquant.tuning import MaxAccuracyDrop, SearchSpace, tune  # noqa: E402
-from secquant.tuning.pipeline import PipelineConfig, prepare, qat  # noqa: E402
-from secquant.training import accuracy, predictions  # noqa: E402
+from secquant.quant.config import QuantConfig
+from secquant.quant.convert import quantize_model
+from secquant.training import accuracy, predictions
+from secquant.tuning import MaxAccuracyDrop, SearchSpace, tune
+from secquant.tuning.pipeline import PipelineConfig, prepare, qat
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,8 +99,9 @@ def build_module(arch: list[dict[str, Any]]) -> nn.Sequential:
 
 def save_float_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write a Sequential float model (architecture spec plus weights) to ``path``."""
-    from secquant.artifact import write_bytes_atomic
     import io
+
+    from secquant.artifact import write_bytes_atomic
 
     payload = {"format": FORMAT, "version": VERSION, "arch": module_spec(model),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}

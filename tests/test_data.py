@@ -12,7 +12,7 @@ from secquant.errors import ConfigError
 def test_mnist_split_is_4000_1000_and_deterministic() -> None:
     a, b = load_dataset("mnist"), load_dataset("mnist")
     assert a.x_train.shape == (4000, 784) and a.x_test.shape == (1000, 784)
-    assert np.array_equal(a.y_test, b.y_test) and 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert np.array_equal(a.y_test, b.y_test) and a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
     assert len(np.unique(a.y_test)) == 10
     assert a.images()[1].shape == (1000, 1, 28, 28)
 

@@ -26,7 +26,7 @@ def known_prime(label: str, bits: int) -> int:
     return int(gmpy2.next_prime(raw | (3 << (bits - 2))))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def known_key(key_bits: int = 2048) -> PaillierPrivateKey:
     """The fixed test key of ``key_bits`` bits (2048 by default: 112-bit security, fast)."""
     p = known_prime(f"secquant paillier test p {key_bits}", key_bits // 2)

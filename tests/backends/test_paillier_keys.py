@@ -17,14 +17,6 @@ from torch import nn
 
 import secquant
 from secquant.artifact import encode_artifact
-from secquant.backends.paillier.keys import (
-    PUBLIC_KEY_TYPE,
-    check_key_bits,
-    generate_keypair,
-    load_private_key,
-    load_public_key,
-    security_bits,
-)
 from secquant.backends.paillier.crypto import (
     Decryptor,
     Encryptor,
@@ -32,6 +24,14 @@ from secquant.backends.paillier.crypto import (
     Randomness,
     fresh_randomizer,
     multi_pow,
+)
+from secquant.backends.paillier.keys import (
+    PUBLIC_KEY_TYPE,
+    check_key_bits,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+    security_bits,
 )
 from secquant.errors import ConfigError, KeyMaterialError, ParameterError
 

@@ -9,8 +9,8 @@ from secquant.errors import ConfigError, ModulusOverflowError
 from secquant.quant.calibration import (
     MinMax,
     MSEOptimal,
-    PerChannel,
     Percentile,
+    PerChannel,
     PerTensor,
     calibrate,
     quantize_weight,
