@@ -10,7 +10,10 @@ of σ = 4 the sample standard deviation must lie within ±15 % of σ and the mea
 within 5σ/√N of 0.  For N >= 1,000 the standard deviation of the sample
 standard deviation is about σ/√(2N) <= 2.3 % of σ, so ±15 % is > 6 of its
 standard deviations: false-failure rate below 1e-8 per check, and below 1e-6
-for the mean.
+for the mean.  A draw is 0 with probability ≈ 0.10 and two draws agree with
+probability ≈ 0.07, so "> 80 % of 1,000 outputs noisy" and "> 70 % of 100
+repeated outputs differ" sit about 9 standard deviations from their means
+(false-failure rate below 1e-15).
 """
 
 from __future__ import annotations
@@ -120,16 +123,17 @@ def test_paillier_adds_noise_to_the_ciphertexts(digits_linear_qm, token, tmp_pat
             eps, delta = policy.privacy(10)
             assert release["epsilon_per_query"] == pytest.approx(eps) and release["delta"] == delta
             assert "encrypted outputs" in release["applied"]
-            xq = binding.qm.quantize_input(digits.x_test[:120])
+            xq = binding.qm.quantize_input(digits.x_test[:100])
             first = client.forward_int(xq)
-            second = client.forward_int(xq)  # the same query again: fresh noise
+            second = client.forward_int(xq[:10])  # the same queries again: fresh noise
         exact = binding.qm.forward_int(xq)
         _noise_ok(first - exact, release["max_change_steps"])
-        assert np.count_nonzero(first != second) > 0.8 * first.size
+        assert np.count_nonzero(first[:10] != second) > 0.7 * second.size
     finally:
         server.stop()
 
 
+@pytest.mark.slow  # ~25 s on the shared machine: two Paillier rounds for 100 inputs
 def test_paillier_noise_with_interactive_rounds(digits_mlp_qm, token, tmp_path, digits) -> None:
     """Two rounds: noise only on the final outputs (the client's Square step sees exact pre-activations)."""
     policy = DiscreteGaussianLogits(SIGMA, resolution_bits=0)
