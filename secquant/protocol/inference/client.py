@@ -28,6 +28,7 @@ checks against its own settings, never against the server's word:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -190,10 +191,9 @@ class Client:
     def close(self) -> None:
         """Delete the session on the server (best effort) and close the connection."""
         if self._session is not None:
-            try:
+            # Best effort: closing must not raise on a dead server.
+            with contextlib.suppress(Exception):
                 self._http.delete(f"/v1/sessions/{self._session}")
-            except Exception:  # noqa: BLE001 - closing must not raise on a dead server
-                pass
             self._session = None
         self._http.close()
 
