@@ -47,7 +47,7 @@ API (everything a backend needs; nothing reaches into an op's internals):
 * :class:`Requantize`: ``multiplier``, ``shift``, ``limit`` (per feature),
   ``rounding``, ``factor`` (M/2**s as floats), ``rounding_error`` (1/2 where
   s >= 1, else 0), ``rounded(x)`` (no clip), ``unclipped(m)``, ``can_clip``,
-  ``is_identity``.
+  ``is_identity``; ``clipped(qm, xq)`` says which inputs some requantize clips.
 
 Backends refuse kinds they do not evaluate with a typed error
 (:class:`~secquant.errors.UnsupportedLayerError` or a subclass).
@@ -58,6 +58,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
 from secquant.errors import ConfigError, UnsupportedLayerError
 from secquant.quant import exact, intops
@@ -66,7 +67,8 @@ from secquant.quant.model import QuantizedModel
 from secquant.quant.stage_base import Affine, IntArray, Shape, StageKind
 from secquant.quant.stage_elementwise import Poly, Requantize, Rounding, Square
 
-__all__ = ["AFFINE_OPS", "Affine", "Poly", "Requantize", "Rounding", "Square", "Stage", "StageKind", "lower"]
+__all__ = ["AFFINE_OPS", "Affine", "Poly", "Requantize", "Rounding", "Square", "Stage", "StageKind", "clipped",
+           "lower"]
 
 #: Op types that compose into an :class:`Affine` stage.
 AFFINE_OPS: tuple[type[IntOp], ...] = (intops.IntLinear, intops.IntConv2d, intops.IntSumPool2d, intops.IntFlatten,
@@ -215,3 +217,20 @@ def lower(qm: QuantizedModel) -> tuple[Stage, ...]:
         stages.append(stage)
         shape, m_in = stage.out_shape, stage.out_bound
     return tuple(_with_output_shape(stages, tuple(qm.output_shape)) if chain is not qm else stages)
+
+
+def clipped(qm: QuantizedModel, xq: Any) -> NDArray[np.bool_]:
+    """Per input of ``xq`` (integers of shape (n, *input_shape)): whether some requantize op clips it.
+
+    A scheme that cannot compare (CKKS) follows ``forward_int`` within its
+    stated bound only on the inputs where this is False.
+    """
+    x = np.asarray(xq)
+    hit = np.zeros(len(x), dtype=bool)
+    for st in lower(qm):
+        y = st.apply(x)
+        if isinstance(st, Requantize) and st.can_clip:
+            rounded = np.asarray(st.rounded(x)).reshape(len(x), -1)
+            hit |= np.any(rounded != np.asarray(y).reshape(len(x), -1), axis=1)
+        x = y
+    return hit

@@ -35,6 +35,7 @@ from secquant.backends.ckks.server import CKKSServer
 from secquant.backends.ckks.stages import build_stages
 from secquant.backends.ckks.wire import fingerprint
 from secquant.backends.compile import Scheme, register_backend
+from secquant.quant.lowering import clipped
 from secquant.quant.model import QuantizedModel
 
 __all__ = ["CKKSBackend"]
@@ -89,6 +90,11 @@ class CKKSBackend(Backend):
         observed = float(np.max(np.abs(np.asarray(ref, dtype=np.float64)))) if np.size(ref) else 0.0
         if observed > self.plan.output_bound:
             reasons.append(f"an output reaches {observed:.4g}, above the proven bound {self.plan.output_bound:.4g}")
+        hits = int(np.sum(clipped(self.qm, arr))) if self.plan.clip_possible else 0
+        if hits:
+            reasons.append(f"{hits} of {len(arr)} input(s) reach the clip of a requantize op, which CKKS cannot apply: "
+                           "the error bound does not cover them (requantize from wider ranges: headroom, or "
+                           "range_from=PROVEN)")
         details = {"levels": [{"stage": s.stage.names, "primes_at_start": len(s.level_primes),
                                "log2_scale_out": float(np.log2(s.scale_out)),
                                "log2_message_bound": float(np.log2(max(s.message_bound, 1.0)))}

@@ -41,7 +41,11 @@ from secquant.backends.seal.rns import IntegerMap, map_ciphertexts
 from secquant.backends.seal.serialize import load_seal
 from secquant.errors import ConfigError, ParameterError
 
-__all__ = ["Evaluator", "seal_context"]
+__all__ = ["PLAIN_CACHE_BYTES", "Evaluator", "seal_context"]
+
+#: THROUGHPUT: keep one encoded plaintext per distinct weight when they fit in this many bytes, else encode
+#: each weight when it is used (folded requantize factors make nearly every weight distinct).
+PLAIN_CACHE_BYTES = 512 * 2**20
 
 
 def seal_context(plan: Any) -> Any:
@@ -126,11 +130,16 @@ class Evaluator:
         if sp.prime == 0 and sp.plain_scale == 1.0:
             return IntegerMap(np.rint(st.matrix).astype(np.int64))
         cache: dict[float, Any] = {}
+        distinct = len(np.unique(st.matrix[st.matrix != 0]))
+        lazy = distinct * self.plan.poly_degree * len(sp.level_primes) * 8 > PLAIN_CACHE_BYTES
         rows = []
         for i in range(st.n_out):
             terms = []
             for j in np.flatnonzero(st.matrix[i]):
                 v = float(st.matrix[i, j])
+                if lazy:  # e.g. requantize factors folded in: nearly every weight differs; encode when used
+                    terms.append((int(j), v))
+                    continue
                 if v not in cache:
                     cache[v] = self._plain(v, pid, sp.plain_scale)
                 terms.append((int(j), cache[v]))
@@ -306,8 +315,10 @@ class Evaluator:
         bias = sp.stage.bias_float()
         out = []
         tmp = self._new()  # one buffer for every product: SEAL reuses its allocation
+        pid = self._parms_at(len(sp.level_primes))
         for i, terms in enumerate(rows):
-            acc = self._sum_products(((xs[j], pt) for j, pt in terms), tmp)
+            acc = self._sum_products(((xs[j], self._plain(pt, pid, sp.plain_scale) if isinstance(pt, float) else pt)
+                                      for j, pt in terms), tmp)
             if acc is None:
                 acc = self._zero_like(xs[0])
                 acc.scale = xs[0].scale * sp.plain_scale
