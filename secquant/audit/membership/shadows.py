@@ -148,6 +148,9 @@ def _ray(jobs: Sequence[ModelJob], args: tuple[Any, ...], n_jobs: int, address: 
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
+            # "local" always starts a fresh instance; None would join any cluster already running
+            # on this machine (and then refuse num_cpus).
+            address = "local"
             kwargs["num_cpus"] = n_jobs
         ray.init(address=address, **kwargs)
         started = True
