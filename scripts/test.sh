@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, slow tests included (see README). Extra arguments go to pytest.
+# The whole test suite, slow tests included (see README): ruff, mypy, then pytest.
+# Extra arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-env.sh" test
 cd "$root"
+"$root/.venv/bin/ruff" check secquant tests bench examples
+"$root/.venv/bin/mypy"
 exec "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
