@@ -176,7 +176,7 @@ def test_decryption_refuses_a_planted_out_of_bound_value(digits_mlp, monkeypatch
         self.kit.evaluator.add_plain_inplace(bad, self.kit.constant((top + 1) % self.kit.t))
         return [bad, *out[1:]]
 
-    em = secquant.compile(digits_mlp.qm, "bfv")
+    em = secquant.compile(digits_mlp.qm, "bfv", mode="throughput")  # 8 inputs would run in latency under auto
     assert 2 * (top + 1) < em.backend.params.total_plain_modulus  # bound + 1 decrypts as itself
     xq = digits_mlp.qm.quantize_input(digits_mlp.x_test[:8])
     monkeypatch.setattr(ServerProgram, "run_throughput", planted)
