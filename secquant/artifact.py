@@ -129,8 +129,17 @@ def _encode_plain(kind: str, version: int, meta: dict[str, Any], arrays: dict[st
     return buf.getvalue()
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+def write_bytes_atomic(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, exclusive: bool = False
+) -> Path:
+    """Write ``data`` to ``path`` through a temporary file, so a crash never leaves half a file.
+
+    The temporary file is created with ``mode`` before any byte is written, so the
+    data is never readable with looser permissions.
+
+    Raises:
+        FileExistsError: ``exclusive`` and ``path`` exists (it is hard-linked, never replaced).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -140,10 +149,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int =
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
+        if exclusive:
+            os.link(tmp, target)
+        else:
+            os.replace(tmp, target)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -24,7 +24,6 @@ import base64
 import hashlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,19 +76,9 @@ def write_secret_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 
     Raises:
         FileExistsError: ``path`` exists (delete it yourself to replace a key).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    from secquant.artifact import write_bytes_atomic
+
+    return write_bytes_atomic(path, data, mode=mode, exclusive=True)
 
 
 def read_secret_file(path: str | os.PathLike[str], what: str) -> bytes:
