@@ -192,3 +192,24 @@ def test_paillier_evaluates_a_requantized_residual_graph_exactly(resnet) -> None
     xq = rq.quantize_input(x[:2])
     np.testing.assert_array_equal(np.asarray(em.forward_int(xq), dtype=object),
                                   np.asarray(rq.forward_int(xq), dtype=object))
+
+
+@pytest.mark.parametrize("mode", ["latency", "throughput"])
+def test_ckks_encodes_weights_when_used_past_the_cache_budget(resnet, mode: str, monkeypatch) -> None:
+    """Folded requantize factors make every weight distinct, a large convolution has thousands of diagonals:
+    past PLAIN_CACHE_BYTES the server keeps the values and encodes each plaintext when used; same results."""
+    from secquant.backends.ckks import evaluate
+
+    monkeypatch.setattr(evaluate, "PLAIN_CACHE_BYTES", 0)
+    _, rq, x = resnet
+    em = secquant.compile(rq, "ckks", mode=mode)
+    xq = rq.quantize_input(x[:4])
+    out = np.asarray(em.forward_int(xq), dtype=np.float64)
+    prepared = em._server.evaluator._prepared  # type: ignore[union-attr]
+    lazy = [p for p in prepared if isinstance(p, dict) and any(isinstance(v, np.ndarray) for v in p.values())]
+    lazy += [p for p in prepared if isinstance(p, list) and any(isinstance(v, float) for row in p if isinstance(row, list)
+                                                                 for _, v in row)]
+    assert lazy
+    inside = ~clipped(rq, xq)
+    err = np.abs(out - np.asarray(rq.forward_int(xq), dtype=np.float64))
+    assert np.max(err[inside], initial=0.0) <= em.parameters()["max_abs_error"]

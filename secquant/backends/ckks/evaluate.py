@@ -43,8 +43,9 @@ from secquant.errors import ConfigError, ParameterError
 
 __all__ = ["PLAIN_CACHE_BYTES", "Evaluator", "seal_context"]
 
-#: THROUGHPUT: keep one encoded plaintext per distinct weight when they fit in this many bytes, else encode
-#: each weight when it is used (folded requantize factors make nearly every weight distinct).
+#: Keep a stage's encoded weights (THROUGHPUT: one plaintext per distinct weight; LATENCY: one per diagonal)
+#: when they fit in this many bytes, else encode each when it is used (folded requantize factors make nearly
+#: every weight distinct; a large convolution has thousands of diagonals).
 PLAIN_CACHE_BYTES = 512 * 2**20
 
 
@@ -125,8 +126,11 @@ class Evaluator:
             lay = sp.layout
             if lay is None:
                 raise ParameterError(f"stage {index} has no layout (internal planning error)")
+            diagonals = lay.prerotated(st.matrix)
+            if len(diagonals) * self.plan.poly_degree * len(sp.level_primes) * 8 > PLAIN_CACHE_BYTES:
+                return diagonals  # encoded when used (a large convolution's diagonals fill gigabytes)
             return {kb: self._plain(tile(d, lay.period, self.plan.slots).tolist(), pid, sp.plain_scale)
-                    for kb, d in lay.prerotated(st.matrix).items()}
+                    for kb, d in diagonals.items()}
         if sp.prime == 0 and sp.plain_scale == 1.0:
             return IntegerMap(np.rint(st.matrix).astype(np.int64))
         cache: dict[float, Any] = {}
@@ -278,8 +282,16 @@ class Evaluator:
             rots.append(r)
         acc = None
         tmp = self._new()
+        pid = self._parms_at(len(sp.level_primes))
+
+        def plain(kb: tuple[int, int]) -> Any:
+            pt = pts.get(kb)
+            if isinstance(pt, np.ndarray):
+                return self._plain(tile(pt, lay.period, self.plan.slots).tolist(), pid, sp.plain_scale)
+            return pt
+
         for g in lay.giant_steps:
-            inner = self._sum_products(((rots[b], pts.get((g, b))) for b in lay.baby_steps), tmp)
+            inner = self._sum_products(((rots[b], plain((g, b))) for b in lay.baby_steps), tmp)
             if inner is None:
                 continue
             if g:

@@ -235,7 +235,8 @@ def _folded(group: list[Lowered], m: NDArray[np.float64], d: NDArray[np.float64]
 
 
 def build_stages(qm: QuantizedModel) -> list[Stage]:
-    """The CKKS stages of ``qm`` with their float bounds; requantize ops folded into affine stages.
+    """The CKKS stages of ``qm`` with their float bounds; requantize ops folded into affine stages, and the
+    features of a laid-out graph held at one magnitude per stage (:mod:`~.balance`).
 
     Raises:
         UnsupportedLayerError: an op no encrypted backend evaluates, or a
@@ -261,4 +262,6 @@ def build_stages(qm: QuantizedModel) -> list[Stage]:
             stage = replace(stage, rounding_total=float(np.max(d)))
         stages.append(stage)
         m = stage.out_bound
-    return stages
+    from secquant.backends.ckks.balance import balance
+
+    return balance(stages)
