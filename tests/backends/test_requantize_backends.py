@@ -213,3 +213,43 @@ def test_ckks_encodes_weights_when_used_past_the_cache_budget(resnet, mode: str,
     inside = ~clipped(rq, xq)
     err = np.abs(out - np.asarray(rq.forward_int(xq), dtype=np.float64))
     assert np.max(err[inside], initial=0.0) <= em.parameters()["max_abs_error"]
+
+
+@functools.cache
+def _digits_cnn() -> tuple[secquant.QuantizedModel, secquant.QuantizedModel, np.ndarray]:
+    """The issue's digits CNN: conv -> poly -> pool -> conv -> poly -> pool -> linear; (exact, requantized, test)."""
+    from secquant.nn import Poly as PolyLayer
+
+    ds = load_dataset("digits")
+    x_train, x_test = ds.x_train.reshape(-1, 1, 8, 8), ds.x_test.reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), PolyLayer([0.0, 0.5, 0.1]), nn.AvgPool2d(2),
+                        nn.Conv2d(4, 8, 3, padding=1), PolyLayer([0.0, 0.5, 0.1]), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(32, 10))
+    net = models.train(net, x_train, ds.y_train, epochs=10)
+    return (secquant.quantize_model(net, x_train[:256], bits=8),
+            secquant.quantize_model(net, x_train[:256], bits=8, requantize=RequantizeConfig()), x_test)
+
+
+@pytest.mark.slow
+def test_ckks_evaluates_the_requantized_digits_cnn() -> None:
+    """The exact CNN (128 bits) is refused (a poly coefficient past 2**52); requantized, it runs within its bound."""
+    exact, rq, x = _digits_cnn()
+    with pytest.raises(secquant.errors.ParameterError, match="poly coefficient"):
+        secquant.compile(exact, "ckks")
+    em = secquant.compile(rq, "ckks", mode="latency")
+    assert em.parameters()["poly_degree"] <= 16384
+    xq = rq.quantize_input(x[:3])
+    err = np.abs(np.asarray(em.forward_int(xq), dtype=np.float64) - np.asarray(rq.forward_int(xq), dtype=np.float64))
+    inside = ~clipped(rq, xq)
+    assert np.max(err[inside], initial=0.0) <= em.parameters()["max_abs_error"]
+
+
+def test_bfv_auto_does_not_pay_a_throughput_batch_for_eight_digits_cnn_inputs() -> None:
+    """The issue's 143 s for 8 inputs came from the throughput default; auto predicts latency cheaper here."""
+    from secquant.backends.base import Mode
+
+    exact, _, _ = _digits_cnn()
+    em = secquant.compile(exact, "bfv")
+    choice = em.auto.choose(8)
+    assert choice.mode is Mode.LATENCY and choice.seconds[Mode.LATENCY] < choice.seconds[Mode.THROUGHPUT] / 2
