@@ -35,6 +35,7 @@ from secquant.backends.bfv.server import BFVServer
 from secquant.backends.compile import Scheme, register_backend
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.primes import crt_combine
+from secquant.backends.seal.privacy import describe
 from secquant.backends.seal.serialize import scratch
 from secquant.errors import ConfigError
 from secquant.quant.model import QuantizedModel
@@ -82,6 +83,7 @@ class BFVBackend(Backend):
         out["stages"] = [f"{s.kind.value}:{stage_name(s)}" for s in self.stages]
         out["modulus_needed_bits"] = self.qm.modulus_needed.bit_length()
         out["inputs_per_ciphertext"] = self.params.slots
+        out["circuit_privacy"] = describe(self.options.circuit_privacy, self.params.poly_degree)
         out.update(self._measure_sizes())
         out["wire"] = self._client_params().wire_bytes(  # request/response bytes, predicted without keys
             int(self.params.trace[-1]["data_primes"]) if self.params.trace else len(self.params.coeff_bits) - 1)

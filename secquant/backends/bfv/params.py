@@ -32,6 +32,7 @@ from secquant.backends.bfv.options import POLY_DEGREES, BFVOptions
 from secquant.backends.bfv.plan import Stage
 from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.seal.primes import is_prime, primes_1_mod
+from secquant.backends.seal.privacy import CircuitPrivacy, flood_reserve_bits
 from secquant.backends.seal.security import estimate_security, max_coeff_modulus_bits
 from secquant.errors import ParameterError
 from secquant.quant.model import QuantizedModel
@@ -55,7 +56,9 @@ class BFVParameters:
         coeff_bits: Bit sizes of the coefficient primes; the last is SEAL's special prime.
         plain_moduli: CRT primes t_i, each = 1 mod 2N.
         security: Level the user asked for (128, 192 or 256).
-        margin: Bits of estimated noise budget required at the end.
+        margin: Bits of estimated noise budget required at the end: the user's
+            margin, plus :func:`~secquant.backends.seal.privacy.flood_reserve_bits`
+            under ``CircuitPrivacy.FLOOD`` (the flood spends them).
         trace: Estimated budget per stage for the largest t_i.
         layout: Latency-mode layout (None in throughput mode).
 
@@ -196,7 +199,8 @@ def _attempt(stages: list[Stage], options: BFVOptions, n: int, plain: list[int],
     if layout is not None and layout.period > n // 2:
         return None
     t = max(plain)
-    data = split_data_bits(data_bits_needed(stages, options.mode, n, t, layout, options.margin))
+    margin = options.margin + (flood_reserve_bits(n) if options.circuit_privacy is CircuitPrivacy.FLOOD else 0)
+    data = split_data_bits(data_bits_needed(stages, options.mode, n, t, layout, margin))
     coeff = [*data, max(data)]
     if sum(coeff) > max_coeff_modulus_bits(n, options.security):
         return None
@@ -205,9 +209,8 @@ def _attempt(stages: list[Stage], options: BFVOptions, n: int, plain: list[int],
         coeff_primes += primes_1_mod(2 * n, b, coeff.count(b))
     if set(coeff_primes) & set(plain):
         return None
-    trace = noise_trace(stages, options.mode, n, t, data, layout, options.margin)
-    return BFVParameters(options.mode, n, tuple(coeff), tuple(plain), options.security, options.margin,
-                         tuple(trace), layout)
+    trace = noise_trace(stages, options.mode, n, t, data, layout, margin)
+    return BFVParameters(options.mode, n, tuple(coeff), tuple(plain), options.security, margin, tuple(trace), layout)
 
 
 def _cost(p: BFVParameters) -> float:

@@ -8,6 +8,7 @@ fresh top-level encryptions (:class:`~secquant.errors.ConfigError`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from numpy.typing import NDArray
@@ -26,7 +27,7 @@ from secquant.backends.bfv.wire import (
     unframe_primes,
 )
 from secquant.backends.seal.context import sealapi as seal
-from secquant.backends.seal.privacy import CircuitPrivacy, rerandomize
+from secquant.backends.seal.privacy import CircuitPrivacy, flood, flood_bound_bits, rerandomize
 from secquant.backends.seal.serialize import scratch
 from secquant.errors import ArtifactError, ConfigError, KeyMaterialError
 
@@ -137,8 +138,14 @@ class BFVServer(ServerRole):
         return frame_primes(RESULT, self.params, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
 
     def _finish(self, prog: ServerProgram, ct: Any) -> Any:
-        """The response ciphertext: as evaluated, or re-randomized at the last level."""
+        """The response ciphertext: as evaluated, re-randomized, or re-randomized and flooded."""
         if self.circuit_privacy is CircuitPrivacy.OFF:
             return ct
         kit = prog.kit
-        return rerandomize(ct, kit.context, kit.evaluator, kit.public)
+        if self.circuit_privacy is CircuitPrivacy.RERANDOMIZE:
+            return rerandomize(ct, kit.context, kit.evaluator, kit.public)
+        p = self.params
+        q_bits = sum(math.log2(int(m.value()))
+                     for m in kit.context.get_context_data(ct.parms_id()).parms().coeff_modulus())
+        bound = flood_bound_bits(q_bits, max(p.plain_moduli), p.final_budget, p.poly_degree)
+        return flood(ct, kit.context, kit.evaluator, kit.public, bound)
