@@ -104,9 +104,9 @@ def _weight_pair():
     calib = np.array([[1.0, 1.0], [-1.0, -1.0], [0.5, -0.5], [-0.5, 0.5]], dtype=np.float32)
 
     def linear(w2: float) -> nn.Module:
-        m = nn.Linear(2, 2)
+        m = nn.Linear(2, 1)  # one output: one response ciphertext per query
         with torch.no_grad():
-            m.weight.copy_(torch.tensor([[1.0, w2], [-1.0, w2]]))
+            m.weight.copy_(torch.tensor([[1.0, w2]]))
             m.bias.zero_()
         return m
 

@@ -192,9 +192,9 @@ def flood(ct: Any, context: Any, evaluator: Any, public_key: Any, bound_bits: in
     moduli = _level_moduli(context, fresh.parms_id())
     noise = _uniform(int(bound_bits), meta.poly_degree)
     out = np.array(data, dtype=np.uint64)
-    for i, q in enumerate(moduli):
-        shift = np.array([f % q for f in noise], dtype=object)
-        out[0, i] = ((out[0, i].astype(object) + shift) % q).astype(np.uint64)
+    for i, q in enumerate(moduli):  # residues and shifts are below q < 2**61: their uint64 sum cannot wrap
+        total = out[0, i] + np.array([f % q for f in noise], dtype=np.uint64)
+        out[0, i] = np.where(total >= np.uint64(q), total - np.uint64(q), total)
     return io.load(sealapi().Ciphertext(), context, to_bytes(meta, out), "flooded ciphertext")
 
 
