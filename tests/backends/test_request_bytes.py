@@ -116,6 +116,7 @@ def test_bfv_latency_requests_decrypt_bit_exact(digits_mlp, transfer: str) -> No
     payload, out = _round(em, xq)
     assert np.array_equal(np.asarray(out, dtype=object), np.asarray(qm.forward_int(xq), dtype=object))
     predicted = wire["request_bytes_per_input"]
+    assert em.parameters()["request_bytes_per_batch"] == predicted
     if transfer == "latency":
         assert predicted < len(payload) < 1.25 * predicted  # zstd: about 1.1x the packed size
     else:
@@ -160,3 +161,6 @@ def test_bfv_throughput_packed_request_is_bit_exact(digits_mlp) -> None:
     per = params["wire"]["request_ciphertext_bytes"]
     n_cts = len(params["plain_moduli"]) * 64  # one whole ciphertext per feature per CRT prime
     assert abs(len(payload) - n_cts * per) <= 0.02 * n_cts * per
+    # the stated batch size is the payload's, not half of it (whole ciphertexts, not seeded ones)
+    assert params["request_bytes_per_batch"] == params["wire"]["request_bytes_per_batch"]
+    assert abs(params["request_bytes_per_batch"] - len(payload)) <= 1024  # the frame's JSON header varies

@@ -86,7 +86,9 @@ class BFVBackend(Backend):
         out["circuit_privacy"] = describe(self.options.circuit_privacy, self.params.poly_degree)
         out.update(self._measure_sizes())
         out["wire"] = self._client_params().wire_bytes(  # request/response bytes, predicted without keys
-            int(self.params.trace[-1]["data_primes"]) if self.params.trace else len(self.params.coeff_bits) - 1)
+            int(self.params.trace[-1]["data_primes"]) if self.params.trace else len(self.params.coeff_bits) - 1,
+            features=int(np.prod(self.qm.input_shape)))
+        out["request_bytes_per_batch"] = out["wire"]["request_bytes_per_batch"]
         return out
 
     def _client_params(self) -> BFVClientParams:
@@ -114,12 +116,10 @@ class BFVBackend(Backend):
         galois = len(elts) * (len(io.dump(sa.KeyGenerator(kit.context, sk).create_galois_keys(elts[:1])))
                               if elts else 0)
         k = len(p.plain_moduli)
-        per_batch = (int(np.prod(self.qm.input_shape)) if p.mode is Mode.THROUGHPUT
-                     else p.gather.chunks if p.gather is not None else 1)
-        self._sizes = {"ciphertext_bytes_uploaded": ct_fresh, "ciphertext_bytes_evaluated": len(io.dump(full)),
+        self._sizes = {"ciphertext_bytes_uploaded": ct_fresh if p.mode is Mode.LATENCY else len(io.dump(full)),
+                       "ciphertext_bytes_evaluated": len(io.dump(full)),
                        "public_context_bytes_per_prime": public, "galois_keys_bytes_per_prime": galois,
-                       "public_material_bytes": k * (public + galois),
-                       "request_bytes_per_batch": k * ct_fresh * per_batch}
+                       "public_material_bytes": k * (public + galois)}
         return dict(self._sizes)
 
     def simulate(self, xq: NDArray[Any]) -> SimulationReport:

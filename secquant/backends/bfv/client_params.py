@@ -76,8 +76,11 @@ class BFVClientParams:
         """Latency mode: 1 with gathering, else 2 (one per row)."""
         return 1 if self.gather is not None else 2
 
-    def wire_bytes(self, output_primes: int = 1) -> dict[str, Any]:
+    def wire_bytes(self, output_primes: int = 1, features: int | None = None) -> dict[str, Any]:
         """Request bytes of one input (LATENCY) or one batch (THROUGHPUT), known before any key exists.
+
+        ``features`` (the flattened input size) adds THROUGHPUT's ``request_bytes_per_batch``: one
+        whole ciphertext per feature per CRT prime, for up to N inputs.
 
         Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded in
         LATENCY, whole in THROUGHPUT (its server reads the residues); packed
@@ -97,6 +100,10 @@ class BFVClientParams:
             out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
             out["response_bytes_per_input_max"] = (len(self.plain_moduli) * (
                 RESPONSE_HEADER + 16 * self.poly_degree * output_primes) + FRAME_OVERHEAD)
+            out["request_bytes_per_batch"] = out["request_bytes_per_input"]
+        elif features is not None:
+            count = features * len(self.plain_moduli)
+            out["request_bytes_per_batch"] = count * one + FRAME_OVERHEAD + 8 * count
         return out
 
     @classmethod
