@@ -18,8 +18,8 @@ message ``Δ·P <= 2**w``:
   (P_out = sum_i |A_i| m^i bounds every term and partial sum) and adds A_0.
 
 The uniform chain is ``[q0, q_1..q_L, P]`` with L the number of rescales (a
-POLY stage has several), middle primes of B = w + 1 bits and q0, P of B + 1
-bits, so the last message (< 2**w plus the error) is below q0/2 by a factor
+POLY stage has several), middle primes of B = w + 1 bits, q0 of B + 1 bits and
+the special prime P of 60 (it divides the key-switching noise), so the last message (< 2**w plus the error) is below q0/2 by a factor
 two: no value ever wraps around q0, which is how TenSEAL's tutorial parameters
 corrupt large logits.  B is as large as the 128-bit table allows for N (at most
 59); in THROUGHPUT, chains whose affine stages cost no level are tried too
@@ -63,10 +63,15 @@ Candidate = tuple[str, list[int], int, Free]
 
 
 def _uniform(stages: list[Stage], opts: CKKSOptions, n: int, free: Free, reasons: list[str]) -> Candidate | None:
-    """Middle primes of B bits (as large as the budget allows), q0 and the special prime of B + 1."""
+    """Middle primes of B bits (as large as the budget allows), q0 of B + 1 and a special prime of 60 bits.
+
+    The special prime P divides every key-switching error (``n_primes·(q/P)·...``,
+    :meth:`~.noise.NoiseModel.key_switch`): at 60 bits rather than B + 1 it makes
+    rotations and relinearizations nearly free of noise for the few bits it costs B.
+    """
     budget = max_coeff_modulus_bits(n, opts.security)
     depth = sum(s.levels for s in stages) - (1 if free is Free.FIRST else 0)
-    b_max = min(MAX_PRIME_BITS - 1, (budget - 2) // (depth + 2))
+    b_max = min(MAX_PRIME_BITS - 1, (budget - 1 - MAX_PRIME_BITS) // (depth + 1))
     b = opts.scale_bits if opts.scale_bits is not None else b_max
     if b > b_max:
         reasons.append(f"N={n}: {depth + 2} primes of {b} bits exceed the {budget}-bit limit at "
@@ -76,7 +81,7 @@ def _uniform(stages: list[Stage], opts: CKKSOptions, n: int, free: Free, reasons
         reasons.append(f"N={n}: depth {depth} leaves only {b}-bit primes at {opts.security}-bit security")
         return None
     label = f"N={n}, B={b}" + (", first stage at scale 1" if free is Free.FIRST else "")
-    return label, [b + 1] + [b] * depth + [b + 1], b - 1, free
+    return label, [b + 1] + [b] * depth + [MAX_PRIME_BITS], b - 1, free
 
 
 def candidates(stages: list[Stage], opts: CKKSOptions, n: int, reasons: list[str]) -> list[Candidate]:
@@ -220,7 +225,10 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
     layouts: list[StageLayout] = stage_layouts(stages, opts, n)
     passing = []
     for cand in candidates(stages, opts, n, reasons):
-        found = _candidate(stages, opts, n, cand, layouts, reference)
+        try:
+            found = _candidate(stages, opts, n, cand, layouts, reference)
+        except ParameterError as exc:  # SEAL has too few primes of these sizes for N: try the next chain
+            found = str(exc)
         if isinstance(found, str):
             reasons.append(f"{cand[0]}: {found}")
         else:
