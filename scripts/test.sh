@@ -7,4 +7,5 @@ bash "$root/scripts/setup-env.sh" test
 cd "$root"
 "$root/.venv/bin/ruff" check secquant tests bench examples
 "$root/.venv/bin/mypy"
-exec "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Two workers (the machine has two cores); tests/conftest.py keeps each file, and the Ray files, on one worker.
+exec "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup "$@"
