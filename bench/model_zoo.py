@@ -12,7 +12,7 @@ that refuses a model gets a row with the error.  Targets of issue 12 are
 printed with their ratios at the end.
 
 Run:  python bench/model_zoo.py --train 4000 --test 1000 --limit 3 --models lenet5 --schemes ckks
-Writes bench/results/model_zoo.json.
+Writes bench/results/model_zoo.json (``--out`` names another file).
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--throughput-models", nargs="+", default=["logistic", "digits_mlp", "deep_mlp"],
                    help="models that get the -throughput schemes (a full slot batch is costly on the CNNs)")
     p.add_argument("--memory-gb", type=float, default=4.0, help="address space one row may add (GB)")
+    p.add_argument("--out", default="model_zoo", help="results name: bench/results/<out>.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     print("  ".join(COLUMNS))
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + table(rows, COLUMNS))
     targets = _targets(rows)
     print("\n".join(targets))
-    path = write_json("model_zoo", {"args": vars(args), "rows": rows, "targets": targets})
+    path = write_json(args.out, {"args": vars(args), "rows": rows, "targets": targets})
     print(f"wrote {path}")
 
 

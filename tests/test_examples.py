@@ -30,3 +30,13 @@ def test_demo_command_plain_scheme_runs_small() -> None:
                            "--limit", "32", "--epochs", "2"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bit-exact vs the integer reference" in proc.stdout
+
+
+def test_galois_keys_example() -> None:
+    """Both key policies run encrypted within their bounds; power-of-two keys are fewer, key switches more."""
+    out = run_example("galois_keys.py", "--limit", "1", "--epochs", "2")
+    assert "every error within its stated bound: True" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["steps"],
+                                                                                           ["powers_of_two"])}
+    assert int(rows["powers_of_two"][2]) < int(rows["steps"][2])  # keys
+    assert int(rows["powers_of_two"][5]) > int(rows["steps"][5])  # key switches
