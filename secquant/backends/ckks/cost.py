@@ -28,7 +28,7 @@ def op_counts(plan: CKKSPlan) -> OpCounts:
     first = plan.stages[0].stage if plan.stages else None
     counts = {"encryptions": plan.input_copies if latency else (first.n_in if first else 0),
               "decryptions": 1 if latency else (plan.stages[-1].stage.n_out if plan.stages else 0),
-              "plain_products": 0, "key_switches": int(plan.to_dict()["rotations_per_input"]) if latency else 0,
+              "plain_products": 0, "key_switches": plan.key_switches() if latency else 0,
               "additions": 0, "rescales": 0}
     for sp in plan.stages:
         st = sp.stage

@@ -275,11 +275,11 @@ class Evaluator:
             raise ParameterError("internal: latency stage without layout")
         ev = self.ev
         x = xs[0]
-        rots = list(xs)  # the client may have sent the baby-step rotations
-        for b in range(len(rots), lay.baby):
-            r = self._new()
-            ev.rotate_vector(x, b, self.galois, r)
-            rots.append(r)
+        rots = dict(enumerate(xs))  # the client may have sent the baby-step rotations 0..g-1
+        for b in lay.baby_steps:  # only the steps some nonzero diagonal uses
+            if b not in rots:
+                rots[b] = self._new()
+                ev.rotate_vector(x, b, self.galois, rots[b])
         acc = None
         tmp = self._new()
         pid = self._parms_at(len(sp.level_primes))

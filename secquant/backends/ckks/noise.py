@@ -168,27 +168,30 @@ def _square(w: _Walk, st: Stage, m_in: float, ks: float, q: int) -> tuple[float,
     return scale_out, m_in * m_in, (prod / q + w.noise.rescale) / scale_out
 
 
-def _affine_error(w: _Walk, st: Stage, lay: StageLayout, first: bool, m_in: float, ks: float, q: int,
+def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float, q: int,
                   s_pt: float) -> float:
     """Error (message units, after the rescale by ``q``) of ``A x + b`` in the stage's layout."""
     noise, target, e_in = w.noise, w.target, w.err * w.scale
     ks_out = noise.key_switch(len(w.level), float(max(w.level)), w.special)
     if lay.gather is not None:
         blocks = lay.gather.blocks
+        fold_ks = lay.switches(lay.gather.fold_steps, worst=True) * ks_out
         prod = st.row_l1 * s_pt * e_in + lay.gather.chunks * blocks * (m_in * noise.rounding + FFT_REL * q * target)
-        return prod / q + blocks * noise.rescale + (blocks - 1) * ks_out + noise.rounding
+        return prod / q + blocks * noise.rescale + (blocks - 1) * fold_ks + noise.rounding
     if lay.bsgs is not None:
         bsgs = lay.bsgs
-        client_baby = w.opts.client_rotations and first
-        e_in_rot = e_in + (ks if bsgs.baby > 1 and not client_baby else 0.0)
-        per_block = (bsgs.width * m_in * noise.rounding + (bsgs.giant - 1) * ks + bsgs.width * FFT_REL * q * target)
+        baby = [] if lay.client_baby else [b for b in bsgs.baby_steps if b]
+        e_in_rot = e_in + lay.switches(baby, worst=True) * ks  # each rotated copy: its own key switches
+        giant_ks = lay.switches([k * bsgs.baby for k in bsgs.giant_steps if k]) * ks
+        per_block = bsgs.width * m_in * noise.rounding + giant_ks + bsgs.width * FFT_REL * q * target
         prod = st.row_l1 * s_pt * e_in_rot + bsgs.blocks * per_block
-        return prod / q + bsgs.blocks * noise.rescale + (bsgs.blocks - 1) * ks_out + noise.rounding
+        fold_ks = lay.switches(bsgs.fold_steps, worst=True) * ks_out
+        return prod / q + bsgs.blocks * noise.rescale + (bsgs.blocks - 1) * fold_ks + noise.rounding
     prod = st.row_l1 * s_pt * e_in + st.row_nnz * m_in * 0.5 + FFT_REL * q * target
     return prod / q + noise.rescale + 0.5
 
 
-def _rescaled(w: _Walk, st: Stage, lay: StageLayout, first: bool) -> StagePlan:
+def _rescaled(w: _Walk, st: Stage, lay: StageLayout) -> StagePlan:
     """A SQUARE, or an AFFINE stage whose weights are encoded at ``q·Δ_out/Δ_in``: one rescale by q."""
     if len(w.level) < 2:
         raise ParameterError("the chain ran out of primes (internal planning error)")
@@ -202,7 +205,7 @@ def _rescaled(w: _Walk, st: Stage, lay: StageLayout, first: bool) -> StagePlan:
     else:
         scale_out = w.target / max(st.partial, 1.0)
         s_pt = q * scale_out / w.scale
-        w.err = _affine_error(w, st, lay, first, m_in, ks, q, s_pt) / scale_out
+        w.err = _affine_error(w, st, lay, m_in, ks, q, s_pt) / scale_out
         msg = q * w.target
         plan = StagePlan(st, start, q, w.scale, scale_out, s_pt, msg, w.err, lay.bsgs, None, lay.gather)
     w.check(f"stage {st.names} before its rescale", msg, math.prod(start))
@@ -320,7 +323,7 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
         elif st.kind is StageKind.POLY:
             plan = _poly(walk, st, lay.period)
         else:
-            plan = _rescaled(walk, st, lay, i == 0)
+            plan = _rescaled(walk, st, lay)
         if roundings and st.rounding:
             walk.err += st.rounding
             plan = replace(plan, error_out=walk.err)

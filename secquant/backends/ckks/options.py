@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from secquant.backends.base import Mode
 from secquant.backends.seal.ciphertext import Transfer
+from secquant.backends.seal.galois import DEFAULT_KEY_BUDGET_BYTES, GaloisKeys
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["DEGREES", "MAX_PRIME_BITS", "MIN_SCALE_BITS", "SECURITY_LEVELS", "CKKSOptions", "Transfer"]
+__all__ = ["DEGREES", "MAX_PRIME_BITS", "MIN_SCALE_BITS", "SECURITY_LEVELS", "CKKSOptions", "GaloisKeys", "Transfer"]
 
 #: Ring degrees N offered.
 DEGREES = (4096, 8192, 16384, 32768)
@@ -49,6 +50,15 @@ class CKKSOptions:
             (default): False only under ``transfer=BYTES``.
         transfer: Request bytes against latency (:class:`~secquant.backends.seal.ciphertext.Transfer`):
             BALANCED (default), BYTES or LATENCY; the lower-case names are accepted.
+        galois_keys: LATENCY: which Galois keys the client makes
+            (:class:`~secquant.backends.seal.galois.GaloisKeys`): STEPS (one per
+            rotation step: fewest key switches), POWERS_OF_TWO (only the NAF
+            terms of the steps: at most about 2·log2(N/2) keys, more key
+            switches per rotation) or AUTO (default: STEPS unless those keys
+            would exceed ``galois_key_budget_bytes`` and power-of-two keys
+            would be at most half as many); lower-case names accepted.
+        galois_key_budget_bytes: AUTO's budget for one-key-per-step Galois keys,
+            uncompressed bytes (default 1 GiB; at least 1).
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
@@ -62,9 +72,15 @@ class CKKSOptions:
     client_rotations: bool | None = None
     client_gather: bool | None = None
     transfer: Transfer = Transfer.BALANCED
+    galois_keys: GaloisKeys = GaloisKeys.AUTO
+    galois_key_budget_bytes: int = DEFAULT_KEY_BUDGET_BYTES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
+        object.__setattr__(self, "galois_keys", coerce_enum(self.galois_keys, GaloisKeys, "galois_keys"))
+        budget = self.galois_key_budget_bytes
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ConfigError(f"galois_key_budget_bytes must be a positive integer, got {budget!r}")
         object.__setattr__(self, "transfer", coerce_enum(self.transfer, Transfer, "transfer"))
         if self.client_rotations is None:
             object.__setattr__(self, "client_rotations", self.transfer is Transfer.LATENCY)

@@ -41,7 +41,7 @@ import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.chain import INPUT_EXTRA_BITS, Free, free_chain_bits
-from secquant.backends.ckks.layout import StageLayout, stage_layouts
+from secquant.backends.ckks.layout import StageLayout, rotation_keys
 from secquant.backends.ckks.noise import propagate
 from secquant.backends.ckks.options import (
     DEGREES,
@@ -52,6 +52,7 @@ from secquant.backends.ckks.options import (
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.context import coeff_primes
+from secquant.backends.seal.galois import RotationKeys, switch_key_bytes
 from secquant.backends.seal.layout import next_pow2
 from secquant.backends.seal.security import max_coeff_modulus_bits
 from secquant.errors import ParameterError
@@ -103,18 +104,6 @@ def candidates(stages: list[Stage], opts: CKKSOptions, n: int, reasons: list[str
                 out.append((f"N={n}, integer weights at scale 1, message floor 2**{w}", bits,
                             w + INPUT_EXTRA_BITS, Free.ALL))
     return out
-
-
-def _galois_steps(plans: list[StagePlan], opts: CKKSOptions) -> tuple[int, ...]:
-    """Rotation steps the server needs (the client's own baby steps excluded)."""
-    steps: set[int] = set()
-    for k, sp in enumerate(plans):
-        if sp.gather is not None:
-            steps.update(sp.gather.fold_steps)
-        if sp.layout is not None:
-            skip = set(range(1, sp.layout.baby)) if k == 0 and opts.client_rotations else set()
-            steps.update(set(sp.layout.steps) - skip)
-    return tuple(sorted(steps))
 
 
 def _q0_shortfall(plans: list[StagePlan], primes: list[int], error: float) -> int:
@@ -215,16 +204,18 @@ def _candidate(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, 
 
 
 def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float,
-                reasons: list[str]) -> _Passing | None:
-    """The best passing chain at degree ``n`` (fewest primes, then smallest error), or None."""
+                reasons: list[str]) -> tuple[_Passing, RotationKeys] | None:
+    """The best passing chain at degree ``n`` (fewest primes, then smallest error) and its Galois keys, or None."""
     if opts.mode is Mode.LATENCY:
         widest = max([next_pow2(stages[0].n_in)] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
         if widest > n // 2:
             reasons.append(f"N={n}: a layer needs {widest} slots, only {n // 2}")
             return None
-    layouts: list[StageLayout] = stage_layouts(stages, opts, n)
+    chains = candidates(stages, opts, n, reasons)
+    key_bytes = switch_key_bytes(n, max((len(c[1]) for c in chains), default=1))
+    layouts, keys = rotation_keys(stages, opts, n, key_bytes)
     passing = []
-    for cand in candidates(stages, opts, n, reasons):
+    for cand in chains:
         try:
             found = _candidate(stages, opts, n, cand, layouts, reference)
         except ParameterError as exc:  # SEAL has too few primes of these sizes for N: try the next chain
@@ -235,7 +226,7 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
             passing.append(found)
     if not passing:
         return None
-    return min(passing, key=lambda c: (c[0], c[1]))
+    return min(passing, key=lambda c: (c[0], c[1])), keys
 
 
 def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | None = None) -> CKKSPlan:
@@ -259,10 +250,12 @@ def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | Non
     for n in [opts.poly_degree] if opts.poly_degree else DEGREES:
         found = _try_degree(stages, opts, n, reference, reasons)
         if found is not None:
-            _, err, primes, w, plans, ckks_err = found
+            (_, err, primes, w, plans, ckks_err), keys = found
+            latency = opts.mode is Mode.LATENCY
             return CKKSPlan(opts, n, tuple(primes), w + 1, plans[0].scale_in, next_pow2(stages[0].n_in),
-                            tuple(plans), err, reference, out_bound, _galois_steps(plans, opts),
-                            stages[-1].rounding_total, any(s.can_clip for s in stages), ckks_err)
+                            tuple(plans), err, reference, out_bound, keys.steps if latency else (),
+                            stages[-1].rounding_total, any(s.can_clip for s in stages), ckks_err,
+                            keys if latency else None)
     depth = sum(s.levels for s in stages)
     raise ParameterError(
         f"no CKKS parameters at {opts.security}-bit security evaluate this model (depth {depth}) within the "

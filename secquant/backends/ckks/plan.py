@@ -15,6 +15,7 @@ from typing import Any
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
 from secquant.backends.ckks.stages import Stage
+from secquant.backends.seal.galois import RotationKeys, switch_key_bytes
 from secquant.backends.seal.layout import BSGSLayout, GatherLayout
 from secquant.backends.seal.security import estimate_security
 
@@ -118,11 +119,13 @@ class CKKSPlan:
         max_abs_error: Error bound of the decoded outputs before rounding, integer units.
         reference_magnitude: The output magnitude the precision target refers to.
         output_bound: Proven bound on |output|.
-        galois_steps: Rotation steps the server needs (empty in THROUGHPUT).
+        galois_steps: Steps the client makes Galois keys for (empty in THROUGHPUT): every step the
+            server rotates by, or only their NAF terms (``rotation_keys.policy``).
         rounding_error: Bound on the distance the skipped requantize roundings alone put between the exact
             real-valued circuit and ``qm.forward_int`` (carried per feature; 0 without requantize ops).
         clip_possible: Some requantize op can clip; the bound then holds for inputs on which none does.
         ckks_error: CKKS's own error bound against the exact real-valued circuit (None: ``max_abs_error``).
+        rotation_keys: The Galois keys and what each rotation costs with them (LATENCY), else None.
     """
 
     options: CKKSOptions
@@ -139,6 +142,7 @@ class CKKSPlan:
     rounding_error: float = 0.0
     clip_possible: bool = False
     ckks_error: float | None = None
+    rotation_keys: RotationKeys | None = None
 
     @property
     def slots(self) -> int:
@@ -190,7 +194,7 @@ class CKKSPlan:
         n, k_all = self.poly_degree, len(self.primes)
         k_data = k_all - 1
         k_out = k_data - self.depth
-        switch_key = k_data * 2 * k_all * n * 8
+        switch_key = switch_key_bytes(n, k_all)
         per_input = self.input_copies if self.options.mode is Mode.LATENCY else 1
         return {
             "fresh_ciphertext": 2 * n * k_data * 8,
@@ -202,12 +206,27 @@ class CKKSPlan:
                 per_input if self.options.mode is Mode.LATENCY else (self.stages[0].stage.n_in if self.stages else 0),
         }
 
+    def server_rotations(self) -> list[int]:
+        """The step of every rotation the server makes for one LATENCY input (the client's baby steps excluded)."""
+        steps: list[int] = []
+        for k, s in enumerate(self.stages):
+            if s.gather is not None:
+                steps += s.gather.fold_steps
+            elif s.layout is not None:
+                client = k == 0 and self.input_copies > 1
+                steps += [r for r in s.layout.rotation_steps if not (client and r < s.layout.baby)]
+        return steps
+
+    def key_switches(self) -> int:
+        """Key switches of those rotations under the plan's Galois keys (SEAL composes a missing step)."""
+        steps = self.server_rotations()
+        return self.rotation_keys.total(steps) if self.rotation_keys is not None else len(steps)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of every choice."""
-        n_rot = sum(s.layout.rotations for s in self.stages if s.layout is not None) + sum(
-            len(s.gather.fold_steps) for s in self.stages if s.gather is not None)
-        if self.input_copies > 1 and self.stages[0].layout is not None:
-            n_rot -= self.input_copies - 1  # the client's baby steps
+        n_rot = len(self.server_rotations())
+        keys = self.rotation_keys
+        key_bytes = switch_key_bytes(self.poly_degree, len(self.primes))
         return {
             "scheme": "ckks",
             "mode": self.options.mode.value,
@@ -234,6 +253,8 @@ class CKKSPlan:
             "galois_steps": list(self.galois_steps),
             "input_ciphertexts_per_input": self.input_copies if self.options.mode is Mode.LATENCY else None,
             "rotations_per_input": n_rot,
+            "key_switches_per_input": self.key_switches(),
+            "galois_key_policy": keys.summary(key_bytes) if keys is not None and keys.steps else None,
             "packing": ("one input per ciphertext, replicated over slots; hybrid diagonal BSGS matmul"
                         + ("; first stage gathered by the client (sparsity pattern only)"
                            if self.stages and self.stages[0].gather is not None else "")

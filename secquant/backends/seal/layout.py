@@ -23,6 +23,7 @@ N/2 slots), so a rotation by ``i`` rotates every copy cyclically.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,10 +100,15 @@ class BSGSLayout:
                 | set(self.fold_steps))
 
     @property
+    def rotation_steps(self) -> list[int]:
+        """The step of every rotation of one evaluation: baby steps, giant steps, then the fold."""
+        return ([b for b in self.baby_steps if b] + [k * self.baby for k in self.giant_steps if k]
+                + list(self.fold_steps))
+
+    @property
     def rotations(self) -> int:
         """Rotations per evaluation."""
-        return (sum(1 for b in self.baby_steps if b) + sum(1 for k in self.giant_steps if k)
-                + len(self.fold_steps))
+        return len(self.rotation_steps)
 
     def diagonal(self, matrix: NDArray[np.generic], i: int) -> NDArray[np.generic]:
         """``diag_i[j] = A[j mod width, (j + i) mod period]`` for j < period (A zero-padded)."""
@@ -147,17 +153,20 @@ def nonzero_diagonals(nonzero: NDArray[np.bool_], period: int, width: int) -> li
 
 
 def search_bsgs(diagonals: list[int], period: int, keys: set[int] | None = None, key_weight: float = 1.0,
-                width: int = 0) -> BSGSLayout:
+                width: int = 0, cost: Callable[[int], int] | None = None) -> BSGSLayout:
     """The baby step g minimizing rotations + ``key_weight`` x (steps not already in ``keys``).
 
-    Ties go to the fewest baby plus giant steps, then to the smaller g.
+    With ``cost`` (a step's key switches, e.g. its NAF weight under power-of-two
+    keys), rotations are weighted by it.  Ties go to the fewest baby plus giant
+    steps, then to the smaller g.
     """
     have = keys or set()
     best: tuple[float, int, BSGSLayout] | None = None
     g = 1
     while g <= period:
         cand = BSGSLayout(tuple(diagonals), g, period, width or period)
-        key = (cand.rotations + key_weight * len(cand.steps - have), len(cand.baby_steps) + cand.giant)
+        rotations = cand.rotations if cost is None else sum(cost(s) for s in cand.rotation_steps)
+        key = (rotations + key_weight * len(cand.steps - have), len(cand.baby_steps) + cand.giant)
         if best is None or key < best[:2]:
             best = (key[0], key[1], cand)
         g *= 2
