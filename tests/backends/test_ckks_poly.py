@@ -1,6 +1,8 @@
 """CKKS evaluates integer ``poly`` ops (secquant.nn.Poly) on real SEAL ciphertexts, in both modes.
 
-Oracles: ``qm.forward_int`` with the stated bound ``parameters()["max_abs_error_int"]``
+Every compile here passes ``complete_squares=False``, so degree-2 polynomials are
+evaluated as POLY stages (``tests/backends/test_ckks_square.py`` covers the
+completed squares).  Oracles: ``qm.forward_int`` with the stated bound ``parameters()["max_abs_error_int"]``
 (every decrypted integer lies within it, argmax agrees on >= 99% of >= 200
 inputs), and analytic checks of the plan against ``qm.bounds()`` (each POLY
 stage's partial bound covers the proven ``partial_max_abs``; every message
@@ -117,7 +119,7 @@ def test_poly_mlp_throughput_within_bound(per_tensor):
     assert coeffs.shape[0] == 3
     uniform = all(len(set(np.asarray(c).reshape(-1).tolist())) == 1 for c in coeffs)
     assert uniform == per_tensor  # per-channel scales make per-channel coefficients
-    em = secquant.compile(qm, "ckks", mode="throughput")
+    em = secquant.compile(qm, "ckks", mode="throughput", complete_squares=False)
     p = em.parameters()
     assert [s["kind"] for s in p["stages"]] == ["affine", "poly", "affine"]
     assert p["stages"][1]["levels"] == 2 and p["stages"][1]["ciphertext_products"] == 1
@@ -129,7 +131,7 @@ def test_poly_mlp_throughput_within_bound(per_tensor):
 @pytest.mark.parametrize("per_tensor", [True, False], ids=["scalar-coeffs", "per-channel"])
 def test_poly_mlp_latency_within_bound(per_tensor):
     qm = _poly_mlp(per_tensor)
-    em = secquant.compile(qm, "ckks", mode="latency")
+    em = secquant.compile(qm, "ckks", mode="latency", complete_squares=False)
     _check_plan_against_bounds(em)
     _check(em, qm.quantize_input(_digits()[2][:40]))  # 40 latency inputs: ~8 s; throughput covers 300
 
@@ -137,7 +139,7 @@ def test_poly_mlp_latency_within_bound(per_tensor):
 def test_poly_mlp_latency_few_inputs():
     """The fast companion of the slow latency test: same circuit, 12 inputs, every integer within the bound."""
     qm = _poly_mlp(False)
-    em = secquant.compile(qm, "ckks", mode="latency")
+    em = secquant.compile(qm, "ckks", mode="latency", complete_squares=False)
     _check_plan_against_bounds(em)
     xq = qm.quantize_input(_digits()[2][:12])
     out = np.asarray(em.forward_int(xq), dtype=np.float64)
@@ -148,7 +150,7 @@ def test_poly_mlp_latency_few_inputs():
 
 def test_square_and_poly_mixed_throughput():
     qm = _mixed_mlp()
-    em = secquant.compile(qm, "ckks", mode="throughput")
+    em = secquant.compile(qm, "ckks", mode="throughput", complete_squares=False)
     p = em.parameters()
     assert [s["kind"] for s in p["stages"]] == ["affine", "poly", "affine", "square", "affine"]
     assert p["depth"] == 5  # free first affine, poly 2, affine 1, square 1, affine 1
@@ -159,7 +161,7 @@ def test_square_and_poly_mixed_throughput():
 @pytest.mark.slow
 def test_square_and_poly_mixed_latency():
     qm = _mixed_mlp()
-    em = secquant.compile(qm, "ckks", mode="latency")
+    em = secquant.compile(qm, "ckks", mode="latency", complete_squares=False)
     assert em.parameters()["depth"] == 6
     _check(em, qm.quantize_input(_digits()[2][:40]))  # 40 latency inputs; throughput covers 256
 
@@ -168,7 +170,7 @@ def test_fitted_relu_of_degree_three_throughput():
     """approximate_activations(degree=3): x**3 = x**2 · x, ceil(log2 3) + 1 = 3 levels; A_0 passes 2**53."""
     qm = _relu_degree(3)
     assert qm.ops[1].kind == "poly" and qm.ops[1].degree == 3
-    em = secquant.compile(qm, "ckks", mode="throughput")
+    em = secquant.compile(qm, "ckks", mode="throughput", complete_squares=False)
     (sp,) = _poly_stages(em)
     assert sp.levels == 3 and [i for i, *_ in sp.poly.products] == [2, 3]
     _check_plan_against_bounds(em)
@@ -189,7 +191,7 @@ def test_hand_made_higher_degree_throughput(degree):
     net = nn.Sequential(Poly(coeffs), nn.Linear(64, 10)).eval()  # on the raw input: small scale, small A_i
     qm = secquant.quantize_model(net, x[:512])
     assert qm.ops[1].degree == degree and np.all(np.asarray(qm.ops[1].coeffs[-1]) != 0)
-    em = secquant.compile(qm, "ckks", mode="throughput")
+    em = secquant.compile(qm, "ckks", mode="throughput", complete_squares=False)
     (sp,) = _poly_stages(em)
     assert sp.levels == power_depth(degree) + 1
     assert [i for i, *_ in sp.poly.products] == list(range(2, degree + 1))
@@ -214,7 +216,7 @@ def test_poly_on_the_raw_input_latency():
     torch.manual_seed(3)
     net = _train(nn.Sequential(Poly([0.0, 1.0, 0.05]), nn.Linear(64, 10)), x, y, 40)
     qm = secquant.quantize_model(net, x[:512], config=QuantConfig(input_symmetry="symmetric"))  # no zero point
-    em = secquant.compile(qm, "ckks", mode="latency")
+    em = secquant.compile(qm, "ckks", mode="latency", complete_squares=False)
     assert [s["kind"] for s in em.parameters()["stages"]] == ["poly", "affine"]
     _check_plan_against_bounds(em)
     xq = qm.quantize_input(xt[:8])

@@ -30,9 +30,10 @@ from secquant.backends.base import (
 from secquant.backends.ckks.client import CKKSClient
 from secquant.backends.ckks.client_plan import CKKSClientPlan
 from secquant.backends.ckks.options import CKKSOptions
-from secquant.backends.ckks.params import make_plan
+from secquant.backends.ckks.params import plan_cheapest
 from secquant.backends.ckks.server import CKKSServer
-from secquant.backends.ckks.stages import build_stages
+from secquant.backends.ckks.square import RATIOS
+from secquant.backends.ckks.stages import stage_variants
 from secquant.backends.ckks.wire import fingerprint
 from secquant.backends.compile import Scheme, register_backend
 from secquant.quant.lowering import clipped
@@ -63,8 +64,8 @@ class CKKSBackend(Backend):
         super().__init__(qm, options)
         if self.options.mode is Mode.AUTO:  # one layout per backend; EncryptedModel chooses per call (automode)
             self.options = dataclasses.replace(self.options, mode=Mode.LATENCY)
-        self.stages = build_stages(qm)
-        self.plan = make_plan(self.stages, self.options, qm.bounds().output.observed_max_abs)
+        variants = stage_variants(qm, RATIOS if self.options.complete_squares else ())
+        self.stages, self.plan = plan_cheapest(variants, self.options, qm.bounds().output.observed_max_abs)
         self._sizes: dict[str, int] = {}
 
     def parameters(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ holds every feature of a stage's output at a common magnitude instead: CKKS
 carries ``r_j · v_j`` for feature j, with ``r_j = max_k B_k / B_j`` (B the
 feature's bound), and folds the factors into the weights that produce and
 consume it (an affine stage: ``diag(r_out) A diag(1/r_in)``, its bias
-``r_out ⊙ b``; a polynomial: ``c_i · r_out / r_in**i``; a square: ``r_out = r_in²``;
+``r_out ⊙ b``; a polynomial: ``c_i · r_out / r_in**i``; a square: ``r_out = r_in²``, its shift ``r_in·s``;
 a shift keeps ``r``).  The input and the last stage's output keep r = 1, so
 the client encodes and decodes integers as before.  No level is spent; errors
 and bounds are planned in the balanced units, and the last stage is in output
@@ -57,6 +57,7 @@ def _affine(st: Stage, r: F64, r_out: F64) -> Stage:
                        rounding=st.rounding * float(np.max(r, initial=1.0)))
     matrix = r_out[:, None] * st.matrix / r[None, :]
     return replace(st, in_bound=st.in_bound * r, out_bound=st.out_bound * r_out, matrix=matrix,
+                   pre_bias=st.pre_bias * float(np.max(r_out, initial=1.0)),
                    bias=_objects(r_out * _floats(st.bias)), rounding=st.rounding * float(np.max(r_out, initial=1.0)),
                    integral=st.integral and bool(np.all(r == 1) and np.all(r_out == 1)))
 
@@ -84,9 +85,10 @@ def balance(stages: list[Stage]) -> list[Stage]:
     out: list[Stage] = []
     for k, st in enumerate(stages):
         last = k == len(stages) - 1
-        if st.kind is StageKind.SQUARE:
+        if st.kind is StageKind.SQUARE:  # (r x + r s)**2 = r**2 (x + s)**2
             r_out = r * r
-            out.append(replace(st, in_bound=st.in_bound * r, out_bound=st.out_bound * r_out))
+            shift = None if st.square_shift is None else st.square_shift * r
+            out.append(replace(st, in_bound=st.in_bound * r, out_bound=st.out_bound * r_out, square_shift=shift))
         elif st.kind is StageKind.POLY:
             r_out = _normalizer(st.out_bound)
             out.append(_poly(st, r, r_out))

@@ -223,6 +223,18 @@ class Evaluator:
             self.ev.rotate_vector(acc, step, self.galois, r)
             self.ev.add_inplace(acc, r)
 
+    def _shift_for_square(self, ct: Any, sp: StagePlan, period: int | None, feature: int = 0) -> None:
+        """Add a completed square's shift (:mod:`~.square`) at the ciphertext's scale: tiled (LATENCY) or one
+        feature's scalar (THROUGHPUT, ``period`` None)."""
+        shift = sp.stage.square_shift
+        if shift is None:
+            return
+        if period is None:
+            if shift[feature]:
+                self.ev.add_plain_inplace(ct, self._plain(float(shift[feature]), ct.parms_id(), ct.scale))
+            return
+        self._add_bias(ct, np.asarray(shift, dtype=np.float64), period)
+
     def _square(self, ct: Any) -> None:
         self.ev.square_inplace(ct)
         self.ev.relinearize_inplace(ct, self.relin)
@@ -354,6 +366,7 @@ class Evaluator:
                 x = self._affine_latency(xs if k == 0 else [x], sp, prep)
                 period = sp.layout.width if sp.layout is not None else period
             elif kind is StageKind.SQUARE:
+                self._shift_for_square(x, sp, period)
                 self._square(x)
             elif kind is StageKind.POLY:
                 x = self._poly(x, sp, prep, np.array(_tile(sp.stage.bias_float(), period, self.plan.slots)))
@@ -373,7 +386,8 @@ class Evaluator:
             if sp.stage.weighted:
                 xs = self._affine_throughput(xs, sp, prep)
             elif kind is StageKind.SQUARE:
-                for ct in xs:
+                for j, ct in enumerate(xs):
+                    self._shift_for_square(ct, sp, None, j)
                     self._square(ct)
             elif kind is StageKind.POLY:
                 a0 = sp.stage.bias_float()

@@ -169,9 +169,14 @@ def _square(w: _Walk, st: Stage, m_in: float, ks: float, q: int) -> tuple[float,
 
 
 def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float, q: int,
-                  s_pt: float) -> float:
-    """Error (message units, after the rescale by ``q``) of ``A x + b`` in the stage's layout."""
-    noise, target, e_in = w.noise, w.target, w.err * w.scale
+                  s_pt: float, spread: float = 1.0) -> float:
+    """Error (message units, after the rescale by ``q``) of ``A x + b`` in the stage's layout.
+
+    ``spread``: how far the sum before the bias can exceed the output (:attr:`~.stages.Stage.pre_bias`);
+    the FFT's relative error applies to that larger message.
+    """
+    noise, e_in = w.noise, w.err * w.scale
+    target = w.target * spread
     ks_out = noise.key_switch(len(w.level), float(max(w.level)), w.special)
     if lay.gather is not None:
         blocks = lay.gather.blocks
@@ -198,6 +203,9 @@ def _rescaled(w: _Walk, st: Stage, lay: StageLayout) -> StagePlan:
     start = tuple(w.level)
     ks = w.noise.key_switch(len(w.level), float(max(w.level)), w.special)
     m_in = w.scale * float(np.max(st.in_bound))
+    if st.square_shift is not None:  # (x + s)**2: the encoded shift rounds like a bias
+        m_in = w.scale * float(np.max(st.in_bound + np.abs(st.square_shift)))
+        w.err = w.err + ((w.noise.rounding if w.latency else 0.5) + FFT_REL * m_in) / w.scale
     q = w.level.pop()
     if st.kind is StageKind.SQUARE:
         scale_out, msg, w.err = _square(w, st, m_in, ks, q)
@@ -205,8 +213,11 @@ def _rescaled(w: _Walk, st: Stage, lay: StageLayout) -> StagePlan:
     else:
         scale_out = w.target / max(st.partial, 1.0)
         s_pt = q * scale_out / w.scale
-        w.err = _affine_error(w, st, lay, m_in, ks, q, s_pt) / scale_out
-        msg = q * w.target
+        spread = max(1.0, st.pre_bias / max(st.partial, 1.0))  # the sum before the bias, against the output
+        w.err = _affine_error(w, st, lay, m_in, ks, q, s_pt, spread) / scale_out
+        msg = q * w.target * spread
+        if spread > 1.0:
+            w.check(f"stage {st.names} after its rescale, before its bias", msg / q, math.prod(w.level))
         plan = StagePlan(st, start, q, w.scale, scale_out, s_pt, msg, w.err, lay.bsgs, None, lay.gather)
     w.check(f"stage {st.names} before its rescale", msg, math.prod(start))
     w.scale = scale_out

@@ -59,6 +59,11 @@ class CKKSOptions:
             would be at most half as many); lower-case names accepted.
         galois_key_budget_bytes: AUTO's budget for one-key-per-step Galois keys,
             uncompressed bytes (default 1 GiB; at least 1).
+        complete_squares: Also plan every degree-2 polynomial followed by an
+            affine stage as a shifted square, ``a2·(x + s)**2 + k`` with ``a2``
+            and ``k`` folded into the next stage (one level instead of two,
+            :mod:`~secquant.backends.ckks.square`), and keep the cheaper plan
+            (smaller N, then fewer primes).  Default True.
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
@@ -74,6 +79,7 @@ class CKKSOptions:
     transfer: Transfer = Transfer.BALANCED
     galois_keys: GaloisKeys = GaloisKeys.AUTO
     galois_key_budget_bytes: int = DEFAULT_KEY_BUDGET_BYTES
+    complete_squares: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
@@ -95,7 +101,7 @@ class CKKSOptions:
             raise ConfigError(f"precision_bits must lie in [0, 50], got {self.precision_bits!r}")
         if self.poly_degree is not None and self.poly_degree not in DEGREES:
             raise ConfigError(f"poly_degree must be one of {DEGREES}, got {self.poly_degree!r}")
-        for name in ("client_rotations", "client_gather"):
+        for name in ("client_rotations", "client_gather", "complete_squares"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):

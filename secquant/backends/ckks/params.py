@@ -57,7 +57,7 @@ from secquant.backends.seal.layout import next_pow2
 from secquant.backends.seal.security import max_coeff_modulus_bits
 from secquant.errors import ParameterError
 
-__all__ = ["Candidate", "candidates", "make_plan"]
+__all__ = ["Candidate", "candidates", "make_plan", "plan_cheapest"]
 
 #: A chain to try: (label, prime bit sizes with q0 first and the special prime last, w, which stages are free).
 Candidate = tuple[str, list[int], int, Free]
@@ -110,7 +110,8 @@ def _q0_shortfall(plans: list[StagePlan], primes: list[int], error: float) -> in
     """Bits the last remaining modulus lacks to hold the output bound plus ``error`` (0 when it holds them)."""
     depth = sum(sp.levels for sp in plans)
     final = primes[: len(primes) - 1 - depth]
-    message = plans[-1].scale_out * (plans[-1].stage.partial + error)
+    last = plans[-1].stage
+    message = plans[-1].scale_out * (max(last.partial, last.pre_bias) + error)  # the sum before the bias too
     need = math.log2(2 * message) - sum(math.log2(q) for q in final)
     return math.ceil(need) + 1 if need > 0 else 0
 
@@ -159,6 +160,11 @@ def _requantized_chain(stages: list[Stage], opts: CKKSOptions, n: int, cand: Can
     _, bits, w, free = cand
     primes = coeff_primes(n, bits)
     plans, err, problems = propagate(stages, opts, n, primes, w, layouts, free, roundings=False, segments=True)
+    early = _q0_shortfall(plans, primes, 0.0) if stages[-1].pre_bias else 0  # a completed square's last sum
+    if early and sum(_wider_q0(bits, early)) <= max_coeff_modulus_bits(n, opts.security):
+        bits = _wider_q0(bits, early)
+        primes = coeff_primes(n, bits)
+        plans, err, problems = propagate(stages, opts, n, primes, w, layouts, free, roundings=False, segments=True)
     problem = "; ".join(problems) or _segment_problem(plans, err, reference, opts.precision_bits)
     if problem:
         return problem
@@ -263,3 +269,33 @@ def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | Non
         + (f" | ... ({len(reasons) - 12} more)" if len(reasons) > 12 else "")
         + ". Lower precision_bits, use fewer Square/Poly layers (or lower degrees), or quantize with fewer bits."
     )
+
+
+def plan_cheapest(variants: list[list[Stage]], opts: CKKSOptions,
+                  observed_output: int | None = None) -> tuple[list[Stage], CKKSPlan]:
+    """The cheaper of the first variant's plan and the first later variant that has one.
+
+    The backend passes the stages as they are, then completed squares
+    (:mod:`~.square`) from the most to the least completed: the first of those
+    with a plan is the one with the fewest levels that meets the target.
+    Cheaper: the smaller N, then the fewer primes, then the smaller error bound.
+
+    Raises:
+        ParameterError: no variant has a plan (the first variant's reason).
+    """
+    best: tuple[tuple[int, int, float], list[Stage], CKKSPlan] | None = None
+    first: ParameterError | None = None
+    for k, stages in enumerate(variants):
+        try:
+            plan = make_plan(stages, opts, observed_output)
+        except ParameterError as exc:
+            first = first or exc
+            continue
+        key = (plan.poly_degree, len(plan.primes), plan.max_abs_error)
+        if best is None or key < best[0]:
+            best = (key, stages, plan)
+        if k > 0:
+            break
+    if best is None:
+        raise first or ParameterError("no stage variant to plan")
+    return best[1], best[2]

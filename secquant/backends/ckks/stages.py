@@ -33,7 +33,8 @@ from secquant.quant.lowering import Affine, Poly, Requantize, StageKind, lower
 from secquant.quant.lowering import Stage as Lowered
 from secquant.quant.model import QuantizedModel
 
-__all__ = ["MAX_POLY_DEGREE", "Stage", "StageKind", "build_stages", "power_depth", "power_split", "powers_needed"]
+__all__ = ["MAX_POLY_DEGREE", "Stage", "StageKind", "build_stages", "power_depth", "power_split", "powers_needed",
+           "stage_variants"]
 
 #: Entries of a matrix and poly coefficients must be exact in float64 (the CKKS encoder takes doubles).
 _FLOAT_EXACT = 2.0**52
@@ -93,6 +94,11 @@ class Stage:
         can_clip: Some requantize op of the stage can clip for inputs within its bounds (the
             error bound then holds only for inputs on which none clips).
         integral: The weights and bias are integers (a stage may multiply at scale 1 only then).
+        square_shift: A completed degree-2 POLY (:mod:`~.square`): the stage is the SQUARE
+            ``(x + square_shift)**2``, per feature; else None.
+        pre_bias: Bound on ``|A x|`` before the bias where it can exceed the output's bound (the
+            stage after a completed square, whose bias cancels most of ``A x``), else 0.  The
+            planner keeps it below the modulus; the scale is sized for the output.
     """
 
     source: Lowered
@@ -107,10 +113,15 @@ class Stage:
     rounding_total: float = 0.0
     can_clip: bool = False
     integral: bool = True
+    square_shift: NDArray[np.float64] | None = field(default=None, repr=False)
+    pre_bias: float = 0.0
 
     @property
     def kind(self) -> StageKind:
-        """AFFINE, SQUARE or POLY (of the shared lowering); requantize ops alone are a diagonal AFFINE stage."""
+        """AFFINE, SQUARE or POLY (of the shared lowering); requantize ops alone are a diagonal AFFINE stage;
+        a completed POLY is a SQUARE."""
+        if self.square_shift is not None:
+            return StageKind.SQUARE
         return StageKind.AFFINE if self.source.kind is StageKind.REQUANTIZE else self.source.kind
 
     @property
@@ -178,10 +189,13 @@ class Stage:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description."""
-        d = {"kind": "shift" if self.shift else self.kind.value, "ops": list(self.names), "n_in": self.n_in,
+        d: dict[str, Any] = {"kind": "shift" if self.shift else self.kind.value, "ops": list(self.names), "n_in": self.n_in,
              "n_out": self.n_out, "partial_bound_bits": round(float(np.log2(max(self.partial, 1.0))), 2)}
         if self.kind is StageKind.POLY:
             d["degree"] = self.degree
+        if self.square_shift is not None:
+            d["completed_square"] = {"from": "poly of degree 2", "levels_saved": 1,
+                                     "max_abs_shift": float(np.max(np.abs(self.square_shift), initial=0.0))}
         return d
 
 
@@ -234,15 +248,7 @@ def _folded(group: list[Lowered], m: NDArray[np.float64], d: NDArray[np.float64]
     return stage, f.d_out
 
 
-def build_stages(qm: QuantizedModel) -> list[Stage]:
-    """The CKKS stages of ``qm`` with their float bounds; requantize ops folded into affine stages, and the
-    features of a laid-out graph held at one magnitude per stage (:mod:`~.balance`).
-
-    Raises:
-        UnsupportedLayerError: an op no encrypted backend evaluates, or a
-            ``poly`` of degree above :data:`MAX_POLY_DEGREE`.
-        ParameterError: composed weights or poly coefficients too large for doubles.
-    """
+def _unbalanced(qm: QuantizedModel) -> list[Stage]:
     lowered = lower(qm)
     _check_degrees(lowered)
     m = np.array([float(v) for v in lowered[0].in_bound], dtype=np.float64) if lowered else np.zeros(0)
@@ -262,6 +268,36 @@ def build_stages(qm: QuantizedModel) -> list[Stage]:
             stage = replace(stage, rounding_total=float(np.max(d)))
         stages.append(stage)
         m = stage.out_bound
-    from secquant.backends.ckks.balance import balance
+    return stages
 
-    return balance(stages)
+
+def build_stages(qm: QuantizedModel, complete: float | None = None) -> list[Stage]:
+    """The CKKS stages of ``qm`` with their float bounds; requantize ops folded into affine stages, and the
+    features of a laid-out graph held at one magnitude per stage (:mod:`~.balance`).
+
+    With ``complete`` (a ratio, see :func:`~.square.complete_squares`), degree-2
+    polynomials followed by an affine stage become shifted squares: one level
+    each instead of two.
+
+    Raises:
+        UnsupportedLayerError: an op no encrypted backend evaluates, or a
+            ``poly`` of degree above :data:`MAX_POLY_DEGREE`.
+        ParameterError: composed weights or poly coefficients too large for doubles.
+    """
+    return stage_variants(qm, () if complete is None else (complete,))[-1]
+
+
+def stage_variants(qm: QuantizedModel, ratios: tuple[float, ...]) -> list[list[Stage]]:
+    """The stages as they are, then completed at each of ``ratios`` (distinct rewrites only), each balanced."""
+    from secquant.backends.ckks.balance import balance
+    from secquant.backends.ckks.square import complete_squares
+
+    base = _unbalanced(qm)
+    out, seen = [balance(base)], set()
+    for ratio in ratios:
+        done = complete_squares(base, ratio)
+        key = tuple(st.square_shift is not None for st in done)
+        if any(key) and key not in seen:
+            seen.add(key)
+            out.append(balance(done))
+    return out
