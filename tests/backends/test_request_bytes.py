@@ -13,7 +13,7 @@ import secquant
 from secquant.backends.base import run_rounds
 from secquant.backends.seal.ciphertext import Transfer, from_bytes, pack, packed_size, unpack
 from secquant.backends.seal.serialize import scratch
-from secquant.errors import ConfigError, SecquantError
+from secquant.errors import ConfigError, ParameterError, SecquantError
 
 sa = pytest.importorskip("tenseal.sealapi")
 
@@ -138,6 +138,36 @@ def test_ckks_latency_requests_decrypt_within_bound(digits_mlp, transfer: str) -
         assert abs(len(payload) - 2 * one) <= 0.02 * 2 * one
     if transfer == "bytes":
         assert wire["request_ciphertexts_per_input"] == 1
+
+
+def test_ckks_packed_responses_have_the_predicted_size_and_decrypt(digits_mlp) -> None:
+    """Responses are packed at their output primes' widths: the stated size is met within 1%, and less than
+    SEAL's 8 bytes per residue (the LATENCY transfer's form) by the packing's ratio."""
+    qm = digits_mlp.qm
+    xq = qm.quantize_input(digits_mlp.x_test[:1])
+    em = secquant.compile(qm, "ckks", mode="latency")
+    client = em.client()
+    result = em.server(client.public_material()).evaluate(client.encrypt(xq))
+    stated = em.parameters()["wire"]["response_bytes_per_input_max"]
+    assert 0.99 * stated <= len(result) <= stated
+    bits = sum(int(p).bit_length() for p in em.backend.plan.primes[:1])
+    assert len(result) < 2 * em.backend.plan.poly_degree * 8 * (bits / 64 + 0.05)
+    err = np.abs(client.decrypt(result).astype(np.float64) - qm.forward_int(xq).astype(np.float64))
+    assert float(err.max()) <= em.parameters()["max_abs_error_int"]
+
+
+def test_ckks_bytes_chooses_the_narrowest_primes_that_meet_the_target(mnist_mlp) -> None:
+    """transfer=BYTES: the same number of primes (the same latency), fewer bits each, the target still met."""
+    qm = mnist_mlp.qm
+    balanced = secquant.compile(qm, "ckks", mode="latency").parameters()
+    small = secquant.compile(qm, "ckks", mode="latency", transfer="bytes").parameters()
+    assert len(small["primes"]) == len(balanced["primes"]) and small["poly_degree"] == balanced["poly_degree"]
+    assert sum(small["coeff_modulus_bits"]) < sum(balanced["coeff_modulus_bits"])
+    assert small["wire"]["request_bytes_per_input"] < 0.8 * balanced["wire"]["request_bytes_per_input"]
+    assert small["relative_error_bound"] <= 2.0 ** -small["precision_bits_target"]
+    with pytest.raises(ParameterError):  # the narrowest: one bit less misses the target
+        secquant.compile(qm, "ckks", mode="latency", scale_bits=small["scale_bits"] - 1,
+                         poly_degree=small["poly_degree"])
 
 
 def test_ckks_bytes_sends_fewer_ciphertexts_than_latency(digits_mlp) -> None:

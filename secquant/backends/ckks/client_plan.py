@@ -85,8 +85,9 @@ class CKKSClientPlan:
         prime): seeded in LATENCY (one polynomial and a seed), whole in THROUGHPUT (its server reads
         the residues); packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless
         ``transfer=LATENCY``, whose zstd blobs are about 1.2x the packed size (not modelled exactly).
-        The response bound is 8 bytes per residue, two polynomials over ``output_primes`` primes (the
-        output level), before SEAL's compression: one ciphertext per input.
+        The response is one ciphertext per input, two polynomials over the ``output_primes`` primes
+        of the output level: packed too (exact up to a byte per row) unless ``transfer=LATENCY``,
+        whose bound is 8 bytes per residue before SEAL's compression.
         """
         bits = [int(p).bit_length() for p in self.primes[:-1]]
         latency = self.options.mode is Mode.LATENCY
@@ -98,7 +99,11 @@ class CKKSClientPlan:
                                else "SEAL zstd (size approximate)"}
         if count is not None:
             out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
-            out["response_bytes_per_input_max"] = RESPONSE_HEADER + 16 * self.poly_degree * output_primes + FRAME_OVERHEAD
+            if self.options.transfer is Transfer.LATENCY:
+                response = RESPONSE_HEADER + 16 * self.poly_degree * output_primes
+            else:
+                response = packed_size(self.poly_degree, bits[:output_primes], False)
+            out["response_bytes_per_input_max"] = response + FRAME_OVERHEAD + 8
         return out
 
     @classmethod

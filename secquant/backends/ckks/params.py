@@ -48,6 +48,7 @@ from secquant.backends.ckks.options import (
     MAX_PRIME_BITS,
     MIN_SCALE_BITS,
     CKKSOptions,
+    Transfer,
 )
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
 from secquant.backends.ckks.stages import Stage
@@ -232,7 +233,41 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
             passing.append(found)
     if not passing:
         return None
+    if opts.transfer is Transfer.BYTES and opts.scale_bits is None:
+        narrow = [found for cand in chains if (found := _narrowest(stages, opts, n, cand, layouts, reference))]
+        return min(passing + narrow, key=lambda c: (c[0], _bits(c[2]), c[1])), keys
     return min(passing, key=lambda c: (c[0], c[1])), keys
+
+
+def _bits(primes: list[int]) -> float:
+    return sum(math.log2(q) for q in primes)
+
+
+def _narrowest(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, layouts: list[StageLayout],
+               reference: float) -> _Passing | None:
+    """``transfer=BYTES``: the uniform chain with the narrowest primes that still meets the target.
+
+    A request ciphertext holds every data prime, so each bit of B saves
+    ``depth·N/8`` bytes; SEAL's speed does not depend on B (64-bit words), so
+    latency is unchanged and the error bound grows only up to the target.
+    Bisection on B (the target is met from some B up).
+    """
+    label, bits, w, free = cand
+    if len(set(bits[1:-1])) > 1 or bits[0] != w + 2:  # only the uniform chains
+        return None
+    lo, hi, best = MIN_SCALE_BITS, w + 1, None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            found = _candidate(stages, opts, n, (label, [mid + 1] + [mid] * (len(bits) - 2) + [bits[-1]], mid - 1,
+                                                 free), layouts, reference)
+        except ParameterError as exc:
+            found = str(exc)
+        if isinstance(found, str):
+            lo = mid + 1
+        else:
+            best, hi = found, mid
+    return best
 
 
 def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | None = None) -> CKKSPlan:

@@ -23,6 +23,7 @@ from secquant.backends.ckks.wire import (
     RESULT,
     fingerprint,
 )
+from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.serialize import load_seal, save_seal
 from secquant.backends.seal.wire import CKKS_MAGIC, frame, unframe
@@ -116,7 +117,10 @@ class CKKSServer(ServerRole):
             outs = [self.evaluator.run_latency(cts[k:k + copies]) for k in range(0, len(cts), copies)]
         else:
             outs = [y for k in range(0, len(cts), self.n_in) for y in self.evaluator.run_throughput(cts[k:k + self.n_in])]
-        return frame(RESULT, {"fingerprint": meta["fingerprint"], "n": n}, save_seal(outs))
+        blobs = save_seal(outs)
+        if self.plan.options.transfer is not Transfer.LATENCY:  # residues at their primes' widths
+            blobs = [pack(b) for b in blobs]
+        return frame(RESULT, {"fingerprint": meta["fingerprint"], "n": n}, blobs)
 
     def _load_inputs(self, blobs: list[memoryview]) -> list[Any]:
         cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")
