@@ -234,7 +234,8 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
     if not passing:
         return None
     if opts.transfer is Transfer.BYTES and opts.scale_bits is None:
-        narrow = [found for cand in chains if (found := _narrowest(stages, opts, n, cand, layouts, reference))]
+        narrowed = [_narrowest(stages, opts, n, cand, layouts, reference) for cand in chains]
+        narrow = [c for c in narrowed if c is not None]
         return min(passing + narrow, key=lambda c: (c[0], _bits(c[2]), c[1])), keys
     return min(passing, key=lambda c: (c[0], c[1])), keys
 
