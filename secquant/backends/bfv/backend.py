@@ -172,4 +172,4 @@ class BFVBackend(Backend):
     def server(self, public_material: bytes) -> BFVServer:
         """Server role from public material only (refuses secret keys)."""
         return BFVServer(self.params, self.stages, int(np.prod(self.qm.input_shape)), public_material,
-                         self.options.circuit_privacy)
+                         self.options.circuit_privacy, self.options.transfer)

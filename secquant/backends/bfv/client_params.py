@@ -85,8 +85,9 @@ class BFVClientParams:
         Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded in
         LATENCY, whole in THROUGHPUT (its server reads the residues); packed
         (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``, whose zstd
-        blobs are about 1.1x the packed size (not modelled exactly).  The response bound: one
-        ciphertext per CRT prime, two polynomials over ``output_primes`` primes, before compression.
+        blobs are about 1.1x the packed size (not modelled exactly).  The response: one ciphertext
+        per CRT prime, two polynomials over ``output_primes`` primes, packed too unless LATENCY
+        (whose bound is 8 bytes per residue, before compression).
         """
         latency = self.mode is Mode.LATENCY
         one = packed_size(self.poly_degree, list(self.coeff_bits[:-1]), latency)
@@ -98,8 +99,11 @@ class BFVClientParams:
         if per_prime is not None:
             count = per_prime * len(self.plain_moduli)
             out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
-            out["response_bytes_per_input_max"] = (len(self.plain_moduli) * (
-                RESPONSE_HEADER + 16 * self.poly_degree * output_primes) + FRAME_OVERHEAD)
+            if self.transfer is Transfer.LATENCY:
+                response = RESPONSE_HEADER + 16 * self.poly_degree * output_primes
+            else:
+                response = packed_size(self.poly_degree, list(self.coeff_bits[:output_primes]), False) + 8
+            out["response_bytes_per_input_max"] = len(self.plain_moduli) * response + FRAME_OVERHEAD
             out["request_bytes_per_batch"] = out["request_bytes_per_input"]
         elif features is not None:
             count = features * len(self.plain_moduli)

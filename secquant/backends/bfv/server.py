@@ -26,6 +26,7 @@ from secquant.backends.bfv.wire import (
     frame_primes,
     unframe_primes,
 )
+from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.privacy import CircuitPrivacy, flood, flood_bound_bits, rerandomize
 from secquant.backends.seal.serialize import scratch
@@ -45,6 +46,7 @@ class BFVServer(ServerRole):
         d_in: Flattened input features.
         public_material: ``BFVClient.public_material()`` bytes.
         circuit_privacy: How the response is finished (default OFF).
+        transfer: Responses are packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless LATENCY.
 
     Raises:
         ConfigError: malformed material, or keys that do not match the parameters.
@@ -52,9 +54,10 @@ class BFVServer(ServerRole):
     """
 
     def __init__(self, params: BFVParameters, stages: list[Stage], d_in: int, public_material: bytes,
-                 circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF) -> None:
+                 circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF, transfer: Transfer = Transfer.BALANCED) -> None:
         self.params = params
         self.circuit_privacy = circuit_privacy
+        self.transfer = transfer
         self.d_in = d_in
         self._scratch = scratch()
         if not isinstance(public_material, (bytes, bytearray)):
@@ -133,9 +136,13 @@ class BFVServer(ServerRole):
             ConfigError: malformed payload or one made under other parameters.
         """
         meta, blobs = unframe_primes(BATCH, payload, self.params)
-        out = [[self._scratch.dump(self._finish(prog, ct)) for ct in self._run(prog, self._inputs(prog, per), meta)]
+        out = [[self._response(self._finish(prog, ct)) for ct in self._run(prog, self._inputs(prog, per), meta)]
                for prog, per in zip(self._programs, blobs)]
         return frame_primes(RESULT, self.params, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
+
+    def _response(self, ct: Any) -> bytes:
+        blob = self._scratch.dump(ct)
+        return blob if self.transfer is Transfer.LATENCY else pack(blob)
 
     def _finish(self, prog: ServerProgram, ct: Any) -> Any:
         """The response ciphertext: as evaluated, re-randomized, or re-randomized and flooded."""
