@@ -95,7 +95,7 @@ class ServerProgram:
         return self.kit.encrypt_zero()
 
     def _integer_map(self, prog: MapAffine, xs: list[Any]) -> list[Any]:
-        out = map_ciphertexts(prog.imap, xs, self.kit.context, self._moduli, self._zero)
+        out = map_ciphertexts(prog.imap, xs, self.kit.context, self._moduli, self._zero, consume=True)
         for ct, bias in zip(out, prog.bias):
             if bias:
                 self.kit.evaluator.add_plain_inplace(ct, self.kit.constant(bias))

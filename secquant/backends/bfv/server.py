@@ -37,6 +37,13 @@ __all__ = ["BFVServer"]
 _WRONG_COUNT = "BFV payload holds the wrong number of ciphertexts for this model"
 
 
+def _take(items: list[Any], k: int) -> list[Any]:
+    """The first ``k`` items, removed from ``items``."""
+    head = items[:k]
+    del items[:k]
+    return head
+
+
 class BFVServer(ServerRole):
     """Evaluates the plan; holds public and evaluation keys only.
 
@@ -119,7 +126,10 @@ class BFVServer(ServerRole):
             batches = int(meta.get("batches", -1))
             if int(meta.get("features", -1)) != d_in or len(cts) != batches * d_in:
                 raise ConfigError(_WRONG_COUNT)
-            return [y for b in range(batches) for y in prog.run_throughput(cts[b * d_in:(b + 1) * d_in])]
+            outs = []
+            for _ in range(batches):  # hand each batch over: its inputs are freed once its first stage ran
+                outs += prog.run_throughput(_take(cts, d_in))
+            return outs
         n_in, gather = int(meta["n"]), p.gather
         if gather is not None:
             if len(cts) != n_in * gather.chunks:

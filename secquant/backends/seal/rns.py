@@ -188,7 +188,7 @@ def _add_mod(a: NDArray[np.uint64], b: NDArray[np.uint64], q: int) -> NDArray[np
 
 def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
                     moduli: Mapping[tuple[int, ...], Sequence[int]],
-                    zero: Callable[[CiphertextMeta], Any]) -> list[Any]:
+                    zero: Callable[[CiphertextMeta], Any], consume: bool = False) -> list[Any]:
     """``W · xs`` on SEAL ciphertexts (or their parsed :data:`~.ciphertext.Residues`), exactly.
 
     The residues are read from SEAL's bytes, mapped by ``imap`` and loaded
@@ -200,6 +200,8 @@ def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
         context: The SEALContext the outputs are loaded under.
         moduli: Primes of each level, keyed by ``parms_id``.
         zero: An encryption of zero at the inputs' level and scale.
+        consume: Empty ``xs`` (a list) once the map is computed, so that the inputs can be freed
+            before the outputs are loaded (a throughput batch's first stage holds both otherwise).
 
     Raises:
         ParameterError: shapes or moduli do not match the map.
@@ -208,6 +210,14 @@ def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
     res: list[Residues] = [x if isinstance(x, tuple) else from_bytes(io.dump(x)) for x in xs]
     meta = res[0][0]
     arrays = imap.apply([d for _, d in res], moduli[tuple(meta.parms_id)])
+    del res
+    if consume and isinstance(xs, list):
+        xs.clear()
     sa = sealapi()
-    return [io.load(sa.Ciphertext(context), context, to_bytes(meta, a), "ciphertext") if a is not None
-            else zero(meta) for a in arrays]
+    out = []
+    for i, a in enumerate(arrays):  # load each output and free its residues at once: one copy, not two
+        arrays[i] = None
+        out.append(io.load(sa.Ciphertext(context), context, to_bytes(meta, a), "ciphertext") if a is not None
+                   else zero(meta))
+        del a
+    return out
