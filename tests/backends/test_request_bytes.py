@@ -194,3 +194,41 @@ def test_bfv_throughput_packed_request_is_bit_exact(digits_mlp) -> None:
     # the stated batch size is the payload's, not half of it (whole ciphertexts, not seeded ones)
     assert params["request_bytes_per_batch"] == params["wire"]["request_bytes_per_batch"]
     assert abs(params["request_bytes_per_batch"] - len(payload)) <= 1024  # the frame's JSON header varies
+
+
+@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+def test_throughput_bytes_requests_are_seeded_and_correct(digits_mlp, scheme: str) -> None:
+    """transfer=BYTES seeds throughput requests too (half the bytes; the server lets SEAL expand the seeds):
+    the payload matches the stated size and halves the balanced one; the results are bit-exact (BFV) or
+    within the stated bound (CKKS)."""
+    qm = digits_mlp.qm
+    xq = qm.quantize_input(digits_mlp.x_test[:5])
+    sizes = {}
+    for transfer in ("balanced", "bytes"):
+        em = secquant.compile(qm, scheme, mode="throughput", transfer=transfer)
+        payload, out = _round(em, xq)
+        sizes[transfer] = len(payload)
+        one = em.parameters()["wire"]["request_ciphertext_bytes"]
+        assert abs(len(payload) - 64 * one * len(em.parameters().get("plain_moduli", [0]))) <= 0.02 * len(payload)
+        ref = np.asarray(qm.forward_int(xq))
+        if scheme == "bfv":
+            assert np.array_equal(np.asarray(out, dtype=object), ref.astype(object))
+        else:
+            err = np.abs(np.asarray(out, dtype=np.float64) - ref.astype(np.float64))
+            assert float(err.max()) <= em.parameters()["max_abs_error_int"]
+    assert sizes["bytes"] < 0.55 * sizes["balanced"]
+
+
+def test_a_seeded_throughput_request_flagged_whole_is_refused(digits_mlp) -> None:
+    """A dishonest client's flag cannot make the server read a seed as a polynomial: the residue parser refuses."""
+    from secquant.backends.seal.wire import BFV_MAGIC, frame, unframe
+
+    qm = digits_mlp.qm
+    em = secquant.compile(qm, "bfv", mode="throughput", transfer="bytes")
+    client = em.client()
+    server = em.server(client.public_material())
+    payload = client.encrypt(qm.quantize_input(digits_mlp.x_test[:2]))
+    meta, blobs = unframe(payload, "batch", BFV_MAGIC)
+    lied = frame("batch", {**meta, "seeded": False}, [bytes(b) for b in blobs], BFV_MAGIC)
+    with pytest.raises(ConfigError):
+        server.evaluate(lied)

@@ -145,14 +145,19 @@ class BFVClient(ClientRole):
                 if progress:
                     progress(done, total)
             blobs.append(per)
-        return frame_primes(BATCH, p, n, blobs, {"features": d, "batches": len(batches)})
+        return frame_primes(BATCH, p, n, blobs, {"features": d, "batches": len(batches), "seeded": self.seeded})
+
+    @property
+    def seeded(self) -> bool:
+        """Requests are seeded (half the bytes): in LATENCY, and in THROUGHPUT under ``transfer=BYTES``."""
+        return self.params.mode is not Mode.THROUGHPUT or self.params.transfer is Transfer.BYTES
 
     def _encrypt_slots(self, kit: PrimeKit, slots: NDArray[Any]) -> bytes:
-        """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT, whose
-        server reads the residues straight from the wire (it needs the second polynomial, not a seed);
-        packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``."""
+        """Secret-key encryption; seeded (:attr:`seeded`) or whole (a THROUGHPUT server reads whole
+        inputs' residues straight from the wire; seeded ones it loads into SEAL, which expands the
+        seed); packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``."""
         pt = kit.encode(slots)
-        if self.params.mode is not Mode.THROUGHPUT:
+        if self.seeded:
             blob = self._scratch.dump(kit.encryptor.encrypt_symmetric(pt))
         else:
             ct = seal().Ciphertext()

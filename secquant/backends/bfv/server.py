@@ -105,13 +105,14 @@ class BFVServer(ServerRole):
             kit.galois = self._scratch.load(sa.GaloisKeys(), kit.context, galois.tobytes(), "BFV Galois keys")
         return kit
 
-    def _inputs(self, prog: ServerProgram, blobs: list[memoryview]) -> list[Any]:
-        """Fresh top-level input ciphertexts (or their residues, when the program reads them).
+    def _inputs(self, prog: ServerProgram, blobs: list[memoryview], seeded: bool = False) -> list[Any]:
+        """Fresh top-level input ciphertexts (or their residues, when the program reads them and they
+        are whole: a seeded input is loaded into SEAL, which expands its seed).
 
         Raises:
             ConfigError: malformed, or not a fresh encryption.
         """
-        if self.params.mode is Mode.THROUGHPUT and prog.takes_residues:
+        if self.params.mode is Mode.THROUGHPUT and prog.takes_residues and not seeded:
             return [prog.residues(b) for b in blobs]
         sa, top = seal(), list(prog.kit.context.first_parms_id())
         cts = [self._scratch.load(sa.Ciphertext(), prog.kit.context, b, "BFV input ciphertext") for b in blobs]
@@ -146,7 +147,9 @@ class BFVServer(ServerRole):
             ConfigError: malformed payload or one made under other parameters.
         """
         meta, blobs = unframe_primes(BATCH, payload, self.params)
-        out = [[self._response(self._finish(prog, ct)) for ct in self._run(prog, self._inputs(prog, per), meta)]
+        seeded = bool(meta.get("seeded"))
+        out = [[self._response(self._finish(prog, ct))
+                for ct in self._run(prog, self._inputs(prog, per, seeded), meta)]
                for prog, per in zip(self._programs, blobs)]
         return frame_primes(RESULT, self.params, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
 

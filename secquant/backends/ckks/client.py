@@ -59,16 +59,21 @@ class CKKSClient(ClientRole):
             self._material = frame(MATERIAL, meta, save_seal(parts))
         return self._material
 
-    def _encrypt_vector(self, values: list[float]) -> Any:
-        """Secret-key encryption; seeded (half the bytes) in LATENCY, whole in THROUGHPUT.
+    @property
+    def seeded(self) -> bool:
+        """Requests are seeded (half the bytes): in LATENCY, and in THROUGHPUT under ``transfer=BYTES``."""
+        return self.plan.options.mode is Mode.LATENCY or self.plan.options.transfer is Transfer.BYTES
 
-        A THROUGHPUT server reads the residues of the inputs straight from the
-        wire (:mod:`~secquant.backends.seal.ciphertext`), which needs the second
-        polynomial itself, not the seed SEAL would expand it from.
+    def _encrypt_vector(self, values: list[float]) -> Any:
+        """Secret-key encryption; seeded (:attr:`seeded`) or whole.
+
+        A THROUGHPUT server reads whole inputs' residues straight from the wire
+        (:mod:`~secquant.backends.seal.ciphertext`), which needs the second
+        polynomial itself; seeded inputs it loads into SEAL, which expands the seed.
         """
         pt = self._sa.Plaintext()
         self._encoder.encode(values, self.context.first_parms_id(), self.plan.input_scale, pt)
-        if self.plan.options.mode is Mode.LATENCY:
+        if self.seeded:
             return self._encryptor.encrypt_symmetric(pt)
         ct = self._sa.Ciphertext()
         self._encryptor.encrypt_symmetric(pt, ct)
@@ -97,7 +102,7 @@ class CKKSClient(ClientRole):
         cts = [self._encrypt_vector(v.tolist()) for v in self._slot_vectors(arr)]
         if progress is not None:
             progress(len(cts), len(cts))
-        meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0])}
+        meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0]), "seeded": self.seeded}
         blobs = save_seal(cts)
         if self.plan.options.transfer is not Transfer.LATENCY:
             blobs = [pack(b) for b in blobs]

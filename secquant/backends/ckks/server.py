@@ -108,7 +108,7 @@ class CKKSServer(ServerRole):
         expected = -1 if not isinstance(n, int) else n * copies if latency else self.n_in * -(-n // self.plan.slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS batch: {len(blobs)} ciphertexts for n={n!r}")
-        if self.evaluator.takes_residues:
+        if self.evaluator.takes_residues and not meta.get("seeded"):  # seeded inputs: SEAL expands the seed
             data_primes = len(self.plan.primes) - 1
             cts = [self.evaluator.residues(b, data_primes, self.plan.input_scale) for b in blobs]
         else:
