@@ -39,6 +39,7 @@ from secquant.models import ZooName
 from secquant.quant.lowering import clipped
 from secquant.quant.model import QuantizedModel
 from tests.conformance.zoo import Quant, Trained, quantize, trained
+from tests.spawn import in_spawned_process
 from tests.test_conformance_deep import DEEP_CELLS
 
 pytest.importorskip("tenseal")
@@ -59,6 +60,8 @@ class Cell:
         refuse: The exact exception class expected, or None (the scheme accepts the model).
         names: Substrings the refusal message must contain (the alternatives).
         options: Extra compile keywords (``interactive=True`` for Paillier on a non-linear model).
+        spawn: Run in a spawned process (``tests/spawn.py``), which trains its own copy of the
+            network: the cell's keys are large enough that the worker would keep their peak.
     """
 
     model: ZooName
@@ -69,6 +72,7 @@ class Cell:
     refuse: type[Exception] | None = None
     names: tuple[str, ...] = ()
     options: tuple[tuple[str, object], ...] = ()
+    spawn: bool = False
 
     @property
     def id(self) -> str:
@@ -94,7 +98,7 @@ def _cells() -> list[object]:
     fast += [Cell(D, RQ, "plain", n=32), Cell(T, RQ, "plain", n=32)]
     # BFV, exact models: bit-exact.  Requantized models: refused, naming CKKS and requantize=None.
     fast += [Cell(L, EX, "bfv", "latency"), Cell(D, EX, "bfv", "latency")]
-    slow += [Cell(T, EX, "bfv", "latency", n=1)]
+    slow += [Cell(T, EX, "bfv", "latency", n=1, spawn=True)]
     slow += [Cell(L, EX, "bfv", "throughput", n=64)]
     for m in (D, T, LE, R, M):
         fast.append(Cell(m, RQ, "bfv", "latency", refuse=UnsupportedLayerError, names=_BFV_ALT))
@@ -103,7 +107,7 @@ def _cells() -> list[object]:
     fast += [Cell(L, EX, "ckks", "latency"), Cell(D, EX, "ckks", "latency"), Cell(D, RQ, "ckks", "latency")]
     # The six-activation MLP, LeNet-5 and the ResNet under CKKS latency need N=32768 keys (1-2 GB): they run
     # in a spawned process each, in tests/test_conformance_deep.py (DEEP_CELLS).
-    slow += [Cell(T, EX, "ckks", "latency", n=2), Cell(T, RQ, "ckks", "latency", n=2)]
+    slow += [Cell(T, EX, "ckks", "latency", n=2, spawn=True), Cell(T, RQ, "ckks", "latency", n=2, spawn=True)]
     slow += [Cell(D, EX, "ckks", "throughput", n=128), Cell(D, RQ, "ckks", "throughput", n=128)]
     # Paillier: linear models directly, non-linear ones interactively (requantized: on the client, exactly).
     fast += [Cell(L, EX, "paillier", n=4), Cell(D, EX, "paillier", n=2, options=_INTERACTIVE),
@@ -185,8 +189,32 @@ def _compile(qm: QuantizedModel, cell: Cell) -> secquant.EncryptedModel:
     return secquant.compile(qm, cell.scheme, **kw)
 
 
+def _run(cell: Cell, qm: QuantizedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, object, np.ndarray]:
+    """(decrypted outputs, ``forward_int``, stated bound or None, inputs no requantize clips) of one cell."""
+    xq = qm.quantize_input(x)
+    ref = np.asarray(qm.forward_int(xq))
+    with _memory_cap():
+        em = _compile(qm, cell)
+        try:
+            out = np.asarray(em.forward_int(xq))
+            bound = em.parameters().get("max_abs_error_int")
+        finally:
+            del em
+    return out, ref, bound, ~clipped(qm, xq)
+
+
+def _run_spawned(cell: Cell) -> tuple[np.ndarray, np.ndarray, object, np.ndarray]:
+    """:func:`_run` in a spawned process: trains and quantizes its own copy (same seeds, one thread)."""
+    torch.set_num_threads(1)
+    t = trained(cell.model)
+    return _run(cell, quantize(t, cell.quant), t.x_test[:cell.n])
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_cell(cell: Cell, zoo, integer_models) -> None:
+    if cell.spawn:
+        _check(cell, *in_spawned_process(_run_spawned, cell))
+        return
     qm = integer_models[(cell.model, cell.quant)]
     if cell.refuse is not None:
         expected = _bfv_refusal() if cell.scheme == "bfv" else cell.refuse
@@ -196,22 +224,17 @@ def test_cell(cell: Cell, zoo, integer_models) -> None:
         for word in cell.names:
             assert word in str(info.value), f"the refusal does not name {word!r}: {info.value}"
         return
-    xq = qm.quantize_input(zoo[cell.model].x_test[:cell.n])
-    ref = np.asarray(qm.forward_int(xq))
-    with _memory_cap():
-        em = _compile(qm, cell)
-        try:
-            out = np.asarray(em.forward_int(xq))
-            bound = em.parameters().get("max_abs_error_int")
-        finally:
-            del em
+    _check(cell, *_run(cell, qm, zoo[cell.model].x_test[:cell.n]))
+
+
+def _check(cell: Cell, out: np.ndarray, ref: np.ndarray, bound: object, inside: np.ndarray) -> None:
+    """The oracle: bit-exact, or (CKKS) within the stated bound where nothing clips and the same argmax."""
     assert out.shape == ref.shape
     if cell.scheme == "ckks":
         # The bound covers the inputs no requantize clips (CKKS cannot compare; docs/ckks.md); argmax: all.
-        inside = ~clipped(qm, xq)
         diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))[inside]
         err = float(np.max(diff)) if diff.size else 0.0
-        assert err <= bound, f"{cell.id}: max error {err} above the stated bound {bound}"
+        assert isinstance(bound, (int, float)) and err <= bound, f"{cell.id}: max error {err} above the bound {bound}"
         agree = float(np.mean(out.argmax(1) == ref.argmax(1)))
         assert agree >= 0.99, f"{cell.id}: argmax agrees on {agree:.3f}"
     else:

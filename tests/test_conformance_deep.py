@@ -18,13 +18,13 @@ measures them at full size.
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 import numpy as np
 import pytest
 
 from secquant.models import ZooName
+from tests.spawn import in_spawned_process
 
 pytest.importorskip("tenseal")
 
@@ -59,8 +59,7 @@ def _cell(name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", [pytest.param(m.value, marks=[pytest.mark.slow] if m in SLOW else [])
                                   for m, _ in DEEP_CELLS])
 def test_deep_ckks_cell(name: str) -> None:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        r = pool.apply(_cell, (name,))
+    r = in_spawned_process(_cell, name)
     out, ref = r["out"].astype(np.float64), r["ref"].astype(np.float64)
     assert out.shape == ref.shape
     diff = np.abs(out - ref)[r["inside"]]
