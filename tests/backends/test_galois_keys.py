@@ -184,8 +184,9 @@ def test_auto_keeps_step_keys_within_budget_and_switches_to_powers_of_two_past_i
 
 
 @pytest.mark.parametrize("bad", [{"galois_keys": "some"}, {"galois_key_budget_bytes": 0},
-                                 {"galois_key_budget_bytes": True}, {"galois_key_budget_bytes": 1.5}])
-def test_bad_galois_options_are_refused(conv_qm, bad) -> None:
+                                 {"galois_key_budget_bytes": True}, {"galois_key_budget_bytes": 1.5},
+                                 {"complete_squares": "yes"}])
+def test_bad_key_and_square_options_are_refused(conv_qm, bad) -> None:
     with pytest.raises(ConfigError) as info:
         secquant.compile(conv_qm[0], "ckks", mode="latency", **bad)
     assert isinstance(info.value, SecquantError) and isinstance(info.value, ValueError)
