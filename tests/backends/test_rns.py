@@ -99,6 +99,17 @@ def _seal_ckks(n: int = 4096):
     return sa, ctx
 
 
+def _encrypt_rows(sa, ctx, enc, encoder, values):
+    """One CKKS ciphertext per row of ``values``, at scale 2**25 on the top level."""
+    cts = []
+    for row in values:
+        pt, ct = sa.Plaintext(), sa.Ciphertext()
+        encoder.encode(row.tolist(), ctx.first_parms_id(), 2.0**25, pt)
+        enc.encrypt_symmetric(pt, ct)
+        cts.append(ct)
+    return cts
+
+
 def test_bit_identical_to_seal_multiply_plain_and_add(tmp_path):
     """What the CKKS/BFV evaluators rely on: the map equals SEAL's own constant products and sums."""
     from secquant.backends.seal.ciphertext import from_bytes, to_bytes
@@ -117,12 +128,7 @@ def test_bit_identical_to_seal_multiply_plain_and_add(tmp_path):
         with open(path, "rb") as fh:
             return fh.read()
 
-    cts = []
-    for row in values:
-        pt, ct = sa.Plaintext(), sa.Ciphertext()
-        encoder.encode(row.tolist(), ctx.first_parms_id(), 2.0**25, pt)
-        enc.encrypt_symmetric(pt, ct)
-        cts.append(ct)
+    cts = _encrypt_rows(sa, ctx, enc, encoder, values)
     w = rng.integers(-9, 10, size=(m, k))
     parsed = [from_bytes(save(ct)) for ct in cts]
     moduli = [int(q.value()) for q in ctx.first_context_data().parms().coeff_modulus()]
@@ -160,12 +166,7 @@ def test_map_ciphertexts_consumes_its_inputs_only_when_asked(tmp_path):
     rng = np.random.default_rng(3)
     values = rng.integers(-50, 50, size=(4, 2048)).astype(float)
     w = rng.integers(-9, 10, size=(3, 4))
-    cts = []
-    for row in values:
-        pt, ct = sa.Plaintext(), sa.Ciphertext()
-        encoder.encode(row.tolist(), ctx.first_parms_id(), 2.0**25, pt)
-        enc.encrypt_symmetric(pt, ct)
-        cts.append(ct)
+    cts = _encrypt_rows(sa, ctx, enc, encoder, values)
     moduli = {tuple(ctx.first_parms_id()): [int(q.value()) for q in ctx.first_context_data().parms().coeff_modulus()]}
     kept, taken = list(cts), list(cts)
     a = map_ciphertexts(IntegerMap(w), kept, ctx, moduli, lambda meta: None)

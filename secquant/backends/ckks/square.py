@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.ckks.stages import Stage, StageKind
+from secquant.errors import ParameterError
 
 __all__ = ["RATIOS", "complete_squares"]
 
@@ -56,7 +57,7 @@ def _completable(st: Stage, nxt: Stage, max_ratio: float) -> bool:
 def _complete(st: Stage, nxt: Stage) -> tuple[Stage, Stage]:
     """The shifted square and the next stage with ``a2`` and ``k`` folded in (module docstring)."""
     if st.coeffs is None or nxt.matrix is None:
-        raise ValueError("internal: only a degree-2 POLY followed by a weighted stage is completed")
+        raise ParameterError("internal: only a degree-2 POLY followed by a weighted stage is completed")
     a0, a1, a2 = (_floats(st.coeffs[i]) for i in range(3))
     shift = a1 / (2.0 * a2)
     const = a0 - a1 * a1 / (4.0 * a2)
