@@ -40,3 +40,11 @@ def test_galois_keys_example() -> None:
                                                                                            ["powers_of_two"])}
     assert int(rows["powers_of_two"][2]) < int(rows["steps"][2])  # keys
     assert int(rows["powers_of_two"][5]) > int(rows["steps"][5])  # key switches
+
+
+def test_release_noise_example() -> None:
+    """BFV and CKKS servers add the policy's noise; the auditor does not refute the claim."""
+    out = run_example("release_noise.py", "--limit", "100", "--epochs", "10", "--audit-samples", "20000")
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["bfv"], ["ckks"])]
+    assert len(rows) == 2 and all(int(r[3]) == 170 and 3.0 < float(r[6]) < 5.0 for r in rows), out
+    assert "claim violated: False" in out

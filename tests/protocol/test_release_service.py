@@ -54,8 +54,8 @@ def test_parse_release() -> None:
 
 
 @pytest.mark.parametrize(("scheme", "policy", "words"), [
-    ("bfv", DiscreteGaussianLogits(SIGMA, resolution_bits=0), "full logits only"),
-    ("ckks", RoundedLogits(-2), "full logits only"),
+    ("bfv", RoundedLogits(-2), "BFV cannot apply"),
+    ("ckks", RoundedLogits(-2), "CKKS cannot apply"),
     ("paillier", RoundedLogits(-2), "cannot round"),
     ("plain", TopLabel(), "releases labels"),
     ("plain", DiscreteGaussianLogits(0.5), "finer than one output step"),
@@ -144,5 +144,24 @@ def test_paillier_noise_with_interactive_rounds(digits_mlp_qm, token, tmp_path, 
             xq = binding.qm.quantize_input(digits.x_test[:100])
             noise = client.forward_int(xq) - binding.qm.forward_int(xq)
         _noise_ok(noise, client.release["max_change_steps"])
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+def test_seal_schemes_add_noise_to_the_ciphertexts(digits_linear_qm, token, tmp_path, digits, scheme) -> None:
+    """BFV (every CRT prime) and CKKS (at the output scale) add the policy's noise before responding."""
+    policy = DiscreteGaussianLogits(SIGMA, resolution_bits=0)
+    options = {"mode": "throughput", **({"precision_bits": 24} if scheme == "ckks" else {})}
+    server, binding = start_server(digits_linear_qm, scheme, token, tmp_path / "keys", options, release=policy)
+    try:
+        if scheme == "ckks":  # rounding recovers y + e exactly: what is left is the policy's noise
+            assert binding.em.parameters()["max_abs_error"] < 0.5
+        with Client(server.url, token=token) as client:
+            release = client.release
+            assert release["policy"] == policy.to_json() and "encrypted outputs" in release["applied"]
+            xq = binding.qm.quantize_input(digits.x_test[:100])
+            noise = client.forward_int(xq) - binding.qm.forward_int(xq)
+        _noise_ok(noise, release["max_change_steps"])
     finally:
         server.stop()

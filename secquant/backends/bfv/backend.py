@@ -33,6 +33,7 @@ from secquant.backends.bfv.params import choose_parameters
 from secquant.backends.bfv.plan import Stage, build_plan, simulate_mod, stage_name
 from secquant.backends.bfv.server import BFVServer
 from secquant.backends.compile import Scheme, register_backend
+from secquant.backends.release import check_modulus_with_noise, release_details
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.primes import crt_combine
 from secquant.backends.seal.privacy import describe
@@ -68,7 +69,7 @@ class BFVBackend(Backend):
             self.options = dataclasses.replace(self.options, mode=Mode.THROUGHPUT)
         self.mode = self.options.mode
         if self.options.plain_modulus is not None:
-            qm.bounds().check(self.options.plain_modulus)  # before anything else
+            check_modulus_with_noise(qm, self.options.plain_modulus, self.options.noise_bound)  # before all else
         self.stages: list[Stage] = build_plan(qm)
         self.params = choose_parameters(qm, self.stages, self.options)
         self._sizes: dict[str, int] = {}
@@ -84,6 +85,8 @@ class BFVBackend(Backend):
         out["modulus_needed_bits"] = self.qm.modulus_needed.bit_length()
         out["inputs_per_ciphertext"] = self.params.slots
         out["circuit_privacy"] = describe(self.options.circuit_privacy, self.params.poly_degree)
+        out["release"] = release_details(self.options.release, "the result slots under every CRT prime (the "
+                                         "same integer mod each prime), before circuit privacy")
         out.update(self._measure_sizes())
         out["wire"] = self._client_params().wire_bytes(  # request/response bytes, predicted without keys
             int(self.params.trace[-1]["data_primes"]) if self.params.trace else len(self.params.coeff_bits) - 1,
@@ -92,7 +95,8 @@ class BFVBackend(Backend):
         return out
 
     def _client_params(self) -> BFVClientParams:
-        return BFVClientParams.of(self.params, galois_elements(self.params), self.options.transfer)
+        return BFVClientParams.of(self.params, galois_elements(self.params), self.options.transfer,
+                                  self.options.noise_bound)
 
     def _measure_sizes(self) -> dict[str, int]:
         """Bytes of one fresh and one full ciphertext, the public context and the Galois keys (one prime)."""
@@ -172,4 +176,4 @@ class BFVBackend(Backend):
     def server(self, public_material: bytes) -> BFVServer:
         """Server role from public material only (refuses secret keys)."""
         return BFVServer(self.params, self.stages, int(np.prod(self.qm.input_shape)), public_material,
-                         self.options.circuit_privacy, self.options.transfer)
+                         self.options.circuit_privacy, self.options.transfer, self.options.release)

@@ -40,20 +40,21 @@ from secquant.quant.primitives import centered_lift
 __all__ = ["BFVClient", "check_output"]
 
 
-def check_output(interface: ModelInterface, out: NDArray[Any], modulus: int) -> NDArray[Any]:
+def check_output(interface: ModelInterface, out: NDArray[Any], modulus: int, noise: int = 0) -> NDArray[Any]:
     """Reshape decrypted centered integers and refuse any past the proven bound on |output|.
 
     Args:
         interface: The model's interface (output shape and proven bound).
         out: Decrypted centered integers, shape (n, d_out).
         modulus: The plaintext modulus they were decrypted under (for the error).
+        noise: Largest |noise| the server's release policy adds (widens the bound).
 
     Raises:
         ModulusOverflowError: a value exceeds ``interface.output_max_abs``: the
             result cannot be trusted (a corrupted ciphertext or a faulty server).
     """
     out = np.asarray(out, dtype=object).reshape(out.shape[0], *interface.output_shape)
-    bound = interface.output_max_abs
+    bound = interface.output_max_abs + noise
     if out.size and (np.any(out < -bound) or np.any(out > bound)):
         raise ModulusOverflowError(
             "a decrypted BFV value lies outside the proven output bound; the result cannot be trusted",
@@ -219,4 +220,5 @@ class BFVClient(ClientRole):
         self.last_noise_budget = min(budgets) if budgets else None
         total = p.total_plain_modulus
         combined = crt_combine(residues, p.plain_moduli) if len(residues) > 1 else residues[0]
-        return check_output(self.interface, centered_lift(np.asarray(combined, dtype=object), total), total)
+        return check_output(self.interface, centered_lift(np.asarray(combined, dtype=object), total), total,
+                            p.noise_bound)

@@ -40,6 +40,8 @@ class BFVClientParams:
         gather: Latency-mode gathering of the first stage (its sparsity pattern only), or None.
         galois: Galois elements the server rotates with (empty in throughput mode).
         transfer: BALANCED and BYTES send packed request ciphertexts, LATENCY SEAL's zstd blobs.
+        noise_bound: Largest |noise| the server's release policy adds to an output (0: full logits);
+            the client's output check is widened by it.
 
     Raises:
         ConfigError: a field is out of range.
@@ -54,8 +56,11 @@ class BFVClientParams:
     gather: GatherLayout | None = field(default=None, repr=False)
     galois: tuple[int, ...] = ()
     transfer: Transfer = Transfer.BALANCED
+    noise_bound: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.noise_bound, bool) or not isinstance(self.noise_bound, int) or self.noise_bound < 0:
+            raise ConfigError(f"noise_bound must be an int >= 0, got {self.noise_bound!r}")
         if self.poly_degree not in POLY_DEGREES or self.security not in SECURITY_LEVELS:
             raise ConfigError(f"BFV client parameters: N={self.poly_degree}, security={self.security} are not offered")
         if not self.plain_moduli or not self.coeff_bits:
@@ -111,18 +116,20 @@ class BFVClientParams:
         return out
 
     @classmethod
-    def of(cls, params: BFVParameters, galois: list[int], transfer: Transfer = Transfer.BALANCED) -> BFVClientParams:
+    def of(cls, params: BFVParameters, galois: list[int], transfer: Transfer = Transfer.BALANCED,
+           noise_bound: int = 0) -> BFVClientParams:
         """The client view of ``params``; ``galois`` from :func:`~secquant.backends.bfv.evaluate.galois_elements`."""
         lay = params.layout
         return cls(params.mode, params.poly_degree, tuple(params.coeff_bits), tuple(params.plain_moduli),
                    params.security, lay.period if lay else 0, params.gather,
-                   tuple(galois), transfer)
+                   tuple(galois), transfer, noise_bound)
 
     def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """JSON-ready fields and arrays (the gather pattern) for a client spec."""
         meta = {"mode": self.mode.value, "poly_degree": self.poly_degree, "coeff_bits": list(self.coeff_bits),
                 "plain_moduli": [str(t) for t in self.plain_moduli], "security": self.security,
-                "period": self.period, "galois": [int(g) for g in self.galois], "transfer": self.transfer.value}
+                "period": self.period, "galois": [int(g) for g in self.galois], "transfer": self.transfer.value,
+                "noise_bound": self.noise_bound}
         arrays = {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64)} if self.gather is not None else {}
         return meta, arrays
 
@@ -141,7 +148,8 @@ class BFVClientParams:
                        tuple(int(t) for t in meta["plain_moduli"]), int(meta["security"]), int(meta["period"]),
                        GatherLayout(np.asarray(cols, dtype=np.int64), int(meta["period"]), int(meta["poly_degree"]))
                        if cols is not None else None,
-                       tuple(int(g) for g in meta["galois"]), Transfer(meta.get("transfer", "balanced")))
+                       tuple(int(g) for g in meta["galois"]), Transfer(meta.get("transfer", "balanced")),
+                       int(meta.get("noise_bound", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise

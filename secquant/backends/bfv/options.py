@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from secquant.backends.base import Mode
+from secquant.backends.release import noise_bound, release_policy
 from secquant.backends.seal.ciphertext import Transfer
 from secquant.backends.seal.privacy import CircuitPrivacy
 from secquant.errors import ConfigError
@@ -50,9 +52,15 @@ class BFVOptions:
             BALANCED (default) and BYTES send packed ciphertexts, LATENCY SEAL's zstd blobs.
         circuit_privacy: How the server finishes its response
             (:class:`~secquant.backends.seal.privacy.CircuitPrivacy`; default OFF).
+        release: What the server releases of the outputs: full logits (None, the
+            default) or a :class:`~secquant.dp.release.DiscreteGaussianLogits` (or its
+            JSON) with ``resolution_bits=0``, whose noise the server adds to the result
+            slots under every CRT prime (:mod:`secquant.backends.release`); the CRT
+            modulus is widened by :attr:`noise_bound`.
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
+        ReleaseUnsupportedError: a release policy BFV cannot apply (rounding, labels).
     """
 
     mode: Mode = Mode.AUTO
@@ -62,8 +70,10 @@ class BFVOptions:
     margin: int = DEFAULT_MARGIN
     transfer: Transfer = Transfer.BALANCED
     circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF
+    release: Any = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "release", release_policy(self.release, "BFV"))
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
         object.__setattr__(self, "transfer", coerce_enum(self.transfer, Transfer, "transfer"))
         object.__setattr__(self, "circuit_privacy",
@@ -79,3 +89,8 @@ class BFVOptions:
                               f"got {self.security!r}")
         if isinstance(self.margin, bool) or not isinstance(self.margin, int) or self.margin < 1:
             raise ConfigError(f"margin must be a positive number of bits, got {self.margin!r}")
+
+    @property
+    def noise_bound(self) -> int:
+        """Largest |noise| the release policy adds to one output (0 for full logits), in output steps."""
+        return noise_bound(self.release)

@@ -30,6 +30,7 @@ from secquant.backends.bfv.layout import LatencyLayout, latency_layout
 from secquant.backends.bfv.noise import data_bits_needed, noise_trace
 from secquant.backends.bfv.options import POLY_DEGREES, BFVOptions
 from secquant.backends.bfv.plan import Stage
+from secquant.backends.release import check_modulus_with_noise, modulus_with_noise
 from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.seal.primes import is_prime, primes_1_mod
 from secquant.backends.seal.privacy import CircuitPrivacy, flood_reserve_bits
@@ -169,14 +170,14 @@ def crt_primes(n: int, tbits: int, needed: int) -> list[int] | None:
     return None
 
 
-def check_plain_modulus(qm: QuantizedModel, plain_modulus: int) -> None:
-    """Refuse a forced plaintext modulus below the bounds, or not a prime.
+def check_plain_modulus(qm: QuantizedModel, plain_modulus: int, noise: int = 0) -> None:
+    """Refuse a forced plaintext modulus below the bounds (outputs widened by ``noise``), or not a prime.
 
     Raises:
-        ModulusOverflowError: smaller than ``qm.modulus_needed``.
+        ModulusOverflowError: smaller than ``qm.modulus_needed``, or than the outputs plus release noise.
         ParameterError: not prime (BFV batching needs a prime = 1 mod 2N).
     """
-    qm.bounds().check(plain_modulus)
+    check_modulus_with_noise(qm, plain_modulus, noise)
     if not is_prime(plain_modulus):
         raise ParameterError(f"plain_modulus {plain_modulus} is not prime; BFV batching needs a prime = 1 mod 2N")
 
@@ -224,7 +225,7 @@ def choose_parameters(qm: QuantizedModel, stages: list[Stage], options: BFVOptio
     """The cheapest secure parameters for ``stages``; no key is made.
 
     Args:
-        qm: The model (its bounds fix the plaintext modulus).
+        qm: The model (its bounds, and ``options.noise_bound``, fix the plaintext modulus).
         stages: Its plan.
         options: The user's choices.
 
@@ -233,13 +234,14 @@ def choose_parameters(qm: QuantizedModel, stages: list[Stage], options: BFVOptio
         ParameterError: no secure parameter set fits (too deep, or forced values clash).
     """
     if options.plain_modulus is not None:
-        check_plain_modulus(qm, options.plain_modulus)
+        check_plain_modulus(qm, options.plain_modulus, options.noise_bound)
+    needed = modulus_with_noise(qm, options.noise_bound)
     d_in = int(np.prod(qm.input_shape))
     layout = latency_layout(stages, d_in) if options.mode is Mode.LATENCY else None
     best: BFVParameters | None = None
     tried: list[str] = []
     for n in [options.poly_degree] if options.poly_degree else POLY_DEGREES:
-        choices = _plain_choices(n, qm.modulus_needed, options.plain_modulus)
+        choices = _plain_choices(n, needed, options.plain_modulus)
         if not choices and options.plain_modulus is not None:
             tried.append(f"N={n}: plain_modulus {options.plain_modulus} is not 1 mod {2 * n}")
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from secquant.artifact import read_artifact
@@ -26,6 +27,7 @@ from secquant.backends.bfv.wire import (
     frame_primes,
     unframe_primes,
 )
+from secquant.backends.release import draw_noise, noise_bound
 from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.privacy import CircuitPrivacy, flood, flood_bound_bits, rerandomize
@@ -54,6 +56,8 @@ class BFVServer(ServerRole):
         public_material: ``BFVClient.public_material()`` bytes.
         circuit_privacy: How the response is finished (default OFF).
         transfer: Responses are packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless LATENCY.
+        release: Release policy of the outputs (None: full logits); noise is added to every slot of
+            every result ciphertext, the same integer under every CRT prime, before circuit privacy.
 
     Raises:
         ConfigError: malformed material, or keys that do not match the parameters.
@@ -61,8 +65,10 @@ class BFVServer(ServerRole):
     """
 
     def __init__(self, params: BFVParameters, stages: list[Stage], d_in: int, public_material: bytes,
-                 circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF, transfer: Transfer = Transfer.BALANCED) -> None:
+                 circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF, transfer: Transfer = Transfer.BALANCED,
+                 release: Any = None) -> None:
         self.params = params
+        self.release = release if release is not None and noise_bound(release) else None
         self.circuit_privacy = circuit_privacy
         self.transfer = transfer
         self.d_in = d_in
@@ -148,10 +154,21 @@ class BFVServer(ServerRole):
         """
         meta, blobs = unframe_primes(BATCH, payload, self.params)
         seeded = bool(meta.get("seeded"))
-        out = [[self._response(self._finish(prog, ct))
-                for ct in self._run(prog, self._inputs(prog, per, seeded), meta)]
+        noise: dict[int, NDArray[np.int64]] = {}
+        out = [[self._response(self._finish(prog, self._add_noise(prog, noise, k, ct)))
+                for k, ct in enumerate(self._run(prog, self._inputs(prog, per, seeded), meta))]
                for prog, per in zip(self._programs, blobs)]
         return frame_primes(RESULT, self.params, int(meta["n"]), out, {"batches": int(meta.get("batches", 0))})
+
+    def _add_noise(self, prog: ServerProgram, noise: dict[int, NDArray[np.int64]], k: int, ct: Any) -> Any:
+        """Add the release noise of result ``k`` to its slots: one draw per slot, shared by every
+        CRT prime (``noise`` keeps it), so the CRT recombination decodes ``y + e`` exactly."""
+        if self.release is None:
+            return ct
+        if k not in noise:
+            noise[k] = draw_noise(self.release, self.params.poly_degree)
+        prog.kit.evaluator.add_plain_inplace(ct, prog.kit.encode(noise[k]))
+        return ct
 
     def _response(self, ct: Any) -> bytes:
         blob = self._scratch.dump(ct)

@@ -36,6 +36,7 @@ from secquant.backends.ckks.square import RATIOS
 from secquant.backends.ckks.stages import stage_variants
 from secquant.backends.ckks.wire import fingerprint
 from secquant.backends.compile import Scheme, register_backend
+from secquant.backends.release import release_details
 from secquant.quant.lowering import clipped
 from secquant.quant.model import QuantizedModel
 
@@ -71,6 +72,7 @@ class CKKSBackend(Backend):
     def parameters(self) -> dict[str, Any]:
         """Every choice, JSON-ready (see :meth:`~.plan.CKKSPlan.to_dict`), with measured sizes once known."""
         out = self.plan.to_dict()
+        out["release"] = release_details(self.plan.options.release, "the result slots at the output scale")
         out["sizes_bytes"] = dict(self._sizes) or "measured after the first client() / encrypt (see sizes_bytes)"
         out["wire"] = CKKSClientPlan.of(self.plan, fingerprint(self.plan)).wire_bytes(  # predicted without keys
             self.plan.sizes()["output_ciphertext"] // (16 * self.plan.poly_degree))

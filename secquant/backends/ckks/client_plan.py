@@ -37,7 +37,8 @@ class CKKSClientPlan:
         input_scale: Δ0 of the encoded inputs.
         input_period: Slot period of the input (LATENCY).
         input_copies: Ciphertexts per input (LATENCY: the client's baby-step rotations).
-        output_bound: Proven bound on |output|.
+        output_bound: Proven bound on |output| as released: the model's bound plus the
+            largest release noise (:attr:`CKKSOptions.noise_bound`).
         max_abs_error: Error bound of the decoded outputs before rounding, integer units.
         galois_steps: Rotation steps to make Galois keys for.
         fingerprint: The plan's parameter fingerprint, echoed in every message.
@@ -113,7 +114,8 @@ class CKKSClientPlan:
                               transfer=plan.options.transfer)
         gather = plan.stages[0].gather if plan.stages else None
         return cls(options, plan.poly_degree, tuple(int(p) for p in plan.primes), float(plan.input_scale),
-                   int(plan.input_period), int(plan.input_copies), float(plan.output_bound),
+                   int(plan.input_period), int(plan.input_copies),
+                   float(plan.output_bound + plan.options.noise_bound),
                    float(plan.max_abs_error), tuple(int(s) for s in plan.galois_steps), fingerprint, gather)
 
     def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:

@@ -341,7 +341,9 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
         plans.append(plan)
         if segments and st.rounding:
             walk.err = 0.0
-    out_bound = stages[-1].partial if stages else p_in
+    out_bound = (stages[-1].partial if stages else p_in) + opts.noise_bound  # release noise widens the output
     walk.err += FFT_REL * out_bound  # decoding FFT in doubles
+    if opts.noise_bound:  # the noise plaintext: coefficient rounding and the encoding FFT
+        walk.err += noise.rounding / walk.scale + FFT_REL * opts.noise_bound
     walk.check("the decrypted output", walk.scale * (out_bound + walk.err), math.prod(walk.level))
     return plans, walk.err, walk.problems

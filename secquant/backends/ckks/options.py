@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from secquant.backends.base import Mode
+from secquant.backends.release import noise_bound, release_policy
 from secquant.backends.seal.ciphertext import Transfer
 from secquant.backends.seal.galois import DEFAULT_KEY_BUDGET_BYTES, GaloisKeys
 from secquant.errors import ConfigError
@@ -64,9 +66,15 @@ class CKKSOptions:
             and ``k`` folded into the next stage (one level instead of two,
             :mod:`~secquant.backends.ckks.square`), and keep the cheaper plan
             (smaller N, then fewer primes).  Default True.
+        release: What the server releases of the outputs: full logits (None, the
+            default) or a :class:`~secquant.dp.release.DiscreteGaussianLogits` (or its
+            JSON) with ``resolution_bits=0``, whose integer noise the server adds to the
+            result slots at the output scale (:mod:`secquant.backends.release`); the
+            last level is sized for outputs plus :attr:`noise_bound`.
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
+        ReleaseUnsupportedError: a release policy CKKS cannot apply (rounding, labels).
     """
 
     mode: Mode = Mode.AUTO
@@ -80,8 +88,10 @@ class CKKSOptions:
     galois_keys: GaloisKeys = GaloisKeys.AUTO
     galois_key_budget_bytes: int = DEFAULT_KEY_BUDGET_BYTES
     complete_squares: bool = True
+    release: Any = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "release", release_policy(self.release, "CKKS"))
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
         object.__setattr__(self, "galois_keys", coerce_enum(self.galois_keys, GaloisKeys, "galois_keys"))
         budget = self.galois_key_budget_bytes
@@ -107,3 +117,8 @@ class CKKSOptions:
         if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):
             raise ConfigError(f"scale_bits must lie in [{MIN_SCALE_BITS}, {MAX_PRIME_BITS - 1}], "
                               f"got {self.scale_bits!r}")
+
+    @property
+    def noise_bound(self) -> int:
+        """Largest |noise| the release policy adds to one output (0 for full logits), in output steps."""
+        return noise_bound(self.release)

@@ -23,6 +23,7 @@ from secquant.backends.ckks.wire import (
     RESULT,
     fingerprint,
 )
+from secquant.backends.release import draw_noise
 from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.serialize import load_seal, save_seal
@@ -117,10 +118,22 @@ class CKKSServer(ServerRole):
             outs = [self.evaluator.run_latency(cts[k:k + copies]) for k in range(0, len(cts), copies)]
         else:
             outs = [y for k in range(0, len(cts), self.n_in) for y in self.evaluator.run_throughput(cts[k:k + self.n_in])]
+        if self.plan.options.noise_bound:
+            self._add_noise(outs)
         blobs = save_seal(outs)
         if self.plan.options.transfer is not Transfer.LATENCY:  # residues at their primes' widths
             blobs = [pack(b) for b in blobs]
         return frame(RESULT, {"fingerprint": meta["fingerprint"], "n": n}, blobs)
+
+    def _add_noise(self, outs: list[Any]) -> None:
+        """Add the release noise to every slot of every result: fresh integers, encoded at the
+        result's scale and level, so the client decodes ``y + e`` (within the stated error)."""
+        encoder = self._sa.CKKSEncoder(self.context)
+        for ct in outs:
+            noise = draw_noise(self.plan.options.release, encoder.slot_count()).astype(np.float64)
+            pt = self._sa.Plaintext()
+            encoder.encode(noise.tolist(), ct.parms_id(), ct.scale, pt)
+            self.evaluator.ev.add_plain_inplace(ct, pt)
 
     def _load_inputs(self, blobs: list[memoryview]) -> list[Any]:
         cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")

@@ -57,6 +57,7 @@ from secquant.backends.paillier.plan import (
 )
 from secquant.backends.paillier.server import PaillierServer
 from secquant.backends.paillier.wire import as_output
+from secquant.backends.release import release_details
 from secquant.errors import ConfigError, ParameterError
 from secquant.quant.model import QuantizedModel
 
@@ -204,7 +205,7 @@ class PaillierBackend(Backend):
             "decryption": "CRT (two half-size exponentiations per ciphertext)",
             "interactive": self.options.interactive,
             "rounds": len(rounds),
-            "release": _release_details(self.options.release, self.options.noise_bound),
+            "release": release_details(self.options.release, "the encrypted outputs before packing"),
             "client_ops": self.plan.client_op_names(),
             "round_details": rounds,
             "guard_bits": self.options.guard_bits,
@@ -264,15 +265,6 @@ def _randomness_details(randomness: Randomness, k: int) -> dict[str, Any]:
                                    "(hs included) can cancel"),
         "source": "secrets (operating-system CSPRNG)",
     }
-
-
-def _release_details(policy: Any, bound: int) -> dict[str, Any]:
-    """What the server releases of the final outputs, and the widened slot bound."""
-    out: dict[str, Any] = {"policy": policy.to_json(), "noise_bound": bound}
-    if bound:
-        out["noise"] = ("discrete Gaussian per output, drawn by the server (dp sampler on a secrets-keyed Philox "
-                        "stream) and added to the encrypted outputs before packing")
-    return out
 
 
 def _sizes(randomness: Randomness, k: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,50 +12,14 @@ from secquant.backends.paillier.keys import (
     PaillierPrivateKey,
     check_key_bits,
 )
+from secquant.backends.release import noise_bound, release_policy
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
-__all__ = ["MAX_GUARD_BITS", "NOISE_TAIL_SIGMAS", "PaillierOptions", "noise_bound", "release_policy"]
+__all__ = ["MAX_GUARD_BITS", "PaillierOptions"]
 
 #: Most spare bits per packed slot a user may ask for.
 MAX_GUARD_BITS = 64
-#: |noise| <= ceil(NOISE_TAIL_SIGMAS * sigma) + 2 for every draw of the dp sampler
-#: (it truncates its proposals at sigma + 40 sigma + 1), so the packed slots are sized for it.
-NOISE_TAIL_SIGMAS = 42
-
-
-def release_policy(value: Any) -> Any:
-    """The release policy a Paillier server can apply to its encrypted result, from a policy or its JSON.
-
-    Paillier adds homomorphically, so it can add noise (discrete Gaussian on
-    whole output steps, ``resolution_bits == 0``) but cannot round a ciphertext
-    or take an argmax: those policies are refused.
-
-    Raises:
-        ReleaseUnsupportedError: rounding, probabilities, labels, or a noise grid other than one step.
-        ConfigError: not a release policy.
-    """
-    from secquant.dp.release import RELEASE_POLICY_TYPES, DiscreteGaussianLogits, FullLogits, policy_from_json
-    from secquant.protocol.errors import ReleaseUnsupportedError
-
-    if value is None:
-        return FullLogits()
-    policy: Any = value if isinstance(value, RELEASE_POLICY_TYPES) else policy_from_json(value)
-    if isinstance(policy, FullLogits):
-        return policy
-    if isinstance(policy, DiscreteGaussianLogits) and policy.resolution_bits == 0:
-        return policy
-    raise ReleaseUnsupportedError(
-        f"Paillier cannot apply the release policy {policy.label!r} to a ciphertext: it only adds, so it can add "
-        "noise (discrete Gaussian with resolution_bits=0, e.g. `--release gaussian:4`) but not round, take a "
-        "softmax or an argmax; serve full logits or noise, or use the plain backend"
-    )
-
-
-def noise_bound(policy: Any) -> int:
-    """Largest |noise| the policy adds to one output (0 without noise), in output steps."""
-    sigma = getattr(policy, "grid_sigma", None)
-    return 0 if sigma is None else math.ceil(NOISE_TAIL_SIGMAS * float(sigma)) + 2
 
 
 @dataclass(frozen=True)
@@ -102,7 +65,7 @@ class PaillierOptions:
     release: Any = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "release", release_policy(self.release))
+        object.__setattr__(self, "release", release_policy(self.release, "Paillier"))
         for name in ("allow_insecure", "interactive"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")

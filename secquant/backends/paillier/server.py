@@ -36,10 +36,10 @@ from secquant.backends.paillier.crypto import (
     pack_ciphertexts,
 )
 from secquant.backends.paillier.keys import PaillierPublicKey, require_gmpy2
-from secquant.backends.paillier.options import noise_bound
 from secquant.backends.paillier.packing import PackingLayout
 from secquant.backends.paillier.plan import PaillierPlan
 from secquant.backends.paillier.wire import REQUEST_TYPE, RESPONSE_TYPE, decode, encode
+from secquant.backends.release import draw_noise, noise_bound
 from secquant.errors import ConfigError
 
 __all__ = ["PaillierServer"]
@@ -128,10 +128,6 @@ class PaillierServer(ServerRole):
 
     def _add_noise(self, outputs: list[Any]) -> list[Any]:
         """Multiply each encrypted output by ``(1 + n)**noise``: y_k + noise_k, noise fresh per output."""
-        from secquant.dp.samplers import secure_generator
-
-        policy, n, n2 = self._release, self.public.n, self.public.nsquare
-        noise = policy.apply(np.zeros(len(outputs), dtype=np.int64), secure_generator())
-        if noise.size and int(np.max(np.abs(noise))) > self._noise_bound:  # the sampler truncates below it
-            raise ConfigError("a noise draw exceeded its proven bound (a bug: please report it)")
+        n, n2 = self.public.n, self.public.nsquare
+        noise = draw_noise(self._release, len(outputs))
         return [y * ((1 + n * (int(e) % n)) % n2) % n2 for y, e in zip(outputs, noise)]

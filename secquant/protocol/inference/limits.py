@@ -24,7 +24,7 @@ from typing import Any
 from secquant.errors import ArtifactError, ConfigError
 from secquant.protocol.errors import CiphertextError, MessageError
 
-__all__ = ["BodyLimits", "PayloadCount", "body_limits", "payload_inputs"]
+__all__ = ["BodyLimits", "PayloadCount", "body_limits", "payload_inputs", "throughput"]
 
 _SLACK, _FIXED = 1.25, 64 * 1024
 
@@ -68,8 +68,17 @@ def _header_int(meta: dict[str, Any], key: str, what: str) -> int:
     return value
 
 
-def _seal_count(binding: Any, payload: bytes) -> PayloadCount:
+def throughput(binding: Any) -> bool:
+    """Whether ``binding`` serves BFV or CKKS in THROUGHPUT mode (one slot per input, whole slot batches)."""
     from secquant.backends.base import Mode
+
+    if binding.scheme not in ("bfv", "ckks"):
+        return False
+    backend = binding.em.backend
+    return (backend.params.mode if binding.scheme == "bfv" else backend.plan.options.mode) is Mode.THROUGHPUT
+
+
+def _seal_count(binding: Any, payload: bytes) -> PayloadCount:
     from secquant.backends.seal.wire import BFV_MAGIC, CKKS_MAGIC, unframe
 
     bfv = binding.scheme == "bfv"
@@ -79,8 +88,7 @@ def _seal_count(binding: Any, payload: bytes) -> PayloadCount:
         raise CiphertextError(str(exc)) from None
     n = _header_int(meta, "n", binding.scheme.upper())
     backend = binding.em.backend
-    throughput = (backend.params.mode if bfv else backend.plan.options.mode) is Mode.THROUGHPUT
-    if not throughput:
+    if not throughput(binding):
         return PayloadCount(n, n)
     slots = int(backend.params.poly_degree if bfv else backend.plan.slots)
     batches = -(-n // slots)

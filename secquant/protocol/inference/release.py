@@ -10,15 +10,16 @@ applies them to integer outputs, in whole output steps (one step is
 ==========================  =========================  =====================================================
 ``full``                    ``FullLogits``             nothing to do
 ``round:K``                 ``RoundedLogits(-K)``      plain only: outputs rounded to multiples of 2**K steps
-``gaussian:SIGMA[:DELTA]``  ``DiscreteGaussianLogits`` plain; Paillier adds the noise to the encrypted
-                            (σ steps, grid 1 step)     outputs (``(1+n)**noise``), before packing and
-                                                       re-randomization
+``gaussian:SIGMA[:DELTA]``  ``DiscreteGaussianLogits`` plain; the encrypted schemes add it to their
+                            (σ steps, grid 1 step)     encrypted outputs (:mod:`secquant.backends.release`):
+                                                       Paillier ``(1+n)**noise`` before packing, BFV the
+                                                       same integer mod every CRT prime, CKKS at the output
+                                                       scale; each widens its output window by the noise
+                                                       bound
 ==========================  =========================  =====================================================
 
-BFV and CKKS serve full logits only, and Paillier cannot round: an exact
-scheme's ciphertext cannot drop low bits without a comparison circuit, and
-adding the noise would need the SEAL backends' result layout and decryption
-bound widened (not done); these combinations raise
+No encrypted scheme can round: a ciphertext cannot drop low bits without a
+comparison circuit, so ``round:K`` with Paillier, BFV or CKKS raises
 :class:`~secquant.protocol.errors.ReleaseUnsupportedError` at start.  The
 policy and its (ε, δ) per query are part of the service spec, so a client
 knows what it gets before it sends anything.
@@ -43,6 +44,8 @@ from secquant.protocol.errors import ReleaseUnsupportedError
 
 __all__ = ["ServiceRelease", "parse_release", "zcdp_budget", "zcdp_epsilon"]
 
+#: Schemes whose server adds release noise to ciphertexts (and cannot round them).
+_ENCRYPTED = {"paillier": "Paillier", "bfv": "BFV", "ckks": "CKKS"}
 _NUMBER = r"[0-9]*\.?[0-9]+(?:[eE]-?\d+)?"
 
 
@@ -120,15 +123,10 @@ class ServiceRelease:
             raise ReleaseUnsupportedError(
                 f"{policy.label} releases {policy.form.value} or a grid finer than one output step; the "
                 "service releases integer logits: use full, round:K or gaussian:SIGMA")
-        if self.scheme in ("bfv", "ckks"):
+        if self.scheme in _ENCRYPTED and not self.noisy:
             raise ReleaseUnsupportedError(
-                f"{self.scheme.upper()} serves full logits only: its ciphertexts cannot be rounded, and noise would "
-                "need the result layout and the client's decryption bound widened; use paillier (noise) or plain, "
-                "or --release full")
-        if self.scheme == "paillier" and not self.noisy:
-            raise ReleaseUnsupportedError(
-                f"Paillier cannot apply {policy.label}: it only adds, so it cannot round a ciphertext; use "
-                "gaussian:SIGMA or full")
+                f"{_ENCRYPTED[self.scheme]} cannot apply {policy.label}: it only adds, so it cannot round a "
+                "ciphertext; use gaussian:SIGMA or full, or the plain backend")
         if self.scheme == "plain" and 2 * (self.output_bound + self.widening) >= self.modulus:
             raise ReleaseUnsupportedError(
                 f"{policy.label} moves outputs by up to {self.widening} steps, past the modulus window of this "
@@ -143,7 +141,7 @@ class ServiceRelease:
     @property
     def widening(self) -> int:
         """Largest amount |output| can grow by (noise bound, or half a rounding step)."""
-        from secquant.backends.paillier.options import noise_bound
+        from secquant.backends.release import noise_bound
 
         if self.noisy:
             return noise_bound(self.policy)
@@ -167,8 +165,8 @@ class ServiceRelease:
             return zcdp_epsilon(self.rho_per_input, self.policy.delta), float(self.policy.delta)
 
     def compile_options(self) -> dict[str, Any]:
-        """Options the backend needs (Paillier adds the noise itself)."""
-        return {"release": self.policy.to_json()} if self.scheme == "paillier" and self.noisy else {}
+        """Options the backend needs (an encrypted backend adds the noise itself)."""
+        return {"release": self.policy.to_json()} if self.scheme in _ENCRYPTED and self.noisy else {}
 
     def describe(self) -> dict[str, Any]:
         """JSON for the service spec and ``/v1/info``: policy, where it is applied, (ε, δ) per query."""
@@ -176,8 +174,8 @@ class ServiceRelease:
         if self.policy.label == "full":
             out["applied"] = "nothing: exact logits"
             return out
-        out["applied"] = ("by the server to the encrypted outputs, before packing and re-randomization"
-                          if self.scheme == "paillier" else "by the server to the result before it is returned")
+        out["applied"] = ("by the server to the encrypted outputs, before re-randomization or flooding"
+                          if self.scheme in _ENCRYPTED else "by the server to the result before it is returned")
         out["max_change_steps"] = self.widening
         if self.noisy:
             eps, delta = self.epsilon_per_query()

@@ -193,7 +193,7 @@ class SessionStore:
             if role is not None:
                 self._roles.move_to_end(key)
                 return session, role
-        role = self.build_role(self._material(session))
+        role = self.build_role(self.material(session))
         with self._lock:
             self._remember_locked(key, role)
         return session, role
@@ -219,6 +219,18 @@ class SessionStore:
             self._purge_locked()
             return sum(1 for s in self._sessions.values() if s.owner == owner)
 
+    def material(self, session: Session) -> bytes:
+        """The public material ``session`` was created with, read back from its cache file.
+
+        Raises:
+            SessionNotFoundError: the cache file is gone or unreadable.
+        """
+        try:
+            return decode_frame(session.path.read_bytes(), CACHED_SESSION).payload
+        except (OSError, MessageError) as exc:
+            raise SessionNotFoundError(
+                f"the session's cached material is unreadable ({exc}); create a new session") from exc
+
     def __len__(self) -> int:
         with self._lock:
             self._purge_locked()
@@ -236,13 +248,6 @@ class SessionStore:
         for key in [k for k, s in self._sessions.items() if s.expires <= now]:
             self._sessions.pop(key).path.unlink(missing_ok=True)
             self._roles.pop(key, None)
-
-    def _material(self, session: Session) -> bytes:
-        try:
-            return decode_frame(session.path.read_bytes(), CACHED_SESSION).payload
-        except (OSError, MessageError) as exc:
-            raise SessionNotFoundError(
-                f"the session's cached material is unreadable ({exc}); create a new session") from exc
 
     def _resume(self) -> None:
         now = self.clock()
