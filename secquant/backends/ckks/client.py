@@ -115,6 +115,18 @@ class CKKSClient(ClientRole):
             ConfigError: malformed, or computed under other parameters.
             ModulusOverflowError: a value past the proven output bound plus the error bound.
         """
+        values, n = self.decrypt_slots(payload)
+        return self._to_ints(values).reshape(n, *self.interface.output_shape)
+
+    def decrypt_slots(self, payload: bytes) -> tuple[NDArray[np.float64], int]:
+        """The raw decoded outputs, before rounding or any check: shape (n, d_out), output steps, and n.
+
+        This is everything a client learns of a result beyond the integers (the
+        view a circuit-privacy audit must look at).
+
+        Raises:
+            ConfigError: malformed, or computed under other parameters.
+        """
         meta, blobs = unframe(payload, RESULT)
         if meta.get("fingerprint") != self.plan.fingerprint:
             raise ConfigError("the result was computed under other CKKS parameters")
@@ -131,7 +143,7 @@ class CKKSClient(ClientRole):
         else:
             chunks = [np.array(decoded[k * n_out:(k + 1) * n_out]).T for k in range(len(decoded) // n_out)]
             values = np.concatenate(chunks)[:n] if chunks else np.zeros((0, n_out))
-        return self._to_ints(values).reshape(n, *self.interface.output_shape)
+        return values, n
 
     def _decode(self, ct: Any) -> NDArray[np.float64]:
         pt = self._sa.Plaintext()

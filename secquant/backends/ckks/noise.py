@@ -39,6 +39,7 @@ from secquant.backends.ckks.stages import (
     power_split,
     powers_needed,
 )
+from secquant.backends.seal.privacy import CircuitPrivacy, ckks_flood_error_factor
 from secquant.errors import ParameterError
 
 __all__ = ["DOUBLE_REL", "FFT_REL", "POLY_SCALE_REL", "NoiseModel", "check_message", "propagate"]
@@ -345,5 +346,9 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
     walk.err += FFT_REL * out_bound  # decoding FFT in doubles
     if opts.noise_bound:  # the noise plaintext: coefficient rounding and the encoding FFT
         walk.err += noise.rounding / walk.scale + FFT_REL * opts.noise_bound
+    if opts.circuit_privacy is not CircuitPrivacy.OFF:  # a fresh public-key encryption of zero
+        walk.err += noise.fresh / walk.scale
+    if opts.circuit_privacy is CircuitPrivacy.FLOOD:  # Gaussian flooding sized by this bound
+        walk.err *= 1.0 + ckks_flood_error_factor(opts.flood_security_bits, opts.flood_queries)
     walk.check("the decrypted output", walk.scale * (out_bound + walk.err), math.prod(walk.level))
     return plans, walk.err, walk.problems

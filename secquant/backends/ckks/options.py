@@ -9,6 +9,7 @@ from secquant.backends.base import Mode
 from secquant.backends.release import noise_bound, release_policy
 from secquant.backends.seal.ciphertext import Transfer
 from secquant.backends.seal.galois import DEFAULT_KEY_BUDGET_BYTES, GaloisKeys
+from secquant.backends.seal.privacy import CircuitPrivacy, check_ckks_flood
 from secquant.errors import ConfigError
 from secquant.quant.primitives import coerce_enum
 
@@ -71,6 +72,18 @@ class CKKSOptions:
             JSON) with ``resolution_bits=0``, whose integer noise the server adds to the
             result slots at the output scale (:mod:`secquant.backends.release`); the
             last level is sized for outputs plus :attr:`noise_bound`.
+        circuit_privacy: How the server finishes its response
+            (:class:`~secquant.backends.seal.privacy.CircuitPrivacy`; default OFF):
+            RERANDOMIZE adds a fresh encryption of zero; FLOOD also adds Gaussian
+            noise to every coefficient, sized for ``flood_security_bits`` of
+            security against ``flood_queries`` decrypted responses
+            (:func:`~secquant.backends.seal.privacy.ckks_flood_sigma_factor`); the
+            stated error grows accordingly and the planner picks scales that keep
+            ``precision_bits``, or raises ParameterError.
+        flood_security_bits: s in [1, 128] (default 30, OpenFHE's default for CKKS flooding).
+        flood_queries: Q in [1, 2**40]: flooded responses one client may decrypt (default 1,
+            OpenFHE's default too); each doubling costs half a bit of precision.  Give no
+            client a larger query budget than Q.
 
     Raises:
         ConfigError: a value of the wrong type or out of range.
@@ -89,9 +102,15 @@ class CKKSOptions:
     galois_key_budget_bytes: int = DEFAULT_KEY_BUDGET_BYTES
     complete_squares: bool = True
     release: Any = None
+    circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF
+    flood_security_bits: int = 30
+    flood_queries: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "release", release_policy(self.release, "CKKS"))
+        object.__setattr__(self, "circuit_privacy",
+                           coerce_enum(self.circuit_privacy, CircuitPrivacy, "circuit_privacy"))
+        check_ckks_flood(self.flood_security_bits, self.flood_queries)
         object.__setattr__(self, "mode", coerce_enum(self.mode, Mode, "mode"))
         object.__setattr__(self, "galois_keys", coerce_enum(self.galois_keys, GaloisKeys, "galois_keys"))
         budget = self.galois_key_budget_bytes

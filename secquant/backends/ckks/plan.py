@@ -17,6 +17,12 @@ from secquant.backends.ckks.options import CKKSOptions
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.galois import RotationKeys, switch_key_bytes
 from secquant.backends.seal.layout import BSGSLayout, GatherLayout
+from secquant.backends.seal.privacy import (
+    CircuitPrivacy,
+    ckks_flood_error_factor,
+    ckks_flood_sigma_factor,
+    describe_ckks,
+)
 from secquant.backends.seal.security import estimate_security
 
 __all__ = ["CKKSPlan", "PolyPlan", "StagePlan"]
@@ -263,6 +269,9 @@ class CKKSPlan:
             "stages": [s.summary() for s in self.stages],
             "sizes_bytes_uncompressed": self.sizes(),
             "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",
+            "circuit_privacy": describe_ckks(self.options.circuit_privacy, self.poly_degree,
+                                             self.options.flood_security_bits, self.options.flood_queries,
+                                             flood_sigma(self, self.output_scale)),
             **self._requantize_dict(),
         }
 
@@ -285,3 +294,18 @@ class CKKSPlan:
         }}
 
 
+def flood_sigma(plan: CKKSPlan, scale: float) -> float:
+    """Std per coefficient of the CKKS flooding noise of ``plan`` for a result at ``scale`` (0 without FLOOD).
+
+    The plan's slot error bound before flooding is ``E_slot = max_abs_error / (1 + F)``
+    (``max_abs_error`` includes the flood's own error ``F * E_slot``), in output steps;
+    its coefficient bound is ``E = E_slot * scale / sqrt(N/2)`` (see
+    :func:`~secquant.backends.seal.privacy.ckks_flood_error_factor`), and the
+    deviation ``E * ckks_flood_sigma_factor(s, Q)``.
+    """
+    opts = plan.options
+    if opts.circuit_privacy is not CircuitPrivacy.FLOOD:
+        return 0.0
+    e_slot = plan.max_abs_error / (1.0 + ckks_flood_error_factor(opts.flood_security_bits, opts.flood_queries))
+    coefficient = e_slot * scale / math.sqrt(plan.poly_degree / 2)
+    return coefficient * ckks_flood_sigma_factor(opts.flood_security_bits, opts.flood_queries)

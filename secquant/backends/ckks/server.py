@@ -15,7 +15,7 @@ import numpy as np
 
 from secquant.backends.base import Mode, ServerRole
 from secquant.backends.ckks.evaluate import Evaluator, seal_context
-from secquant.backends.ckks.plan import CKKSPlan
+from secquant.backends.ckks.plan import CKKSPlan, flood_sigma
 from secquant.backends.ckks.wire import (
     BATCH,
     MATERIAL,
@@ -26,6 +26,7 @@ from secquant.backends.ckks.wire import (
 from secquant.backends.release import draw_noise
 from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
+from secquant.backends.seal.privacy import CircuitPrivacy, gaussian_flood, rerandomize
 from secquant.backends.seal.serialize import load_seal, save_seal
 from secquant.backends.seal.wire import CKKS_MAGIC, frame, unframe
 from secquant.errors import ConfigError, KeyMaterialError
@@ -120,6 +121,7 @@ class CKKSServer(ServerRole):
             outs = [y for k in range(0, len(cts), self.n_in) for y in self.evaluator.run_throughput(cts[k:k + self.n_in])]
         if self.plan.options.noise_bound:
             self._add_noise(outs)
+        outs = [self._finish(ct) for ct in outs]
         blobs = save_seal(outs)
         if self.plan.options.transfer is not Transfer.LATENCY:  # residues at their primes' widths
             blobs = [pack(b) for b in blobs]
@@ -134,6 +136,15 @@ class CKKSServer(ServerRole):
             pt = self._sa.Plaintext()
             encoder.encode(noise.tolist(), ct.parms_id(), ct.scale, pt)
             self.evaluator.ev.add_plain_inplace(ct, pt)
+
+    def _finish(self, ct: Any) -> Any:
+        """The response: as evaluated, re-randomized, or re-randomized and flooded (``circuit_privacy``)."""
+        opts, ev = self.plan.options, self.evaluator
+        if opts.circuit_privacy is CircuitPrivacy.OFF:
+            return ct
+        if opts.circuit_privacy is CircuitPrivacy.RERANDOMIZE:
+            return rerandomize(ct, self.context, ev.ev, ev.public_key)
+        return gaussian_flood(ct, self.context, ev.ev, ev.public_key, flood_sigma(self.plan, ct.scale))
 
     def _load_inputs(self, blobs: list[memoryview]) -> list[Any]:
         cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")

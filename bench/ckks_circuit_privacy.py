@@ -1,0 +1,106 @@
+"""Cost of CKKS circuit privacy: off, re-randomize and Gaussian flooding, side by side.
+
+Digits models (64 -> 10 linear, and 64 -> 16 -> Square -> 10), 6-bit, are
+compiled for CKKS with each ``circuit_privacy`` in both modes.  Per cell: the
+ring and modulus the planner chose, the stated error bound (output steps), the
+largest measured deviation of the raw decoded outputs from ``qm.forward_int``,
+the response bytes, and the median evaluation time with its ratio to ``off``
+(same model and mode, one run).  Cells the planner refuses at the precision
+target are listed with the reason.
+
+    python bench/ckks_circuit_privacy.py --inputs 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write_json
+
+import secquant
+from secquant.data import load_dataset
+from secquant.errors import ParameterError
+from secquant.nn import Square
+
+PRIVACY = ("off", "rerandomize", "flood")
+COLUMNS = ["model", "mode", "privacy", "poly_degree", "log2_q", "stated_error", "measured_error",
+           "response_bytes", "evaluate_s", "ratio_to_off", "note"]
+
+
+def models(epochs: int) -> dict[str, secquant.QuantizedModel]:
+    """The two digits models, trained with a fixed seed."""
+    d = load_dataset("digits")
+    xt, yt = torch.tensor(d.x_train), torch.tensor(d.y_train)
+    out = {}
+    for name, net in (("linear", nn.Sequential(nn.Linear(64, 10))),
+                      ("square-mlp", nn.Sequential(nn.Linear(64, 16), Square(), nn.Linear(16, 10)))):
+        torch.manual_seed(0)
+        opt = torch.optim.Adam(net.parameters(), 1e-2)
+        for _ in range(epochs):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xt), yt).backward()
+            opt.step()
+        out[name] = secquant.quantize_model(net.eval(), d.x_train, bits=6)
+    return out
+
+
+def measure(name: str, qm: secquant.QuantizedModel, xq: Any, mode: str, privacy: str, repeats: int) -> dict[str, Any]:
+    """One cell: compile, keys, one query, ``repeats`` timed evaluations, the raw deviation."""
+    row: dict[str, Any] = {"model": name, "mode": mode, "privacy": privacy}
+    try:
+        em = secquant.compile(qm, "ckks", mode=mode, circuit_privacy=privacy, precision_bits=10)
+    except ParameterError as exc:
+        return {**row, "note": f"refused: {str(exc)[:80]}"}
+    params = em.parameters()
+    client = em.client()
+    server = em.server(client.public_material())
+    payload = client.encrypt(xq)
+    times, response = [], b""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        response = server.evaluate(payload)
+        times.append(time.perf_counter() - t0)
+    raw, _ = client.decrypt_slots(response)
+    deviation = float(np.max(np.abs(raw - np.asarray(qm.forward_int(xq), dtype=np.float64))))
+    return {**row, "poly_degree": params["poly_degree"], "log2_q": params["coeff_modulus_total_bits"],
+            "stated_error": params["max_abs_error"], "measured_error": deviation,
+            "response_bytes": len(response), "evaluate_s": statistics.median(times), "note": ""}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inputs", type=int, default=64, help="inputs per query (latency: the first 4)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed evaluations per cell; the median is kept")
+    parser.add_argument("--epochs", type=int, default=60)
+    args = parser.parse_args(argv)
+    x_test = load_dataset("digits").x_test
+    rows = []
+    for name, qm in models(args.epochs).items():
+        for mode in ("throughput", "latency"):
+            xq = qm.quantize_input(x_test[: args.inputs if mode == "throughput" else 4])
+            cells = [measure(name, qm, xq, mode, privacy, args.repeats) for privacy in PRIVACY]
+            off = cells[0].get("evaluate_s")
+            for cell in cells:
+                if off and "evaluate_s" in cell:
+                    cell["ratio_to_off"] = cell["evaluate_s"] / off
+            rows += cells
+    print(table(rows, COLUMNS))
+    path = write_json("ckks_circuit_privacy", {"bits": 6, "precision_bits": 10, "inputs": args.inputs,
+                                               "repeats": args.repeats, "rows": rows})
+    print(f"wrote {path}")
+    ok = all(r.get("measured_error", 0.0) <= r.get("stated_error", np.inf) for r in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
