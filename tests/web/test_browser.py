@@ -152,6 +152,7 @@ def _png(path: Path, pixels: np.ndarray) -> None:
 def test_empty_canvas_and_wrong_image_size_are_refused_on_the_page(browser: Any, demo: DemoProcess,
                                                                    tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     _open(browser, demo.url, "mnist", "bfv")
     browser.find_element(By.ID, "clear").click()
@@ -160,7 +161,8 @@ def test_empty_canvas_and_wrong_image_size_are_refused_on_the_page(browser: Any,
     small = tmp_path / "digit8x8.png"
     _png(small, np.round(load_dataset("digits").x_test[0].reshape(8, 8) * 255))
     browser.find_element(By.ID, "file").send_keys(str(small))
-    browser.find_element(By.XPATH, "//*[@id='input-note'][contains(., 'digit8x8.png')]")
+    WebDriverWait(browser, 30).until(  # the page reads the file asynchronously (slow on a loaded machine)
+        lambda d: d.find_elements(By.XPATH, "//*[@id='input-note'][contains(., 'digit8x8.png')]"))
     assert _run_and_wait(browser, 30) == "WrongImageSize"
     assert "takes a 28x28 image, this one is 8x8" in browser.find_element(By.ID, "error").text
 
