@@ -15,6 +15,7 @@ client accepts it only with its own explicit opt-out.
 
     python examples/serve_and_infer.py --scheme bfv --n 20
     python examples/serve_and_infer.py --scheme paillier --n 5     # interactive: the client applies Square
+    python examples/serve_and_infer.py --scheme bfv --executor fork:2   # throughput requests on 2 forked workers
 
 Between two machines, run ``secquant serve model.npz --scheme bfv --host 0.0.0.0
 --certfile cert.pem --keyfile key.pem`` on one and ``secquant infer model.npz
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20, help="test digits to classify")
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--bits", type=int, default=6, help="weight bits")
+    parser.add_argument("--executor", default=None, metavar="URL",
+                        help="evaluate THROUGHPUT-mode BFV/CKKS requests on fork:N, local (Ray) or ray://HEAD:10001")
     args = parser.parse_args()
 
     data = load_dataset("digits")
@@ -70,9 +73,12 @@ def main() -> None:
     floor = SecurityFloor(allow_insecure=args.scheme == "plain")  # plain: no encryption, an explicit opt-out
     with tempfile.TemporaryDirectory() as tmp:
         private, public = generate_signing_keys(f"{tmp}/operator", "operator")
-        app = create_app(binding, ServiceConfig(token=token, cache_dir=f"{tmp}/keys", sign_key=private))
+        app = create_app(binding, ServiceConfig(token=token, cache_dir=f"{tmp}/keys", sign_key=private,
+                                                executor=args.executor))
         with ServerThread(app) as server:
-            print(f"server: {args.scheme} model {binding.model_digest[:16]}... at {server.url}")
+            offload = app.state.secquant.offload
+            where = f"on {offload.executor!r}" if offload is not None else "in the server process"
+            print(f"server: {args.scheme} model {binding.model_digest[:16]}... at {server.url}, evaluating {where}")
             t0 = time.perf_counter()
             with Client(server.url, token=token, trusted=[public], floor=floor) as client:
                 setup = time.perf_counter() - t0

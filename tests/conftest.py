@@ -20,7 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 #: Test files that start (or join) a local Ray cluster; they run one after another on one worker.
-RAY_FILES = frozenset({"test_ray_executor.py", "test_membership_backends.py", "test_parallel.py"})
+RAY_FILES = frozenset({"test_ray_executor.py", "test_membership_backends.py", "test_parallel.py",
+                       "test_service_executor.py"})
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 from secquant.artifact import encode_artifact, read_artifact
 from secquant.backends.base import Scheme, ServerRole
-from secquant.errors import ConfigError
+from secquant.errors import ConfigError, SecquantError
 from secquant.quant.primitives import coerce_enum
 
 if TYPE_CHECKING:
@@ -49,23 +49,36 @@ def model_bytes(qm: QuantizedModel) -> bytes:
         return path.read_bytes()
 
 
+def _defaults(options_type: type) -> Any:
+    """``options_type()`` (every field at its default), or None if it cannot be made without arguments."""
+    try:
+        return options_type()
+    except (SecquantError, TypeError, ValueError):
+        return None
+
+
 def options_json(options: Any) -> dict[str, Any]:
     """A backend's typed options as JSON keywords of ``secquant.compile`` (enums as their values).
 
+    A field that is not a JSON scalar but equals the one a default-made options
+    object holds (``release=FullLogits()``) is left out: the worker's compile
+    makes the same (and the client-spec digest checks it).
+
     Raises:
-        ConfigError: a field cannot travel as JSON (e.g. a Paillier private key):
-            such options cannot be sent to remote workers.
+        ConfigError: any other field that cannot travel as JSON (e.g. a Paillier
+            private key, a noisy release policy): such options cannot be sent to remote workers.
     """
     if not dataclasses.is_dataclass(options) or isinstance(options, type):
         raise ConfigError(f"backend options must be a dataclass instance, got {type(options).__name__}")
     out: dict[str, Any] = {}
     refused: list[str] = []
+    defaults = _defaults(type(options))
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
         value = value.value if isinstance(value, enum.Enum) else value
         if isinstance(value, _JSON_SCALARS):
             out[f.name] = value
-        else:
+        elif defaults is None or getattr(defaults, f.name) != value:
             refused.append(f"{f.name} ({type(value).__name__})")
     if refused:
         raise ConfigError(f"option(s) {', '.join(refused)} cannot be sent to remote workers; run this model with "

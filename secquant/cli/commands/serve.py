@@ -15,6 +15,14 @@ for clients that pin it instead.  ``--release POLICY`` (``full``, ``round:K``,
 published in the (signed) spec.  ``--trusted PUB`` / ``--model-key FILE`` load a
 signed / encrypted model (the key never appears in a URL or a log line;
 ``$SECQUANT_MODEL_KEY`` works too).
+
+``--executor URL`` evaluates THROUGHPUT-mode BFV and CKKS requests on an
+executor instead of in this process: ``fork:N`` (N forked processes),
+``local`` (a Ray cluster started on this machine), ``ray:auto`` or
+``ray://HEAD:10001`` (a running Ray cluster; ``?workers=N&in_flight=K``).
+Workers get each session's public material (never a secret key) and the
+model's weights.  Latency-mode, Paillier and plain requests still run in this
+process.  See docs/scale-out.md.
 """
 
 from __future__ import annotations
@@ -79,6 +87,10 @@ def register(subparsers: Any) -> None:
                    help="also serve the whole model, weights included, at GET /v1/model (off by default: "
                         "clients build their role from GET /v1/client-spec)")
     p.add_argument("--no-publish-model", action="store_true", help=argparse.SUPPRESS)  # the default now
+    p.add_argument("--executor", default=None, metavar="URL",
+                   help="evaluate THROUGHPUT-mode BFV/CKKS requests on an executor: fork:N, local (a Ray cluster on "
+                        "this machine), ray:auto or ray://HEAD:10001 (default: in this process; latency-mode, "
+                        "Paillier and plain requests always run here)")
     p.set_defaults(func=run)
 
 
@@ -134,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions, max_sessions_per_token=args.max_sessions_per_token, max_batch=args.max_batch,
         max_concurrent_requests=args.max_concurrent_requests, cache_dir=str(args.cache_dir or default_cache_dir()),
         publish_model=args.publish_model and not args.no_publish_model, sign_key=args.sign_key,
+        executor=args.executor,
     )
     binding = ModelBinding.build(args.model, args.scheme, dict(args.option), parse_release(args.release),
                                  load=_load_keywords(args))
@@ -145,5 +158,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"secquant serve: service spec digest {state.spec.digest} "
           f"({'signed' if args.sign_key else 'unsigned'}; clients pin it with spec_digest= / --spec-digest)",
           file=sys.stderr)
-    serve(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile)
+    if state.offload is not None:
+        print(f"secquant serve: throughput requests run on {state.offload.executor!r}", file=sys.stderr)
+    try:
+        serve(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile)
+    finally:
+        state.close()  # also closed at shutdown; idempotent
     return 0

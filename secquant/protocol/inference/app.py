@@ -12,7 +12,10 @@ coefficients the client applies).  Endpoints are in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,21 @@ from secquant.protocol.messages import PROTOCOL_VERSION
 __all__ = ["create_app", "default_cache_dir", "openapi_schema"]
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """Close the state (its executor) when the server shuts down."""
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(app.state.secquant.close)
+
+
 def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
     """Build the FastAPI application.
+
+    The executor of ``config.executor``, if any, starts here and is closed when
+    the server shuts down (or by ``app.state.secquant.close()`` for an app that
+    is never served).
 
     Args:
         binding: The compiled model; None builds a model-less app whose only use
@@ -38,9 +54,14 @@ def create_app(binding: ModelBinding | None, config: ServiceConfig) -> Any:
 
     Returns:
         A ``fastapi.FastAPI`` instance.
+
+    Raises:
+        ConfigError: an unknown executor URL (and see ``ServiceState.build``).
+        ExecutorError: the executor's Ray cluster cannot be reached.
     """
     app = FastAPI(title="secquant encrypted-inference service", version=str(PROTOCOL_VERSION),
-                  description="Encrypted inference on a quantized model; see protocols/inference-service.md.")
+                  description="Encrypted inference on a quantized model; see protocols/inference-service.md.",
+                  lifespan=_lifespan)
     install_error_handlers(app)
     app.state.secquant = ServiceState.build(binding, config)
     app.include_router(router)

@@ -32,7 +32,8 @@ class ServiceConfig:
             record may set its own).
         max_live_roles: Most server roles kept in memory (>= 1); others are rebuilt from the cache.
         max_batch: Most inputs per evaluate request (>= 1), counted in the payload.
-        max_concurrent_evaluations: Evaluations running at once (>= 1); the rest wait.
+        max_concurrent_evaluations: Evaluations running at once in this process (>= 1); the rest
+            wait.  Requests handed to ``executor`` take no such slot.
         max_concurrent_requests: Request bodies being read or evaluated at once
             (>= ``max_concurrent_evaluations``); the slot is taken *before* a body
             is read, so memory stays below this times the body limit.
@@ -44,6 +45,12 @@ class ServiceConfig:
             ``GET /v1/model``.  Off by default.
         sign_key: Ed25519 private key (path, PEM bytes or key object) that signs
             the service spec (``secquant serve --sign-key``); None: unsigned.
+        executor: Where THROUGHPUT-mode BFV and CKKS requests are evaluated (``secquant
+            serve --executor``): a URL of
+            :func:`~secquant.backends.executors.url.executor_from_url` (``fork:N``,
+            ``local``, ``ray://host:10001``), checked and connected when the app is
+            built (:mod:`~secquant.protocol.inference.offload`); None: in this process.
+            Other requests always run in this process.
 
     Raises:
         ConfigError: no token without ``allow_no_auth``, a short token, or a limit out of range.
@@ -65,6 +72,7 @@ class ServiceConfig:
     cache_dir: str | None = None
     publish_model: bool = False
     sign_key: Any = field(default=None, repr=False)
+    executor: str | None = None
 
     def __post_init__(self) -> None:
         if self.token is None and self.tokens is None and not self.allow_no_auth:
@@ -93,6 +101,9 @@ class ServiceConfig:
         if isinstance(c, bool) or not isinstance(c, int) or c < self.max_concurrent_evaluations:
             raise ConfigError(f"max_concurrent_requests must be an int >= max_concurrent_evaluations "
                               f"({self.max_concurrent_evaluations}), got {c!r}")
+        if self.executor is not None and (not isinstance(self.executor, str) or not self.executor.strip()):
+            raise ConfigError(f"executor must be None or an executor URL such as 'fork:2', 'local' or "
+                              f"'ray://host:10001', got {self.executor!r}")
         if not self.session_ttl > 0:
             raise ConfigError(f"session_ttl must be > 0 seconds, got {self.session_ttl!r}")
         if not self.admission_timeout > 0:

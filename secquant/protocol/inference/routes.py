@@ -18,7 +18,9 @@ gets 404 for it.  Requests are checked in this order, cheapest first: token,
 scope and rate limit; a request slot (``max_concurrent_requests``, taken
 *before* the body is read); the body limit; the session; the frame; the
 input count read from the payload itself (refused if it differs from the
-declared batch); the query and privacy budgets; then the evaluation slot.
+declared batch); the query and privacy budgets; then the evaluation slot, or,
+for THROUGHPUT-mode BFV/CKKS on a server with an executor, the executor
+(:mod:`~secquant.protocol.inference.offload`).
 Handlers read the :class:`~secquant.protocol.inference.state.ServiceState`
 from ``request.app.state.secquant``; the app itself is assembled in
 :mod:`secquant.protocol.inference.app`.
@@ -27,6 +29,7 @@ from ``request.app.state.secquant``; the app itself is assembled in
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -145,11 +148,16 @@ async def evaluate(session_id: str, request: Request, authorization: str | None 
         charge = state.quotas.charge(record, count.charged,  # type: ignore[union-attr]
                                      count.charged if count.final and release.noisy else 0)
         try:
-            async with state.evaluation_gate():
+            if state.offload is not None:  # THROUGHPUT BFV/CKKS: on the executor, no evaluation slot here
                 t0 = time.perf_counter()
-                post = release.apply_plain if binding.scheme == "plain" and release.policy.label != "full" else None
-                result = await asyncio.to_thread(_evaluate, session.lock, role, bytes(frame.payload), post)
-                seconds = time.perf_counter() - t0
+                result = await state.offload.evaluate(session.key, role, functools.partial(store.material, session),
+                                                      bytes(frame.payload))
+            else:
+                async with state.evaluation_gate():
+                    t0 = time.perf_counter()
+                    post = release.apply_plain if binding.scheme == "plain" and release.policy.label != "full" else None
+                    result = await asyncio.to_thread(_evaluate, session.lock, role, bytes(frame.payload), post)
+            seconds = time.perf_counter() - t0
         except BaseException:
             state.quotas.refund(charge)  # type: ignore[union-attr]
             raise

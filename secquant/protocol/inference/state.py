@@ -25,6 +25,7 @@ from secquant.protocol.inference.binding import ModelBinding
 from secquant.protocol.inference.config import ServiceConfig
 from secquant.protocol.inference.limits import BodyLimits, body_limits
 from secquant.protocol.inference.manifest import ServiceSpec
+from secquant.protocol.inference.offload import Offload
 from secquant.protocol.inference.quotas import QuotaBook
 from secquant.protocol.inference.sessions import SessionStore, private_dir
 from secquant.protocol.inference.tokens import Scope, TokenRecord
@@ -120,6 +121,7 @@ class ServiceState:
         admission: Bounds requests whose body is being read or evaluated (taken before reading).
         info: The ``GET /v1/info`` answer.
         client_spec: The ``GET /v1/client-spec`` bytes.
+        offload: The executor THROUGHPUT-mode BFV/CKKS requests run on (None: in process).
     """
 
     binding: ModelBinding | None
@@ -132,14 +134,18 @@ class ServiceState:
     admission_gate: asyncio.Semaphore | None = None
     info: dict[str, Any] = field(default_factory=dict)
     client_spec: bytes = b""
+    offload: Offload | None = None
 
     @classmethod
     def build(cls, binding: ModelBinding | None, config: ServiceConfig) -> ServiceState:
-        """Open the session store and compute the published answers (nothing but config without a model).
+        """Open the session store, compute the published answers and start the executor, if any
+        (nothing but config without a model).
 
         Raises:
             CacheDirError: ``config.cache_dir`` exists and is not private.
             KeyMaterialError, ConfigError: an unreadable signing key.
+            ConfigError: an unknown executor URL, or options that cannot travel to its workers.
+            ExecutorError: the executor's Ray cluster cannot be reached.
         """
         state = cls(binding=binding, config=config)
         if binding is None:
@@ -154,7 +160,13 @@ class ServiceState:
         state.info = state._info(binding, config)
         if config.tokens is None:
             log.warning("SECQUANT SERVICE RUNS WITHOUT AUTHENTICATION: anyone who reaches it can use it")
+        state.offload = Offload.start(config.executor, binding, config.max_live_roles)  # last: nothing else fails
         return state
+
+    def close(self) -> None:
+        """Release what outlives requests: the executor (its workers, and a Ray cluster it started).  Idempotent."""
+        if self.offload is not None:
+            self.offload.close()
 
     @staticmethod
     def _limits(binding: ModelBinding, config: ServiceConfig) -> BodyLimits:
