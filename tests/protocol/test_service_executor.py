@@ -142,10 +142,29 @@ def test_a_crafted_payload_fails_only_its_own_request(fork_server: Any, digits: 
         assert _exact(client.forward_int(xq), qm.forward_int(xq))  # the session still serves
 
 
+def test_a_noisy_release_is_applied_by_the_executor(digits_mlp_qm: Any, digits: Any, tmp_path: Path) -> None:
+    """The release policy travels in the recipe (its JSON): the worker's server adds the noise."""
+    from secquant.protocol.inference.release import parse_release
+    from secquant.protocol.runner import ServerThread
+
+    noisy = ModelBinding.build(digits_mlp_qm, "bfv", BFV, parse_release("gaussian:2"))
+    server = ServerThread(create_app(noisy, ServiceConfig(allow_no_auth=True, cache_dir=str(tmp_path / "b"),
+                                                          executor="fork:2"))).start()
+    try:
+        with Client(server.url) as client:
+            bound = client.release["max_change_steps"]
+            xq = _inputs(noisy.qm, digits, 30)
+            noise = np.asarray(client.forward_int(xq), dtype=object) - np.asarray(noisy.qm.forward_int(xq), dtype=object)
+        assert isinstance(_state(server).offload, Offload)
+        assert max(abs(int(v)) for v in noise.reshape(-1)) <= bound
+        assert sum(int(v) != 0 for v in noise.reshape(-1)) > 150  # 300 outputs; P(a draw is 0) ≈ 0.2 at σ = 2
+    finally:
+        server.stop()
+
+
 def test_bad_executor_urls_and_untravelling_options_are_config_errors_at_start(
         digits_mlp_qm: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from secquant.cli import main
-    from secquant.protocol.inference.release import parse_release
 
     binding = ModelBinding.build(digits_mlp_qm, "bfv", BFV)
     for url in ("nope", "fork:0", "ray://", "local?workers=0"):
@@ -154,9 +173,6 @@ def test_bad_executor_urls_and_untravelling_options_are_config_errors_at_start(
     for bad in ("", " ", 2):
         with pytest.raises(ConfigError, match="executor must be"):
             ServiceConfig(allow_no_auth=True, executor=bad)  # type: ignore[arg-type]
-    noisy = ModelBinding.build(digits_mlp_qm, "bfv", BFV, parse_release("gaussian:2"))
-    with pytest.raises(ConfigError, match=r"cannot serve this model .*release"):
-        create_app(noisy, ServiceConfig(allow_no_auth=True, cache_dir=str(tmp_path / "b"), executor="fork:2"))
     model = tmp_path / "model.npz"
     digits_mlp_qm.save(model)
     assert main(["serve", str(model), "--scheme", "bfv", "--option", "mode=throughput", "--no-auth",

@@ -60,13 +60,14 @@ def _defaults(options_type: type) -> Any:
 def options_json(options: Any) -> dict[str, Any]:
     """A backend's typed options as JSON keywords of ``secquant.compile`` (enums as their values).
 
-    A field that is not a JSON scalar but equals the one a default-made options
-    object holds (``release=FullLogits()``) is left out: the worker's compile
-    makes the same (and the client-spec digest checks it).
+    A release policy travels as its ``to_json()`` (compile takes either).  A
+    field that is not a JSON scalar but equals the one a default-made options
+    object holds is left out: the worker's compile makes the same (and the
+    client-spec digest checks it).
 
     Raises:
         ConfigError: any other field that cannot travel as JSON (e.g. a Paillier
-            private key, a noisy release policy): such options cannot be sent to remote workers.
+            private key): such options cannot be sent to remote workers.
     """
     if not dataclasses.is_dataclass(options) or isinstance(options, type):
         raise ConfigError(f"backend options must be a dataclass instance, got {type(options).__name__}")
@@ -78,12 +79,21 @@ def options_json(options: Any) -> dict[str, Any]:
         value = value.value if isinstance(value, enum.Enum) else value
         if isinstance(value, _JSON_SCALARS):
             out[f.name] = value
+        elif callable(getattr(value, "to_json", None)):  # a release policy: its JSON, which compile takes
+            out[f.name] = value.to_json()
         elif defaults is None or getattr(defaults, f.name) != value:
             refused.append(f"{f.name} ({type(value).__name__})")
     if refused:
         raise ConfigError(f"option(s) {', '.join(refused)} cannot be sent to remote workers; run this model with "
                           "workers= (forked processes) instead")
     return out
+
+
+def _json_option(value: object) -> bool:
+    """A JSON scalar, or a flat JSON object of them (a release policy's ``to_json()``)."""
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and isinstance(v, _JSON_SCALARS) for k, v in value.items())
+    return isinstance(value, _JSON_SCALARS)
 
 
 def _digest(data: bytes) -> str:
@@ -97,7 +107,8 @@ class ServerRecipe:
     Attributes:
         scheme: The scheme compiled for.
         model: The model artifact (``qm.save`` bytes).
-        options: Keyword options of ``secquant.compile``, JSON scalars only.
+        options: Keyword options of ``secquant.compile``: JSON scalars, or flat objects of them
+            (a release policy's JSON).
         public_material: The client's ``public_material()``.
         spec_digest: SHA-256 (hex) of the client spec the client was built from.
         local: This process's server role, used by in-process executors instead
@@ -120,8 +131,9 @@ class ServerRecipe:
             if not isinstance(getattr(self, name), bytes):
                 raise ConfigError(f"ServerRecipe.{name} must be bytes, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.options, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, _JSON_SCALARS) for k, v in self.options.items()):
-            raise ConfigError("ServerRecipe.options must map option names to JSON scalars")
+                isinstance(k, str) and _json_option(v) for k, v in self.options.items()):
+            raise ConfigError("ServerRecipe.options must map option names to JSON scalars (or flat objects of "
+                              "them: a release policy)")
         object.__setattr__(self, "options", dict(self.options))
         if not isinstance(self.spec_digest, str) or len(self.spec_digest) != 64:
             raise ConfigError("ServerRecipe.spec_digest must be a SHA-256 hex digest of the client spec")
