@@ -48,3 +48,12 @@ def test_release_noise_example() -> None:
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["bfv"], ["ckks"])]
     assert len(rows) == 2 and all(int(r[3]) == 170 and 3.0 < float(r[6]) < 5.0 for r in rows), out
     assert "claim violated: False" in out
+
+
+def test_ckks_circuit_privacy_example() -> None:
+    """Flooded and plain responses within their bounds; the auditor tells the weights apart only without flood."""
+    out = run_example("ckks_circuit_privacy.py", "--epochs", "5", "--inputs", "16", "--audit-samples", "30000")
+    assert "every deviation within its stated bound: True" in out
+    assert "audit off: " in out and "weights told apart: True" in out
+    assert "audit flood: " in out and out.split("audit flood: ")[1].split("\n")[0].endswith("told apart: False")
+    assert "all checks passed" in out
