@@ -102,3 +102,49 @@ def test_decompression_is_bounded():
     header = struct.pack("<HBBBBHQ", 0xA15E, 16, 4, 1, 1, 0, 16 + len(body))
     with pytest.raises(ConfigError, match="decompresses past"):
         from_bytes(header + body)
+
+
+def _rows_of(residues):
+    meta, data = residues
+    size, levels, n = data.shape
+    return np.stack([np.stack([data[s, lv, 0:n] for lv in range(levels)]) for s in range(size)])
+
+
+def test_packed_rows_read_what_the_whole_parse_reads(bfv):
+    """Row by row from the packed bytes (the server's first stage): the same residues as the whole parse."""
+    from secquant.backends.seal.ciphertext import PackedRows, pack, read_fresh, read_fresh_rows
+
+    blob = _save(_encrypt(bfv, list(range(4096))), bfv["path"])
+    first, moduli = list(bfv["ctx"].first_parms_id()), bfv["moduli"]
+    meta, whole = read_fresh(blob, first, moduli, False, "ct")
+    lazy_meta, rows = read_fresh_rows(pack(blob), first, moduli, False, "ct")
+    assert isinstance(rows, PackedRows) and lazy_meta == meta and rows.shape == whole.shape
+    np.testing.assert_array_equal(_rows_of((meta, rows)), whole)
+    np.testing.assert_array_equal(rows[1, 0, 5:9], whole[1, 0, 5:9])  # any row again, any columns
+    unpacked = read_fresh_rows(blob, first, moduli, False, "ct")[1]  # SEAL's own bytes: parsed whole
+    assert isinstance(unpacked, np.ndarray)
+
+
+def test_packed_rows_refuse_what_seal_would(bfv):
+    from secquant.backends.seal.ciphertext import pack, read_fresh_rows
+
+    first, moduli = list(bfv["ctx"].first_parms_id()), bfv["moduli"]
+    meta, data = from_bytes(_save(_encrypt(bfv, [3] * 4096), bfv["path"]))
+    with pytest.raises(ConfigError, match="seeded"):
+        read_fresh_rows(pack(_save(_encrypt(bfv, [1] * 4096, seeded=True), bfv["path"])), first, moduli, False, "ct")
+    with pytest.raises(ConfigError, match="fresh"):
+        read_fresh_rows(pack(to_bytes(meta, data.copy())), first, moduli, True, "ct")
+    packed = pack(to_bytes(meta, data.copy()))
+    for cut in (packed[:60], packed[:-100]):
+        with pytest.raises(ConfigError, match="truncated|impossible"):
+            read_fresh_rows(cut, first, moduli, False, "ct")
+    bad = data.copy()
+    bad[1, 0, 7] = moduli[0]  # as wide as the prime, but not below it: found when row (1, 0) is read
+    _, rows = read_fresh_rows(pack(to_bytes(meta, bad)), first, moduli, False, "ct")
+    rows[0, 0, 0:4]
+    with pytest.raises(ConfigError, match="at or above its prime"):
+        rows[1, 0, 0:4]
+    wide = data.copy()
+    wide[0, 1, 3] = (1 << 62) + 5  # wider than any prime: refused before any row is read
+    with pytest.raises(ConfigError, match="at or above its prime"):
+        read_fresh_rows(pack(to_bytes(meta, wide)), first, moduli, False, "ct")

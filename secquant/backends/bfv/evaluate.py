@@ -28,7 +28,7 @@ from secquant.backends.bfv.throughput import (
     throughput_affine,
     throughput_poly,
 )
-from secquant.backends.seal.ciphertext import CiphertextMeta, Residues, read_fresh
+from secquant.backends.seal.ciphertext import CiphertextMeta, RowResidues, read_fresh_rows
 from secquant.backends.seal.context import levels
 from secquant.backends.seal.primes import galois_elt
 from secquant.backends.seal.rns import map_ciphertexts
@@ -83,13 +83,13 @@ class ServerProgram:
         """THROUGHPUT whose first stage is an integer map: inputs are parsed, not loaded into SEAL."""
         return bool(self._compiled) and isinstance(self._compiled[0], MapAffine)
 
-    def residues(self, blob: bytes | memoryview) -> Residues:
+    def residues(self, blob: bytes | memoryview) -> RowResidues:
         """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
 
         Raises:
             ConfigError: malformed, seeded, not fresh, or a residue not below its prime.
         """
-        return read_fresh(blob, self._top.parms_id, self._top.moduli, False, "a BFV input ciphertext")
+        return read_fresh_rows(blob, self._top.parms_id, self._top.moduli, False, "a BFV input ciphertext")
 
     def _zero(self, meta: CiphertextMeta) -> Any:
         return self.kit.encrypt_zero()

@@ -31,8 +31,8 @@ from secquant.backends.ckks.plan import CKKSPlan, StagePlan
 from secquant.backends.ckks.stages import StageKind
 from secquant.backends.seal.ciphertext import (
     CiphertextMeta,
-    Residues,
-    read_fresh,
+    RowResidues,
+    read_fresh_rows,
     to_bytes,
 )
 from secquant.backends.seal.context import SealScheme, levels, make_context, sealapi
@@ -171,14 +171,14 @@ class Evaluator:
         """THROUGHPUT whose first stage is an integer map: inputs are parsed, not loaded into SEAL."""
         return bool(self._prepared) and isinstance(self._prepared[0], IntegerMap)
 
-    def residues(self, blob: bytes | memoryview, n_primes: int, scale: float) -> Residues:
+    def residues(self, blob: bytes | memoryview, n_primes: int, scale: float) -> RowResidues:
         """Parse a fresh input ciphertext from the wire and check it as SEAL's ``load`` would.
 
         Raises:
             ConfigError: malformed, seeded, at another level or scale, or a residue not below its prime.
         """
-        meta, data = read_fresh(blob, self._parms_at(n_primes), self.plan.primes[:n_primes], True,
-                                "a CKKS input ciphertext")
+        meta, data = read_fresh_rows(blob, self._parms_at(n_primes), self.plan.primes[:n_primes], True,
+                                     "a CKKS input ciphertext")
         if not np.isclose(meta.scale, scale, rtol=1e-12, atol=0):
             raise ConfigError(f"a CKKS input ciphertext has scale {meta.scale}, the plan needs {scale}")
         return meta, data
@@ -375,7 +375,7 @@ class Evaluator:
         return x
 
     def run_throughput(self, xs: list[Any]) -> list[Any]:
-        """Evaluate one ciphertext (or its :data:`Residues`) per feature; returns one ciphertext per output."""
+        """Evaluate one ciphertext (or its :data:`RowResidues`) per feature; returns one ciphertext per output."""
         for sp, prep in zip(self.plan.stages, self._prepared):
             kind = sp.stage.kind
             if isinstance(prep, IntegerMap):

@@ -29,6 +29,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,13 +41,16 @@ __all__ = [
     "PACKED_MAGIC",
     "RESPONSE_HEADER",
     "CiphertextMeta",
+    "PackedRows",
     "Residues",
+    "RowResidues",
     "Transfer",
     "check_fresh",
     "from_bytes",
     "pack",
     "packed_size",
     "read_fresh",
+    "read_fresh_rows",
     "to_bytes",
     "unpack",
 ]
@@ -170,6 +174,52 @@ def pack(blob: bytes | memoryview) -> bytes:
     return b"".join(parts)
 
 
+def _packed_layout(view: memoryview) -> tuple[tuple[int, int], bytes, int, list[int], int]:
+    """SEAL version, SEAL prefix, N, row widths and the offset of the first row of a packed blob.
+
+    Raises:
+        ConfigError: not a packed ciphertext, an impossible shape or malformed widths.
+    """
+    if len(view) < _PACKED.size + _PREFIX:
+        raise ConfigError("a packed ciphertext is truncated")
+    magic, major, minor, off = _PACKED.unpack_from(view)
+    if magic != PACKED_MAGIC or off != _PREFIX:
+        raise ConfigError("not a packed secquant ciphertext")
+    prefix = bytes(view[_PACKED.size:_PACKED.size + off])
+    size, n, levels = _META.unpack_from(prefix)[5:8]
+    (count,) = _COUNT.unpack_from(prefix, _META.size + _HEADER.size)
+    if n < 1 or count % n or not 0 < count // n <= size * levels or 8 * count > _MAX_RAW:
+        raise ConfigError("a packed ciphertext states an impossible shape")
+    rows, pos = count // n, _PACKED.size + off
+    widths = list(view[pos:pos + rows])
+    if len(widths) != rows or not all(1 <= w <= 64 for w in widths):
+        raise ConfigError("a packed ciphertext has malformed row widths")
+    return (major, minor), prefix, n, widths, pos + rows
+
+
+def _row_bytes(n: int, w: int) -> int:
+    """Bytes of one packed row of ``n`` residues of ``w`` bits."""
+    return n * (w // 8) - (-n * (w % 8) // 8)
+
+
+def _row_octets(view: memoryview, pos: int, n: int, w: int) -> NDArray[np.uint8]:
+    """The ``(n, 8)`` little-endian octets of the packed row of width ``w`` at ``pos``.
+
+    Raises:
+        ConfigError: the row runs past the end of ``view``.
+    """
+    whole = n * (w // 8)
+    if pos + _row_bytes(n, w) > len(view):
+        raise ConfigError("a packed ciphertext is truncated")
+    octets = np.zeros((n, 8), dtype=np.uint8)
+    octets[:, :w // 8] = np.frombuffer(view[pos:pos + whole], dtype=np.uint8).reshape(n, w // 8)
+    if w % 8:
+        bits = np.unpackbits(np.frombuffer(view[pos + whole:pos + _row_bytes(n, w)], dtype=np.uint8),
+                             count=n * (w % 8), bitorder="little").reshape(n, w % 8)
+        octets[:, w // 8] = np.packbits(bits, axis=1, bitorder="little")[:, 0]
+    return octets
+
+
 def packed_size(n: int, prime_bits: Sequence[int], seeded: bool) -> int:
     """Bytes of :func:`pack` of a fresh ciphertext over primes of ``prime_bits`` bits in degree ``n``.
 
@@ -188,34 +238,11 @@ def unpack(blob: bytes | memoryview) -> bytes:
         ConfigError: malformed, or larger than the largest ciphertext.
     """
     view = memoryview(blob)
-    if len(view) < _PACKED.size + _PREFIX:
-        raise ConfigError("a packed ciphertext is truncated")
-    magic, major, minor, off = _PACKED.unpack_from(view)
-    if magic != PACKED_MAGIC or off != _PREFIX:
-        raise ConfigError("not a packed secquant ciphertext")
-    prefix = bytes(view[_PACKED.size:_PACKED.size + off])
-    size, n, levels = _META.unpack_from(prefix)[5:8]
-    (count,) = _COUNT.unpack_from(prefix, _META.size + _HEADER.size)
-    if n < 1 or count % n or not 0 < count // n <= size * levels or 8 * count > _MAX_RAW:
-        raise ConfigError("a packed ciphertext states an impossible shape")
-    rows, pos = count // n, _PACKED.size + off
-    widths = list(view[pos:pos + rows])
-    pos += rows
-    if len(widths) != rows or not all(1 <= w <= 64 for w in widths):
-        raise ConfigError("a packed ciphertext has malformed row widths")
+    (major, minor), prefix, n, widths, pos = _packed_layout(view)
     out = [prefix]
     for w in widths:
-        whole, rest = n * (w // 8), -(-n * (w % 8) // 8)
-        if pos + whole + rest > len(view):
-            raise ConfigError("a packed ciphertext is truncated")
-        octets = np.zeros((n, 8), dtype=np.uint8)
-        octets[:, :w // 8] = np.frombuffer(view[pos:pos + whole], dtype=np.uint8).reshape(n, w // 8)
-        if w % 8:
-            bits = np.unpackbits(np.frombuffer(view[pos + whole:pos + whole + rest], dtype=np.uint8),
-                                 count=n * (w % 8), bitorder="little").reshape(n, w % 8)
-            octets[:, w // 8] = np.packbits(bits, axis=1, bitorder="little")[:, 0]
-        out.append(octets.tobytes())
-        pos += whole + rest
+        out.append(_row_octets(view, pos, n, w).tobytes())
+        pos += _row_bytes(n, w)
     out.append(bytes(view[pos:]))
     if len(out[-1]) > 4096:
         raise ConfigError("a packed ciphertext carries unexpected trailing bytes")
@@ -283,3 +310,68 @@ def read_fresh(blob: bytes | memoryview, parms_id: Sequence[int], moduli: Sequen
     meta, data = from_bytes(blob)
     check_fresh(meta, data, list(parms_id), list(moduli), ntt_form, what)
     return meta, data
+
+
+class PackedRows:
+    """The residues of a packed fresh ciphertext, decoded one row (polynomial, prime) at a time.
+
+    Stands in for the ``(size, L, N)`` array of :data:`Residues` where a reader
+    walks rows in turn (:class:`~secquant.backends.seal.rns.IntegerMap`): ``shape``
+    and ``[s, level, columns]``.  The last row decoded is kept, so a batch of k
+    inputs holds k rows at a time instead of k whole ciphertexts.  Each row is
+    checked below its prime when it is decoded.
+    """
+
+    def __init__(self, view: memoryview, meta: CiphertextMeta, offsets: list[tuple[int, int]],
+                 moduli: Sequence[int], what: str) -> None:
+        self._view, self.meta, self._offsets = view, meta, offsets
+        self._moduli, self._what = [int(q) for q in moduli], what
+        self._row: tuple[int, NDArray[np.uint64]] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.meta.size, self.meta.levels, self.meta.poly_degree
+
+    def __getitem__(self, where: tuple[int, int, Any]) -> NDArray[np.uint64]:
+        s, level, columns = where
+        r = s * self.meta.levels + level
+        if self._row is None or self._row[0] != r:
+            pos, w = self._offsets[r]
+            row = _row_octets(self._view, pos, self.meta.poly_degree, w).view("<u8").reshape(-1).astype(np.uint64)
+            if np.any(row >= np.uint64(self._moduli[level])):
+                raise ConfigError(f"{self._what} has a residue at or above its prime")
+            self._row = (r, row)
+        return self._row[1][columns]
+
+
+#: A fresh input as its metadata and residues, whole or row by row (:func:`read_fresh_rows`).
+RowResidues = tuple[CiphertextMeta, "NDArray[np.uint64] | PackedRows"]
+
+
+def read_fresh_rows(blob: bytes | memoryview, parms_id: Sequence[int], moduli: Sequence[int], ntt_form: bool,
+                    what: str) -> RowResidues:
+    """:func:`read_fresh`, lazily for a packed blob: its metadata and layout are checked now, each row's
+    residues when the row is read (:class:`PackedRows`); other blobs are parsed whole.
+
+    Raises:
+        ConfigError: malformed, seeded, not fresh at this level, or (on reading) a residue not below its prime.
+    """
+    view = memoryview(blob)
+    if bytes(view[:4]) != PACKED_MAGIC:
+        return read_fresh(blob, parms_id, moduli, ntt_form, what)
+    version, prefix, n, widths, pos = _packed_layout(view)
+    *pid, ntt, size, n_meta, levels, scale, corr = _META.unpack_from(prefix)
+    meta = CiphertextMeta(tuple(pid), bool(ntt), int(size), int(n_meta), int(levels), float(scale), int(corr),
+                          version)
+    if len(widths) != size * levels or n != n_meta:
+        raise ConfigError("a SEAL ciphertext is seeded or truncated; send unseeded ciphertexts")
+    check_fresh(meta, np.zeros((size, levels, 0), dtype=np.uint64), list(parms_id), list(moduli), ntt_form, what)
+    offsets = []
+    for r, w in enumerate(widths):
+        if w > int(moduli[r % levels]).bit_length():
+            raise ConfigError(f"{what} has a residue at or above its prime")
+        offsets.append((pos, w))
+        pos += _row_bytes(n, w)
+    if pos > len(view) or len(view) - pos > 4096:
+        raise ConfigError("a packed ciphertext is truncated or carries unexpected trailing bytes")
+    return meta, PackedRows(view, meta, offsets, moduli, what)

@@ -121,7 +121,9 @@ class IntegerMap:
         """``sum_j W_ij · inputs[j] mod q_l`` for every row i (None for an all-zero row).
 
         Args:
-            inputs: ``k`` arrays ``(size, L, N)`` of residues.
+            inputs: ``k`` arrays ``(size, L, N)`` of residues, or
+                :class:`~.ciphertext.PackedRows` (rows decoded in turn: this loop
+                reads every row of every input once, prime by prime).
             moduli: The ``L`` primes of the level, in the arrays' order.
 
         Raises:
