@@ -21,37 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json
+from _common import digits_models, table, write_json
 
 import secquant
 from secquant.data import load_dataset
 from secquant.errors import ParameterError
-from secquant.nn import Square
 
 PRIVACY = ("off", "rerandomize", "flood")
 COLUMNS = ["model", "mode", "privacy", "poly_degree", "log2_q", "stated_error", "measured_error",
            "response_bytes", "evaluate_s", "ratio_to_off", "note"]
-
-
-def models(epochs: int) -> dict[str, secquant.QuantizedModel]:
-    """The two digits models, trained with a fixed seed."""
-    d = load_dataset("digits")
-    xt, yt = torch.tensor(d.x_train), torch.tensor(d.y_train)
-    out = {}
-    for name, net in (("linear", nn.Sequential(nn.Linear(64, 10))),
-                      ("square-mlp", nn.Sequential(nn.Linear(64, 16), Square(), nn.Linear(16, 10)))):
-        torch.manual_seed(0)
-        opt = torch.optim.Adam(net.parameters(), 1e-2)
-        for _ in range(epochs):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt), yt).backward()
-            opt.step()
-        out[name] = secquant.quantize_model(net.eval(), d.x_train, bits=6)
-    return out
 
 
 def measure(name: str, qm: secquant.QuantizedModel, xq: Any, mode: str, privacy: str, repeats: int) -> dict[str, Any]:
@@ -85,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     x_test = load_dataset("digits").x_test
     rows = []
-    for name, qm in models(args.epochs).items():
+    for name, qm in digits_models(args.epochs).items():
         for mode in ("throughput", "latency"):
             xq = qm.quantize_input(x_test[: args.inputs if mode == "throughput" else 4])
             cells = [measure(name, qm, xq, mode, privacy, args.repeats) for privacy in PRIVACY]
