@@ -99,6 +99,12 @@ class ClientRole(abc.ABC):
     def public_material(self) -> bytes:
         """Public and evaluation keys for the server; never the secret key."""
 
+    def release_public_material(self) -> None:
+        """Drop a cached copy of :meth:`public_material` once the server holds it (gigabytes for deep
+        CKKS models); a later call makes fresh evaluation keys for the same secret key.  The default
+        keeps nothing cached, so there is nothing to drop."""
+        return None
+
     @abc.abstractmethod
     def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
         """Encrypt integer inputs of shape (n, *qm.input_shape).

@@ -195,6 +195,7 @@ class EncryptedModel:
                                             lambda: recipe_for(self, client.public_material(), server), arr,
                                             batch or 1)
             return out
+        client.release_public_material()  # the in-process server holds it; gigabytes for deep CKKS models
         t0 = time.perf_counter()
         payload = client.encrypt(arr, progress)
         t1 = time.perf_counter()

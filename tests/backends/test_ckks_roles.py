@@ -82,3 +82,22 @@ def test_material_from_other_parameters_is_refused(setup):
     other = secquant.compile(qm, "ckks", mode="latency")
     with pytest.raises(ConfigError):
         other.server(material)
+
+
+def test_released_public_material_is_made_again_and_still_works(digits_mlp):
+    """An in-process run drops the client's cached public material (gigabytes for deep models) once the
+    server holds it; asked again, the client makes fresh evaluation keys that a new server accepts."""
+    qm, x = digits_mlp.qm, digits_mlp.x_test[:3]
+    em = secquant.compile(qm, "ckks", mode="latency")
+    xq = qm.quantize_input(x)
+    first = em.forward_int(xq)
+    client, _ = em._roles()
+    assert client._material is None  # released after the server was built
+    again = client.public_material()
+    assert client.public_material() is again  # cached until released
+    server = em.server(again)
+    out = client.decrypt(server.evaluate(client.encrypt(xq)))
+    bound = em.parameters()["max_abs_error_int"]
+    exact = np.asarray(qm.forward_int(xq), dtype=np.int64)
+    for got in (first, out):
+        assert np.max(np.abs(np.asarray(got, dtype=np.int64) - exact)) <= bound

@@ -20,7 +20,7 @@ from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.layout import tile
 from secquant.backends.seal.primes import galois_elt
-from secquant.backends.seal.serialize import load_seal, save_seal
+from secquant.backends.seal.serialize import load_seal, save_seal, scratch
 from secquant.backends.seal.wire import frame, unframe
 from secquant.errors import ConfigError, ModulusOverflowError
 from secquant.quant.model import ModelInterface
@@ -44,20 +44,27 @@ class CKKSClient(ClientRole):
         self._material: bytes | None = None
 
     def public_material(self) -> bytes:
-        """Public, relinearization and (LATENCY) Galois keys, framed with the plan's fingerprint."""
+        """Public, relinearization and (LATENCY) Galois keys, framed with the plan's fingerprint.
+
+        Each key is serialized as soon as it is made and freed before the frame is joined, so the
+        Galois keys (gigabytes at N=32768) never exist as SEAL objects and as bytes at once.
+        """
         if self._material is None:
-            kg = self._keygen
+            kg, io = self._keygen, scratch()
             public_key = self._sa.PublicKey()
             kg.create_public_key(public_key)
-            parts = [public_key, kg.create_relin_keys()]
+            blobs = [io.dump(public_key), io.dump(kg.create_relin_keys())]
             names = list(PUBLIC_PARTS[:2])
             if self.plan.galois_steps:
                 elements = [galois_elt(step, self.plan.poly_degree) for step in self.plan.galois_steps]
-                parts.append(kg.create_galois_keys(elements))
+                blobs.append(io.dump(kg.create_galois_keys(elements)))
                 names.append("galois_keys")
-            meta = {"fingerprint": self.plan.fingerprint, "parts": names}
-            self._material = frame(MATERIAL, meta, save_seal(parts))
+            self._material = frame(MATERIAL, {"fingerprint": self.plan.fingerprint, "parts": names}, blobs)
         return self._material
+
+    def release_public_material(self) -> None:
+        """Drop the cached public material (see :meth:`ClientRole.release_public_material`)."""
+        self._material = None
 
     @property
     def seeded(self) -> bool:
