@@ -42,17 +42,24 @@ def digits_models(epochs: int) -> dict[str, Any]:
     import secquant
     from secquant.data import load_dataset
     from secquant.nn import Square
+    from secquant.training import TrainOptions, train_classifier
 
     d = load_dataset("digits")
-    xt, yt = torch.tensor(d.x_train), torch.tensor(d.y_train)
     out = {}
-    for name, net in (("linear", nn.Sequential(nn.Linear(64, 10))),
-                      ("square-mlp", nn.Sequential(nn.Linear(64, 16), Square(), nn.Linear(16, 10)))):
+    for name, width in (("linear", 0), ("square-mlp", 16)):
         torch.manual_seed(0)
-        opt = torch.optim.Adam(net.parameters(), 1e-2)
-        for _ in range(epochs):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt), yt).backward()
-            opt.step()
+        net = (nn.Sequential(nn.Linear(64, 10)) if not width
+               else nn.Sequential(nn.Linear(64, width), Square(), nn.Linear(width, 10)))
+        train_classifier(net, d.x_train, d.y_train, TrainOptions(epochs=max(1, epochs // 10), lr=1e-2))
         out[name] = secquant.quantize_model(net.eval(), d.x_train, bits=6)
     return out
+
+
+def timed_evaluations(server: Any, payload: bytes, repeats: int) -> tuple[list[float], bytes]:
+    """``repeats`` timed ``server.evaluate(payload)`` calls (seconds) and the last response."""
+    times, response = [], b""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        response = server.evaluate(payload)
+        times.append(time.perf_counter() - t0)
+    return times, response

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_json
+from _common import table, timed_evaluations, write_json
 
 import secquant
 from secquant.data import load_dataset
@@ -74,11 +73,7 @@ def measure(qm: secquant.QuantizedModel, xq: Any, mode: str, privacy: str, repea
     client = em.client()
     server = em.server(client.public_material())
     payload = client.encrypt(xq)
-    times, response = [], b""
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        response = server.evaluate(payload)
-        times.append(time.perf_counter() - t0)
+    times, response = timed_evaluations(server, payload, repeats)
     out = client.decrypt(response)
     exact = bool(np.array_equal(np.asarray(out, dtype=object), np.asarray(qm.forward_int(xq), dtype=object)))
     return {"mode": mode, "privacy": privacy, "poly_degree": params["poly_degree"],

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import digits_models, table, write_json
+from _common import digits_models, table, timed_evaluations, write_json
 
 import secquant
 from secquant.data import load_dataset
@@ -41,11 +40,7 @@ def measure(qm: secquant.QuantizedModel, scheme: str, mode: str, release: Any, x
     client = em.client()
     server = em.server(client.public_material())
     payload = client.encrypt(xq)
-    times, response = [], b""
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        response = server.evaluate(payload)
-        times.append(time.perf_counter() - t0)
+    times, response = timed_evaluations(server, payload, repeats)
     noise = np.asarray(client.decrypt(response), dtype=object) - np.asarray(qm.forward_int(xq), dtype=object)
     plain = params.get("plain_moduli")
     return {"scheme": scheme, "mode": mode, "release": "full" if release is None else release.label,

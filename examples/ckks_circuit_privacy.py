@@ -38,19 +38,17 @@ from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.serialize import load_seal
 from secquant.backends.seal.wire import unframe
 from secquant.data import load_dataset
+from secquant.training import TrainOptions, train_classifier
 
 
 def linear(w: list[list[float]], x: np.ndarray, y: np.ndarray | None = None, epochs: int = 0) -> nn.Module:
-    """A bias-free linear layer with weights ``w``, trained on (x, y) for ``epochs`` if given."""
+    """A linear layer starting from weights ``w`` (bias-free unless trained), trained on (x, y) if given."""
     torch.manual_seed(0)
     m = nn.Linear(len(w[0]), len(w), bias=y is not None)
     with torch.no_grad():
         m.weight.copy_(torch.tensor(w))
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(epochs if y is not None else 0):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(torch.tensor(x)), torch.tensor(y)).backward()
-        opt.step()
+    if y is not None:
+        train_classifier(m, x, y, TrainOptions(epochs=max(1, epochs // 10), lr=1e-2))
     return m.eval()
 
 

@@ -24,18 +24,14 @@ import secquant
 from secquant.audit import audit_mechanism
 from secquant.data import load_dataset
 from secquant.dp.release import DiscreteGaussianLogits
+from secquant.training import TrainOptions, train_classifier
 
 
 def train_linear(x: np.ndarray, y: np.ndarray, epochs: int) -> nn.Module:
-    """64 -> 10 logistic regression, full-batch Adam, fixed seed."""
+    """64 -> 10 logistic regression, fixed seed."""
     torch.manual_seed(0)
     net = nn.Linear(64, 10)
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    xt, yt = torch.tensor(x), torch.tensor(y)
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(xt), yt).backward()
-        opt.step()
+    train_classifier(net, x, y, TrainOptions(epochs=max(1, epochs // 10), lr=1e-2))
     return net.eval()
 
 
