@@ -26,7 +26,7 @@ from secquant.backends.bfv.wire import (
     BATCH,
     PUBLIC,
     RESULT,
-    frame_primes,
+    prime_writer,
     unframe_primes,
 )
 from secquant.backends.seal.ciphertext import Transfer, pack
@@ -137,16 +137,17 @@ class BFVClient(ClientRole):
         size = p.poly_degree if p.mode is Mode.THROUGHPUT else p.inputs_per_ciphertext
         batches = [flat[i:i + size] for i in range(0, n, size)]
         total, done = len(self._kits) * len(batches), 0
-        blobs: list[list[bytes]] = []
-        for kit in self._kits:
-            per: list[bytes] = []
+        per_batch = d if p.mode is Mode.THROUGHPUT else p.gather.chunks if p.gather is not None else 1
+        out = prime_writer(BATCH, p, n, per_batch * len(batches),
+                           {"features": d, "batches": len(batches), "seeded": self.seeded})
+        for kit in self._kits:  # each ciphertext goes into the frame as it is made: one copy of the request
             for batch in batches:
-                per.extend(self._encrypt_slots(kit, slots) for slots in self._slot_vectors(kit, batch))
+                for slots in self._slot_vectors(kit, batch):
+                    out.add(self._encrypt_slots(kit, slots))
                 done += 1
                 if progress:
                     progress(done, total)
-            blobs.append(per)
-        return frame_primes(BATCH, p, n, blobs, {"features": d, "batches": len(batches), "seeded": self.seeded})
+        return out.finish()
 
     @property
     def seeded(self) -> bool:

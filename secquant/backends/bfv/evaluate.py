@@ -4,10 +4,19 @@
 scalar groups in throughput mode, :mod:`~.throughput`; encoded diagonals or
 gathered weights in latency mode, :mod:`~.latency`) and runs a batch through
 them, switching to the scheduled modulus level after each stage.
+
+Throughput memory: SEAL's memory pool keeps every allocation it ever made, so a
+layer of ciphertexts loaded at once stays resident for the rest of the process.
+A throughput batch therefore keeps its features as residues (numpy, freed when
+dropped) between integer maps, and applies the per-feature steps (a map's
+biases, squares, polynomials, level switches) one feature at a time, as each
+is loaded for the next map or for the response: SEAL holds a few ciphertexts,
+not a layer, and the batch holds one copy of its features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from secquant.backends.bfv.kit import PrimeKit, square
@@ -24,15 +33,21 @@ from secquant.backends.bfv.plan import Affine, Square, Stage, stage_name
 from secquant.backends.bfv.throughput import (
     MapAffine,
     map_affine,
+    poly_coefficients,
+    poly_feature,
     scalar_affine,
     throughput_affine,
-    throughput_poly,
 )
-from secquant.backends.seal.ciphertext import CiphertextMeta, RowResidues, read_fresh_rows
+from secquant.backends.seal.ciphertext import CiphertextMeta, RowResidues, from_bytes, read_fresh_rows, to_bytes
 from secquant.backends.seal.context import levels
+from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.primes import galois_elt
 from secquant.backends.seal.rns import map_ciphertexts
+from secquant.backends.seal.serialize import scratch
 from secquant.errors import ConfigError
+
+#: One feature's step of a throughput stage: (feature index, ciphertext) -> ciphertext.
+FeatureOp = Callable[[int, Any], Any]
 
 __all__ = ["ServerProgram", "galois_elements"]
 
@@ -57,9 +72,9 @@ class ServerProgram:
         self._compiled = [self._compile(i, st) for i, st in enumerate(stages)]
 
     def _compile(self, index: int, st: Stage) -> Any:
-        if not isinstance(st, Affine):
-            return st
         layout = self.params.layout
+        if not isinstance(st, Affine):
+            return poly_coefficients(st, self.kit.t) if layout is None and not isinstance(st, Square) else st
         if layout is None:
             return map_affine(st, self.kit.t) or scalar_affine(st, self.kit.t)
         gather = self.params.gather
@@ -94,26 +109,55 @@ class ServerProgram:
     def _zero(self, meta: CiphertextMeta) -> Any:
         return self.kit.encrypt_zero()
 
-    def _integer_map(self, prog: MapAffine, xs: list[Any]) -> list[Any]:
-        out = map_ciphertexts(prog.imap, xs, self.kit.context, self._moduli, self._zero, consume=True)
-        for ct, bias in zip(out, prog.bias):
-            if bias:
-                self.kit.evaluator.add_plain_inplace(ct, self.kit.constant(bias))
+    def _bias_op(self, bias: tuple[int, ...]) -> FeatureOp:
+        def add_bias(k: int, ct: Any) -> Any:
+            if bias[k]:
+                self.kit.evaluator.add_plain_inplace(ct, self.kit.constant(bias[k]))
+            return ct
+        return add_bias
+
+    def _switch_op(self, stage: int) -> FeatureOp:
+        return lambda k, ct: self._switch([ct], stage)[0]
+
+    def _feature_op(self, st: Stage, prog: Any) -> FeatureOp:
+        if isinstance(st, Square):
+            return lambda k, ct: square(self.kit, [ct])[0]
+        return lambda k, ct: poly_feature(self.kit, prog[k], ct)
+
+    def _stream(self, xs: list[Any], ops: list[FeatureOp], dump: bool) -> list[Any]:
+        """Apply ``ops`` feature by feature, consuming ``xs``; each result stays a SEAL ciphertext,
+        or (``dump``) becomes residues for the next integer map.  Residues in ``xs`` are loaded first."""
+        if not ops and dump:
+            return xs
+        io, sa, ctx, out = scratch(), seal(), self.kit.context, []
+        for k in range(len(xs)):
+            x, xs[k] = xs[k], None
+            ct = io.load(sa.Ciphertext(ctx), ctx, to_bytes(*x), "ciphertext") if isinstance(x, tuple) else x
+            for op in ops:
+                ct = op(k, ct)
+            out.append(from_bytes(io.dump(ct)) if dump else ct)
+            del x, ct
         return out
 
     def run_throughput(self, xs: list[Any]) -> list[Any]:
-        """Features in (ciphertexts, or residues when :attr:`takes_residues`), features out."""
+        """Features in (ciphertexts, or residues when :attr:`takes_residues`), features out.
+
+        Integer maps read and write residues; every other step runs per feature in
+        :meth:`_stream` (see the module docstring: memory).
+        """
+        pending: list[FeatureOp] = []
         for i, (st, prog) in enumerate(zip(self.stages, self._compiled)):
             if isinstance(prog, MapAffine):
-                xs = self._integer_map(prog, xs)
+                xs = map_ciphertexts(prog.imap, self._stream(xs, pending, dump=True), self.kit.context,
+                                     self._moduli, self._zero, consume=True, load=False)
+                pending = [self._bias_op(prog.bias)]
             elif isinstance(st, Affine):
-                xs = throughput_affine(self.kit, prog, xs)
-            elif isinstance(st, Square):
-                xs = square(self.kit, xs)
+                xs = throughput_affine(self.kit, prog, self._stream(xs, pending, dump=False))
+                pending = []
             else:
-                xs = throughput_poly(self.kit, st, xs)
-            xs = self._switch(xs, i)
-        return xs
+                pending.append(self._feature_op(st, prog))
+            pending.append(self._switch_op(i))
+        return self._stream(xs, pending, dump=False)
 
     def run_latency(self, cts: list[Any]) -> Any:
         """The ciphertexts of one packed input (or of two, one per row, without gathering) in, one out."""

@@ -7,7 +7,7 @@ straight from the wire (:mod:`~secquant.backends.seal.ciphertext`).  Weights too
 large for exact float64 products fall back to scalar multiply-accumulates: per
 output, the inputs grouped by |weight|, summed, and each group multiplied once
 by a constant plaintext.  A polynomial is evaluated per feature with scalar
-coefficients.
+coefficients (:func:`poly_feature`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.rns import IntegerMap
 from secquant.errors import ParameterError
 
-__all__ = ["MapAffine", "ScalarAffine", "map_affine", "scalar_affine", "throughput_affine", "throughput_poly"]
+__all__ = ["MapAffine", "ScalarAffine", "map_affine", "poly_coefficients", "poly_feature", "scalar_affine",
+           "throughput_affine"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,21 +108,21 @@ def throughput_affine(kit: PrimeKit, prog: ScalarAffine, xs: list[Any]) -> list[
     return out
 
 
-def throughput_poly(kit: PrimeKit, stage: Poly, xs: list[Any]) -> list[Any]:
-    """``sum_i c[i, f] x_f**i`` per feature ciphertext ``x_f``, with scalar coefficients."""
-    c = np.mod(np.asarray(stage.coeffs).astype(object), kit.t)
-    out = []
-    for f, x in enumerate(xs):
-        xp = powers(kit, x, stage.degree)
-        total = None
-        for i in range(1, stage.degree + 1):
-            ci = int(c[i, f])
-            if ci == 0:
-                continue
-            term = seal().Ciphertext()
-            scalar_mul(kit, xp[i], ci, term)
-            total = accumulate(kit, total, term)
-        out.append(finish(kit, total, kit.constant(int(c[0, f])) if int(c[0, f]) else None))
-    return out
+def poly_coefficients(stage: Poly, t: int) -> tuple[tuple[int, ...], ...]:
+    """Per feature, the residues mod t of its coefficients ``c[0..degree, f]``."""
+    c = np.mod(np.asarray(stage.coeffs).astype(object), t)
+    return tuple(tuple(int(v) for v in c[:, f]) for f in range(c.shape[1]))
 
+
+def poly_feature(kit: PrimeKit, coeffs: tuple[int, ...], x: Any) -> Any:
+    """``sum_i coeffs[i] x**i`` of one feature ciphertext ``x`` (coefficients mod t, scalar)."""
+    xp = powers(kit, x, len(coeffs) - 1)
+    total = None
+    for i in range(1, len(coeffs)):
+        if coeffs[i] == 0:
+            continue
+        term = seal().Ciphertext()
+        scalar_mul(kit, xp[i], coeffs[i], term)
+        total = accumulate(kit, total, term)
+    return finish(kit, total, kit.constant(coeffs[0]) if coeffs[0] else None)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from secquant.backends.base import Mode
-from secquant.backends.seal.wire import BFV_MAGIC, frame, unframe
+from secquant.backends.seal.wire import BFV_MAGIC, FrameWriter, frame, unframe
 from secquant.errors import ConfigError
 
-__all__ = ["BATCH", "PUBLIC", "RESULT", "frame_primes", "unframe_primes"]
+__all__ = ["BATCH", "PUBLIC", "RESULT", "frame_primes", "prime_writer", "unframe_primes"]
 
 #: Artifact type of the public material.
 PUBLIC = "secquant.BFVPublic"
@@ -34,13 +34,22 @@ class _Ring(Protocol):
     def plain_moduli(self) -> tuple[int, ...]: ...
 
 
+def _meta(params: _Ring, n: int, per_prime: int, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {"mode": params.mode.value, "n": int(n), "poly_degree": params.poly_degree,
+            "plain_moduli": [str(t) for t in params.plain_moduli], "per_prime": int(per_prime), **(extra or {})}
+
+
 def frame_primes(kind: str, params: _Ring, n: int, blobs: list[list[bytes]],
                  extra: dict[str, Any] | None = None) -> bytes:
     """A frame of ``n`` inputs: a JSON header, then each prime's ciphertexts in turn."""
-    meta = {"mode": params.mode.value, "n": int(n), "poly_degree": params.poly_degree,
-            "plain_moduli": [str(t) for t in params.plain_moduli], "per_prime": len(blobs[0]) if blobs else 0,
-            **(extra or {})}
+    meta = _meta(params, n, len(blobs[0]) if blobs else 0, extra)
     return frame(kind, meta, [b for per_prime in blobs for b in per_prime], BFV_MAGIC)
+
+
+def prime_writer(kind: str, params: _Ring, n: int, per_prime: int,
+                 extra: dict[str, Any] | None = None) -> FrameWriter:
+    """The frame of :func:`frame_primes`, written ciphertext by ciphertext (prime after prime)."""
+    return FrameWriter(kind, _meta(params, n, per_prime, extra), per_prime * len(params.plain_moduli), BFV_MAGIC)
 
 
 def _check_ring(meta: dict[str, Any], params: _Ring) -> tuple[int, int]:

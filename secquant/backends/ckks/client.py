@@ -20,8 +20,8 @@ from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.layout import tile
 from secquant.backends.seal.primes import galois_elt
-from secquant.backends.seal.serialize import load_seal, save_seal, scratch
-from secquant.backends.seal.wire import frame, unframe
+from secquant.backends.seal.serialize import load_seal, scratch
+from secquant.backends.seal.wire import FrameWriter, frame, unframe
 from secquant.errors import ConfigError, ModulusOverflowError
 from secquant.quant.model import ModelInterface
 
@@ -106,14 +106,15 @@ class CKKSClient(ClientRole):
         """
         arr = self.interface.check_integers(xq)
         arr = arr.reshape(arr.shape[0], -1).astype(np.int64)
-        cts = [self._encrypt_vector(v.tolist()) for v in self._slot_vectors(arr)]
-        if progress is not None:
-            progress(len(cts), len(cts))
+        vectors = self._slot_vectors(arr)
         meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0]), "seeded": self.seeded}
-        blobs = save_seal(cts)
-        if self.plan.options.transfer is not Transfer.LATENCY:
-            blobs = [pack(b) for b in blobs]
-        return frame(BATCH, meta, blobs)
+        out, io, packed = FrameWriter(BATCH, meta, len(vectors)), scratch(), self.plan.options.transfer
+        for i, v in enumerate(vectors):  # each ciphertext goes into the frame as it is made: one copy
+            blob = io.dump(self._encrypt_vector(v.tolist()))
+            out.add(blob if packed is Transfer.LATENCY else pack(blob))
+            if progress is not None:
+                progress(i + 1, len(vectors))
+        return out.finish()
 
     def decrypt(self, payload: bytes) -> NDArray[Any]:
         """Decrypt to centered integers within ``max_abs_error_int`` of ``qm.forward_int``.

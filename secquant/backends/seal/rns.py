@@ -42,7 +42,7 @@ __all__ = ["IntegerMap", "chunk_bits", "map_ciphertexts"]
 #: float64 holds every integer of magnitude below this exactly.
 _EXACT = 2**53
 #: Columns per block, so the float copies of one block stay a few tens of MB.
-_BLOCK = 8192
+_BLOCK = 2048
 #: Horner's step estimates a quotient below 2**c in float64; exact to within one for c <= 50.
 _MAX_CHUNK = 50
 
@@ -190,7 +190,7 @@ def _add_mod(a: NDArray[np.uint64], b: NDArray[np.uint64], q: int) -> NDArray[np
 
 def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
                     moduli: Mapping[tuple[int, ...], Sequence[int]],
-                    zero: Callable[[CiphertextMeta], Any], consume: bool = False) -> list[Any]:
+                    zero: Callable[[CiphertextMeta], Any], consume: bool = False, load: bool = True) -> list[Any]:
     """``W · xs`` on SEAL ciphertexts (or their parsed :data:`~.ciphertext.Residues`), exactly.
 
     The residues are read from SEAL's bytes, mapped by ``imap`` and loaded
@@ -204,6 +204,9 @@ def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
         zero: An encryption of zero at the inputs' level and scale.
         consume: Empty ``xs`` (a list) once the map is computed, so that the inputs can be freed
             before the outputs are loaded (a throughput batch's first stage holds both otherwise).
+        load: Load the outputs into SEAL (True), or return each nonzero row as its
+            :data:`~.ciphertext.Residues` for the caller to load one at a time (SEAL's memory
+            pool never returns what it once held, so a whole layer loaded at once stays resident).
 
     Raises:
         ParameterError: shapes or moduli do not match the map.
@@ -219,7 +222,11 @@ def map_ciphertexts(imap: IntegerMap, xs: Sequence[Any], context: Any,
     out = []
     for i, a in enumerate(arrays):  # load each output and free its residues at once: one copy, not two
         arrays[i] = None
-        out.append(io.load(sa.Ciphertext(context), context, to_bytes(meta, a), "ciphertext") if a is not None
-                   else zero(meta))
+        if a is None:
+            out.append(zero(meta))
+        elif load:
+            out.append(io.load(sa.Ciphertext(context), context, to_bytes(meta, a), "ciphertext"))
+        else:
+            out.append((meta, a))
         del a
     return out

@@ -8,25 +8,80 @@ all of it, raising :class:`~secquant.errors.ConfigError` for anything malformed.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from typing import Any
 
 from secquant.errors import ConfigError
 
-__all__ = ["BFV_MAGIC", "CKKS_MAGIC", "frame", "unframe"]
+__all__ = ["BFV_MAGIC", "CKKS_MAGIC", "FrameWriter", "frame", "unframe"]
 
 CKKS_MAGIC = b"SQCKKS1\n"
 BFV_MAGIC = b"SQBFV1\n"
 _SCHEMES = {CKKS_MAGIC: "CKKS", BFV_MAGIC: "BFV"}
 _MAX_HEADER = 1 << 20
+#: Decimal digits reserved per blob length by :class:`FrameWriter` (blobs below 10**12 bytes).
+_LENGTH_DIGITS = 12
+
+
+def _header(kind: str, meta: dict[str, Any], lengths: list[int]) -> bytes:
+    return json.dumps({"kind": kind, "meta": meta, "lengths": lengths}, separators=(",", ":")).encode()
 
 
 def frame(kind: str, meta: dict[str, Any], blobs: list[bytes], magic: bytes = CKKS_MAGIC) -> bytes:
     """Frame blobs with a JSON header (no digest: a frame is transport, not an artifact)."""
-    header = json.dumps({"kind": kind, "meta": meta, "lengths": [len(b) for b in blobs]},
-                        separators=(",", ":")).encode()
+    header = _header(kind, meta, [len(b) for b in blobs])
     return b"".join([magic, struct.pack("<I", len(header)), header, *blobs])
+
+
+class FrameWriter:
+    """The frame of :func:`frame`, written blob by blob as each is made.
+
+    A throughput request can be gigabytes; holding its blobs and then joining
+    them needs twice its size.  The writer reserves the header's room up front
+    (``count`` lengths of :data:`_LENGTH_DIGITS` digits), appends each blob to
+    one growing buffer, and on :meth:`finish` writes the real header padded with
+    spaces (JSON allows trailing whitespace; :func:`unframe` reads it unchanged)
+    and hands over that buffer without a copy.
+
+    Args:
+        kind: Frame kind.
+        meta: Header metadata (JSON-ready).
+        count: Number of blobs that will be added.
+        magic: The scheme's magic.
+    """
+
+    def __init__(self, kind: str, meta: dict[str, Any], count: int, magic: bytes = CKKS_MAGIC) -> None:
+        self._kind, self._meta, self._count, self._magic = kind, dict(meta), int(count), magic
+        self._room = len(_header(kind, self._meta, [10**_LENGTH_DIGITS - 1] * self._count))
+        self._lengths: list[int] = []
+        self._buf: io.BytesIO | None = io.BytesIO()
+        self._buf.write(magic + struct.pack("<I", self._room) + b" " * self._room)
+
+    def add(self, blob: bytes | memoryview) -> None:
+        """Append one blob.
+
+        Raises:
+            ConfigError: more blobs than ``count``, a blob of 10**12 bytes or more, or after :meth:`finish`.
+        """
+        if self._buf is None or len(self._lengths) >= self._count or len(blob) >= 10**_LENGTH_DIGITS:
+            raise ConfigError("FrameWriter: blob past the announced count or size, or frame already finished")
+        self._buf.write(blob)
+        self._lengths.append(len(blob))
+
+    def finish(self) -> bytes:
+        """The frame's bytes (the writer is spent).
+
+        Raises:
+            ConfigError: fewer blobs than ``count`` were added, or already finished.
+        """
+        if self._buf is None or len(self._lengths) != self._count:
+            raise ConfigError(f"FrameWriter: {len(self._lengths)} blobs added, {self._count} announced")
+        buf, self._buf = self._buf, None
+        buf.seek(len(self._magic) + 4)
+        buf.write(_header(self._kind, self._meta, self._lengths).ljust(self._room, b" "))
+        return buf.getvalue()  # CPython hands over its buffer (resized in place) when nothing else shares it
 
 
 def unframe(payload: bytes, kind: str, magic: bytes = CKKS_MAGIC) -> tuple[dict[str, Any], list[memoryview]]:
