@@ -67,6 +67,7 @@ def train_quantized(data: str, *, bits: int, epochs: int, seed: int = 0) -> tupl
     ds = load_dataset(data, seed=seed)
     x_train, x_test = ds.images() if data == "mnist" else (ds.x_train, ds.x_test)
     t0 = time.perf_counter()
+    torch.manual_seed(seed)  # the initial weights: the same model on every run
     model = models.train(_model_for(data), x_train, ds.y_train, epochs=epochs, seed=seed)
     float_acc = models.accuracy(model(torch.tensor(x_test)), ds.y_test)
     qm = secquant.quantize_model(model, x_train, bits=bits)
@@ -175,7 +176,8 @@ def _encrypted(qm: Any, x: np.ndarray, y: np.ndarray, cfg: DemoConfig, echo: Any
     from secquant.progress import progress_bar
 
     t0 = time.perf_counter()
-    em = secquant.compile(qm, cfg.scheme)
+    # BFV sizes its ring for this many inputs (a few hundred: N=8192, not the 16384 of full batches)
+    em = secquant.compile(qm, cfg.scheme, **({"inputs_per_call": len(x)} if cfg.scheme == "bfv" else {}))
     params = em.parameters()
     echo(f"{cfg.scheme}: parameters chosen from the bounds: " + ", ".join(
         f"{k}={params[k]}" for k in list(params)[:8]))

@@ -57,3 +57,13 @@ def test_ckks_circuit_privacy_example() -> None:
     assert "audit off: " in out and "weights told apart: True" in out
     assert "audit flood: " in out and out.split("audit flood: ")[1].split("\n")[0].endswith("told apart: False")
     assert "all checks passed" in out
+
+
+def test_sized_ring_example() -> None:
+    """A ring sized for 16 inputs is smaller than the full-batch one, sends fewer bytes, and is bit-exact."""
+    out = run_example("sized_ring.py", "--inputs", "16", "--channels", "1", "--epochs", "1")
+    rows = [line for line in out.splitlines() if "N=" in line]
+    sizes = [int(r.split("N=")[1].split()[0]) for r in rows]
+    mbs = [float(r.split("request")[1].split()[0]) for r in rows]
+    assert len(rows) == 2 and sizes[1] < sizes[0] and mbs[1] < mbs[0], out
+    assert "bit-exact: True" in out

@@ -13,8 +13,10 @@ Everything here is key-less arithmetic on the plan and ``qm.bounds()``:
   prime) stays within the HomomorphicEncryption.org bound for N at the
   requested level (:mod:`~secquant.backends.seal.security`).
 * **Cost.** Among the feasible (N, prime size) pairs the cheapest is chosen:
-  per slot ``k * (L + 1)`` in throughput mode, ``k * N * (L + 1)**2`` in latency
-  mode (rotations, i.e. key switches, dominate), k primes, L data primes.
+  per slot ``k * (L + 1)`` in throughput mode (times the ``ceil(B / N) * N``
+  slots of a call of B = ``options.inputs_per_call`` inputs, when given),
+  ``k * N * (L + 1)**2`` in latency mode (rotations, i.e. key switches,
+  dominate), k primes, L data primes.
 """
 
 from __future__ import annotations
@@ -214,11 +216,13 @@ def _attempt(stages: list[Stage], options: BFVOptions, n: int, plain: list[int],
     return BFVParameters(options.mode, n, tuple(coeff), tuple(plain), options.security, margin, tuple(trace), layout)
 
 
-def _cost(p: BFVParameters) -> float:
-    k, l_data = len(p.plain_moduli), len(p.coeff_bits) - 1
+def _cost(p: BFVParameters, inputs: int | None = None) -> float:
+    """Relative cost: per input of full batches, or of one call of ``inputs`` inputs (THROUGHPUT)."""
+    k, l_data, n = len(p.plain_moduli), len(p.coeff_bits) - 1, p.poly_degree
     if p.mode is Mode.THROUGHPUT:
-        return k * (l_data + 1) * (1 + p.poly_degree / 65536)
-    return k * p.poly_degree * (l_data + 1) ** 2
+        per_slot = k * (l_data + 1) * (1 + n / 65536)
+        return per_slot if inputs is None else per_slot * n * math.ceil(inputs / n)
+    return k * n * (l_data + 1) ** 2
 
 
 def choose_parameters(qm: QuantizedModel, stages: list[Stage], options: BFVOptions) -> BFVParameters:
@@ -246,7 +250,7 @@ def choose_parameters(qm: QuantizedModel, stages: list[Stage], options: BFVOptio
             tried.append(f"N={n}: plain_modulus {options.plain_modulus} is not 1 mod {2 * n}")
             continue
         for cand in filter(None, (_attempt(stages, options, n, plain, layout) for plain in choices)):
-            if best is None or _cost(cand) < _cost(best):
+            if best is None or _cost(cand, options.inputs_per_call) < _cost(best, options.inputs_per_call):
                 best = cand
         if best is None:
             tried.append(f"N={n}: no prime size leaves {options.margin} bits of noise budget within "
