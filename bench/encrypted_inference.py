@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_json
@@ -72,6 +73,7 @@ REQUEST_TARGETS = {"tenseal-mnist": 500_000, "mnist-mlp": 500_000, "digits-mlp":
 def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
     out = []
     for name in names:
+        torch.manual_seed(0)  # the initial weights: the same models, and tables, on every run
         if name == "tenseal-mnist":
             ds = load_dataset("mnist")
             x_train, x_test = ds.images()
@@ -88,7 +90,7 @@ def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
         else:
             raise ConfigError(f"unknown network {name!r}")
         qm = secquant.quantize_model(model, x_train[:1000], bits=bits)
-        float_acc = models.accuracy(model(__import__("torch").tensor(x_test)), ds.y_test)
+        float_acc = models.accuracy(model(torch.tensor(x_test)), ds.y_test)
         out.append({"name": name, "model": model, "qm": qm, "x": x_test, "y": ds.y_test, "float_acc": float_acc,
                     "int_acc": models.accuracy(qm.predict(x_test), ds.y_test)})
     return out

@@ -170,6 +170,30 @@ def test_ckks_bytes_chooses_the_narrowest_primes_that_meet_the_target(mnist_mlp)
                          poly_degree=small["poly_degree"])
 
 
+@pytest.mark.parametrize("fixture", ["digits_mlp", "mnist_mlp"])
+def test_ckks_bytes_lowers_each_prime_while_the_target_holds(fixture: str, request: pytest.FixtureRequest) -> None:
+    """After the narrowest uniform chain, each data prime is lowered bit by bit while the target holds:
+    never more bits than the uniform chain, and no prime can lose one more bit without missing the target."""
+    from secquant.backends.ckks import params as ckks_params
+    from secquant.backends.ckks.chain import Free
+
+    qm = request.getfixturevalue(fixture).qm
+    em = secquant.compile(qm, "ckks", mode="latency", transfer="bytes")
+    small = em.parameters()
+    uniform = secquant.compile(qm, "ckks", mode="latency", scale_bits=small["scale_bits"],
+                               poly_degree=small["poly_degree"]).parameters()
+    assert sum(small["coeff_modulus_bits"]) <= sum(uniform["coeff_modulus_bits"])
+    assert small["relative_error_bound"] <= 2.0 ** -small["precision_bits_target"]
+    stages, bits = em.backend.stages, small["coeff_modulus_bits"]
+    opts, n = em.backend.options, small["poly_degree"]
+    layouts, _ = ckks_params.rotation_keys(stages, opts, n, ckks_params.switch_key_bytes(n, len(bits)))
+    reference, w = small["reference_output_magnitude"], small["scale_bits"] - 1
+    for i in range(len(bits) - 1):
+        lower = bits[:i] + [bits[i] - 1] + bits[i + 1:]
+        found = ckks_params._try(stages, opts, n, ("test", lower, w, Free.NONE), layouts, reference)
+        assert isinstance(found, str), f"prime {i} could lose a bit: {lower}"
+
+
 def test_ckks_bytes_sends_fewer_ciphertexts_than_latency(digits_mlp) -> None:
     """The lever itself: without client rotations the request holds one ciphertext, not b1 copies."""
     qm = digits_mlp.qm

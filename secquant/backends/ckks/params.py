@@ -246,12 +246,13 @@ def _bits(primes: list[int]) -> float:
 
 def _narrowest(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, layouts: list[StageLayout],
                reference: float) -> _Passing | None:
-    """``transfer=BYTES``: the uniform chain with the narrowest primes that still meets the target.
+    """``transfer=BYTES``: the narrowest chain that still meets the target.
 
     A request ciphertext holds every data prime, so each bit of B saves
     ``depth·N/8`` bytes; SEAL's speed does not depend on B (64-bit words), so
     latency is unchanged and the error bound grows only up to the target.
-    Bisection on B (the target is met from some B up).
+    Bisection on a uniform B (the target is met from some B up), then
+    :func:`_descend` lowers each prime on its own.
     """
     label, bits, w, free = cand
     if len(set(bits[1:-1])) > 1 or bits[0] != w + 2:  # only the uniform chains
@@ -259,15 +260,44 @@ def _narrowest(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, 
     lo, hi, best = MIN_SCALE_BITS, w + 1, None
     while lo < hi:
         mid = (lo + hi) // 2
-        try:
-            found = _candidate(stages, opts, n, (label, [mid + 1] + [mid] * (len(bits) - 2) + [bits[-1]], mid - 1,
-                                                 free), layouts, reference)
-        except ParameterError as exc:
-            found = str(exc)
+        found = _try(stages, opts, n, (label, [mid + 1] + [mid] * (len(bits) - 2) + [bits[-1]], mid - 1, free),
+                     layouts, reference)
         if isinstance(found, str):
             lo = mid + 1
         else:
             best, hi = found, mid
+    if best is None:  # no narrower uniform chain: descend from this one (hi is still w + 1)
+        found = _try(stages, opts, n, cand, layouts, reference)
+        if isinstance(found, str):
+            return None
+        best = found
+    return _descend(stages, opts, n, (label, bits, hi - 1, free), best, layouts, reference)
+
+
+def _try(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, layouts: list[StageLayout],
+         reference: float) -> _Passing | str:
+    try:
+        return _candidate(stages, opts, n, cand, layouts, reference)
+    except ParameterError as exc:  # SEAL has too few primes of these sizes for N
+        return str(exc)
+
+
+def _descend(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, best: _Passing,
+             layouts: list[StageLayout], reference: float) -> _Passing:
+    """``best`` (a uniform chain) with each data prime lowered, one bit at a time, while the chain
+    still meets the target: the levels differ in how much of the error budget they spend."""
+    label, _, w, free = cand
+    bits = [int(q).bit_length() for q in best[2]]
+    improved = True
+    while improved:
+        improved = False
+        for i in range(len(bits) - 1):
+            trial = bits[:i] + [bits[i] - 1] + bits[i + 1:]
+            if trial[i] < MIN_SCALE_BITS:
+                continue
+            found = _try(stages, opts, n, (label, trial, w, free), layouts, reference)
+            if not isinstance(found, str):
+                bits, best, improved = trial, found, True
     return best
 
 
