@@ -118,7 +118,11 @@ def test_secret_key_never_reaches_ray(cluster: Any, digits_mlp: Any, bfv_model: 
     assert _exact(out, qm.forward_int(xq))
     recipe = recipe_for(em, client.public_material())
     blobs = [v for v in capture.values if isinstance(v, bytes)]
-    assert all(isinstance(v, (bytes, int)) and not isinstance(v, bool) for v in capture.values), \
+    digests = [v for v in capture.values if isinstance(v, str)]
+    boxes = [v for v in capture.values if isinstance(v, list)]
+    assert digests and set(digests) == {recipe_for(em, client.public_material()).digest}
+    assert boxes and all(len(b) == 1 and isinstance(b[0], ray.ObjectRef) for b in boxes)  # the recipe, unresolved
+    assert all(isinstance(v, (bytes, int, str, list)) and not isinstance(v, bool) for v in capture.values), \
         sorted({type(v).__name__ for v in capture.values})
     big = [b for b in blobs if len(b) > 64]
     assert recipe.wire in big and len(payloads) == 2 and all(p in big for p in payloads)
@@ -226,6 +230,33 @@ def test_batches_stream_in_order_with_bounded_in_flight(cluster: Any, digits_mlp
     assert max(outstanding) <= cluster.in_flight == 4 and cluster.last_stats.max_outstanding <= 4
     assert cluster.gcs_address().startswith("127.")  # the local cluster listens on the loopback address only
     assert _exact(np.concatenate(results), qm.forward_int(xs))
+
+
+def test_sessions_taking_turns_reuse_the_actors_and_their_roles(cluster: Any, digits_mlp: Any,
+                                                                bfv_model: Any) -> None:
+    """Two recipes (two clients' public material) in turn: bit-exact, the same actor processes, and each
+    role built once per actor; an executor that keeps one role (``recipes=1``) rebuilds on every switch."""
+    qm = digits_mlp.qm
+    ems = [bfv_model, secquant.compile(qm, "bfv", **BFV)]
+    xq = _batches(digits_mlp, bfv_model, count=1, extra=12)
+    ems[1].forward_int(xq[:1])  # its own keys
+    cluster.release()
+    pids = None
+    for turn in range(4):
+        em = ems[turn % 2]
+        assert _exact(em.forward_int(xq, executor=cluster), qm.forward_int(xq))
+        pids = pids or cluster.worker_pids()
+        assert cluster.worker_pids() == pids  # no actor was restarted or replaced
+    assert cluster.builds() == [2, 2]
+    cluster.recipes = 1  # planted: actors that keep one role
+    cluster.release()
+    try:
+        for turn in range(3):
+            ems[turn % 2].forward_int(xq, executor=cluster)
+        assert cluster.builds() == [3, 3]
+    finally:
+        cluster.recipes = 4
+        cluster.release()
 
 
 def test_a_recipe_that_compiles_another_spec_is_refused_by_the_workers(cluster: Any, digits_mlp: Any, bfv_model: Any) -> None:

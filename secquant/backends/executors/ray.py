@@ -1,8 +1,10 @@
 """Whole batches on a Ray cluster: :class:`RayExecutor`; the secret key stays in this process.
 
-* **Workers hold only the server role.**  One actor per worker, each built
-  from one :class:`~.recipe.ServerRecipe` (model, options, public material:
-  bytes, digest-checked) that is ``ray.put`` once and shared by every actor.
+* **Workers hold only the server role.**  One actor per worker; each builds
+  server roles from :class:`~.recipe.ServerRecipe` bytes (model, options,
+  public material; digest-checked), each ``ray.put`` once and shared by every
+  actor.  Actors keep the roles of the last ``recipes`` recipes, so sessions
+  that take turns (``secquant serve --executor``) reuse them.
 * **The client stays here.**  :meth:`RayExecutor.run` encrypts each batch in
   this process just before submitting it and decrypts each result as it
   arrives; the cluster sees public material and ciphertexts only.
@@ -24,9 +26,11 @@ import contextlib
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from secquant.backends.base import ServerRole
 from secquant.backends.executors.base import (
     BatchJob,
     BatchOutput,
@@ -46,19 +50,57 @@ _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class ServerWorker:
-    """The body of one Ray actor: a server role built once from recipe bytes; never a secret key."""
+    """The body of one Ray actor: server roles built from recipe bytes; never a secret key.
 
-    def __init__(self, recipe: bytes) -> None:
-        self._server = ServerRecipe.from_bytes(recipe).build()
+    The actor keeps the roles of the ``capacity`` recipes it used last (by
+    digest), so sessions that take turns do not rebuild them.  A recipe comes as
+    a one-element list holding its object reference, which Ray hands over
+    unresolved: the bytes are fetched only when the role must be built (first
+    use, or after the actor restarted and lost its roles).
+
+    Args:
+        capacity: Server roles kept (>= 1).
+    """
+
+    def __init__(self, capacity: int = 1) -> None:
+        self._servers: OrderedDict[str, ServerRole] = OrderedDict()
+        self._capacity = max(1, int(capacity))
+        self.builds = 0
 
     def ready(self) -> int:
-        """The actor's process id (it answers once the server role is built)."""
+        """The actor's process id."""
         return os.getpid()
 
-    def evaluate(self, index: int, payload: bytes) -> tuple[int, bytes, float]:
-        """``(index, encrypted result, seconds)`` of one encrypted batch."""
+    def _server(self, digest: str, recipe: list[Any]) -> ServerRole:
+        server = self._servers.get(digest)
+        if server is None:
+            import ray
+
+            built = ServerRecipe.from_bytes(ray.get(recipe[0]))
+            if built.digest != digest:
+                raise ExecutorError("the recipe's bytes do not have the digest they were sent under")
+            server = built.build()
+            self.builds += 1
+            self._servers[digest] = server
+            while len(self._servers) > self._capacity:
+                self._servers.popitem(last=False)
+        self._servers.move_to_end(digest)
+        return server
+
+    def prepare(self, digest: str, recipe: list[Any]) -> tuple[int, int]:
+        """Build (or keep) the server role of a recipe; ``(process id, roles built so far)``."""
+        self._server(digest, recipe)
+        return os.getpid(), self.builds
+
+    def build_count(self) -> int:
+        """Server roles built since the actor started."""
+        return self.builds
+
+    def evaluate(self, index: int, payload: bytes, digest: str, recipe: list[Any]) -> tuple[int, bytes, float]:
+        """``(index, encrypted result, seconds)`` of one encrypted batch under the recipe ``digest``."""
+        server = self._server(digest, recipe)
         t0 = time.perf_counter()
-        result = self._server.evaluate(payload)
+        result = server.evaluate(payload)
         return index, result, time.perf_counter() - t0
 
 
@@ -101,9 +143,10 @@ class _RayWindow(Window[bytes, Evaluated]):
     to live actors meanwhile, and wait for one when none is live.
     """
 
-    def __init__(self, executor: RayExecutor, limit: int, max_retries: int) -> None:
+    def __init__(self, executor: RayExecutor, limit: int, max_retries: int, digest: str) -> None:
         super().__init__(limit, max_retries)
         self._ex = executor
+        self._digest = digest
         self._ray = executor._ray
         self._refs: dict[Any, tuple[int, int, int]] = {}
         self._load = [0] * len(executor._actors)
@@ -140,7 +183,7 @@ class _RayWindow(Window[bytes, Evaluated]):
         while len(self._probes) == len(self._load):
             self._poll(block=True)
         slot = min((s for s in range(len(self._load)) if s not in self._probes), key=self._load.__getitem__)
-        self._refs[self._ex._send(slot, index, item)] = (index, slot, attempt)
+        self._refs[self._ex._send(slot, index, item, self._digest)] = (index, slot, attempt)
         self._load[slot] += 1
 
     def wait(self) -> list[tuple[int, Evaluated | BaseException]]:
@@ -188,13 +231,16 @@ class RayExecutor:
         cpus_per_worker: CPUs each actor reserves (> 0; default 1).
         restart_timeout: Seconds a dead actor may take to come back before the
             stream fails (> 0; default 300).
+        recipes: Server roles each actor keeps, the most recently used (>= 1;
+            default 4): sessions that take turns do not rebuild them.
 
     Raises:
         ConfigError: a value out of range.
     """
 
     def __init__(self, address: str = "local", *, workers: int | None = None, in_flight: int | None = None,
-                 max_retries: int = 2, cpus_per_worker: float = 1.0, restart_timeout: float = 300.0) -> None:
+                 max_retries: int = 2, cpus_per_worker: float = 1.0, restart_timeout: float = 300.0,
+                 recipes: int = 4) -> None:
         if not isinstance(address, str) or not address:
             raise ConfigError(f"address must be 'local', 'auto', 'host:port' or 'ray://host:port', got {address!r}")
         self.address = address
@@ -207,12 +253,12 @@ class RayExecutor:
         if isinstance(restart_timeout, bool) or not isinstance(restart_timeout, (int, float)) or restart_timeout <= 0:
             raise ConfigError(f"restart_timeout must be a positive number of seconds, got {restart_timeout!r}")
         self.restart_timeout = float(restart_timeout)
+        self.recipes = check_count(recipes, "recipes")
         self._ray: Any = None
         self._owns_ray = False
         self._actors: list[Any] = []
         self._actor_class: Any = None
-        self._recipe_ref: Any = None
-        self._recipe_digest: str | None = None
+        self._recipe_refs: OrderedDict[str, Any] = OrderedDict()  # digest -> object reference, most recent last
         self.last_stats: RunStats | None = None
 
     def __repr__(self) -> str:
@@ -270,24 +316,33 @@ class RayExecutor:
         return str(self._connect().get_runtime_context().gcs_address)
 
     def start(self, recipe: ServerRecipe) -> list[int]:
-        """Make sure one actor per worker holds ``recipe``'s server role; their process ids.
+        """Make sure every actor holds ``recipe``'s server role; their process ids.
 
-        The recipe is ``ray.put`` once; actors built from another recipe are ended first.
+        The recipe is ``ray.put`` once; the actors build its role unless they
+        hold it already (they keep the last :attr:`recipes`).
 
         Raises:
             ExecutorError: an actor cannot build its server role (the message says why).
         """
         ray = self._connect()
-        if self._recipe_digest != recipe.digest:
-            self._end_actors()
-            self._recipe_ref = self._put(recipe.wire)
-            self._recipe_digest = recipe.digest
+        if not self._actors:
             self._actors = [self._spawn() for _ in range(self.workers)]
+        if recipe.digest not in self._recipe_refs:
+            self._recipe_refs[recipe.digest] = self._put(recipe.wire)
+            while len(self._recipe_refs) > self.recipes:
+                self._recipe_refs.popitem(last=False)
+        self._recipe_refs.move_to_end(recipe.digest)
+        box = [self._recipe_refs[recipe.digest]]
         try:
-            return [int(pid) for pid in ray.get([actor.ready.remote() for actor in self._actors])]
+            return [int(pid) for pid, _ in ray.get([a.prepare.remote(recipe.digest, box) for a in self._actors])]
         except ray.exceptions.RayError as exc:
             self._end_actors()
             raise ExecutorError(f"a Ray worker could not build its server role: {exc}") from exc
+
+    def builds(self) -> list[int]:
+        """Server roles each actor has built since it started (call between streams)."""
+        ray = self._connect()
+        return [int(n) for n in ray.get([actor.build_count.remote() for actor in self._actors])]
 
     def worker_pids(self) -> list[int]:
         """Process ids of the current actors (call between streams)."""
@@ -302,11 +357,11 @@ class RayExecutor:
         if self._actor_class is None:
             self._actor_class = self._ray.remote(ServerWorker)
         actor = self._actor_class.options(num_cpus=self.cpus_per_worker, max_restarts=-1, max_task_retries=0)
-        return actor.remote(self._recipe_ref)
+        return actor.remote(self.recipes)
 
-    def _send(self, slot: int, index: int, payload: bytes) -> Any:
+    def _send(self, slot: int, index: int, payload: bytes, digest: str) -> Any:
         # through the object store, not inline in the task message (which Ray Client would warn about)
-        return self._actors[slot].evaluate.remote(index, self._put(payload))
+        return self._actors[slot].evaluate.remote(index, self._put(payload), digest, [self._recipe_refs[digest]])
 
     def _replace(self, slot: int) -> None:
         with contextlib.suppress(Exception):
@@ -321,7 +376,7 @@ class RayExecutor:
             ConfigError: a payload the server role refuses.
         """
         self.start(recipe)
-        window = _RayWindow(self, self.in_flight, self.max_retries)
+        window = _RayWindow(self, self.in_flight, self.max_retries, recipe.digest)
         try:
             yield from window.stream(payloads)
         finally:
@@ -335,7 +390,8 @@ class RayExecutor:
         for actor in self._actors:
             with contextlib.suppress(Exception):
                 self._ray.kill(actor)
-        self._actors, self._recipe_ref, self._recipe_digest = [], None, None
+        self._actors = []
+        self._recipe_refs.clear()
 
     def release(self) -> None:
         """End the actors (freeing their CPUs) but keep the Ray session; the next stream registers the
