@@ -292,7 +292,7 @@ def _descend(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, be
     while improved:
         improved = False
         for i in range(len(bits) - 1):
-            trial = bits[:i] + [bits[i] - 1] + bits[i + 1:]
+            trial = [*bits[:i], bits[i] - 1, *bits[i + 1:]]
             if trial[i] < MIN_SCALE_BITS:
                 continue
             found = _try(stages, opts, n, (label, trial, w, free), layouts, reference)
