@@ -2,7 +2,7 @@
 
 Real uvicorn servers on 127.0.0.1 with the digits MLP (BFV, N=8192); oracles:
 ``qm.forward_int`` bit for bit (one request of 6 inputs and one of 8,229, two
-slot batches in one payload), the client's own secret-key bytes (never in the
+slot batches in one payload, split into two jobs), the client's own secret-key bytes (never in the
 recipe or anything Ray serializes), a planted leak the same check catches, a
 crafted payload that only its own request pays for, and a scripted executor
 (:class:`_ScriptedExecutor`) that fixes which requests share a stream.
@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from secquant.backends.executors import Evaluated, ExecutorError, LocalExecutor, ServerRecipe
+from secquant.backends.seal.wire import BFV_MAGIC, unframe
 from secquant.errors import ConfigError
 from secquant.protocol import Client
 from secquant.protocol.errors import status_for
@@ -97,8 +98,11 @@ def test_fork_executor_is_bit_exact_and_sees_public_material_only(fork_server: A
             xq = _inputs(qm, digits, n)
             assert _exact(client.forward_int(xq), qm.forward_int(xq))
         role = client._role
-    assert [len(p) for _, p in recorder.streams] == [1, 1]  # each request was one job on the executor
-    assert offload.executor.last_stats.completions == (1,)
+    # the second request's two slot batches ran as two jobs side by side, each a request of one batch
+    assert [len(p) for _, p in recorder.streams] == [1, 2]
+    assert offload.executor.last_stats.completions == (1, 1) and offload.executor.last_stats.max_outstanding == 2
+    parts = [unframe(p, "batch", BFV_MAGIC)[0] for p in recorder.streams[1][1]]
+    assert [(m["n"], m["batches"]) for m in parts] == [(SLOTS, 1), (37, 1)]
     forms = secret_key_forms(role)
     for recipe, payloads in recorder.streams:
         assert recipe.public_material == role.public_material() and recipe.local is not None
@@ -112,7 +116,7 @@ def test_fork_executor_is_bit_exact_and_sees_public_material_only(fork_server: A
 def _crafted(client: Client, xq: np.ndarray, features: int) -> bytes:
     """An EvaluateRequest whose BFV header names ``features`` per batch: it passes the route's checks and
     only the server role, on a worker, can refuse it."""
-    from secquant.backends.seal.wire import BFV_MAGIC, frame, unframe
+    from secquant.backends.seal.wire import frame
 
     meta, blobs = unframe(client._role.encrypt(xq), "batch", BFV_MAGIC)
     payload = frame("batch", {**meta, "features": features}, [bytes(b) for b in blobs], BFV_MAGIC)

@@ -130,9 +130,11 @@ class BFVServer(ServerRole):
         """The result ciphertexts of one prime."""
         p, d_in = self.params, self.d_in
         if p.mode is Mode.THROUGHPUT:
-            batches = int(meta.get("batches", -1))
+            batches, n = int(meta.get("batches", -1)), int(meta["n"])
             if int(meta.get("features", -1)) != d_in or len(cts) != batches * d_in:
                 raise ConfigError(_WRONG_COUNT)
+            if not (batches - 1) * p.slots < n <= batches * p.slots and (n, batches) != (0, 0):
+                raise ConfigError(f"BFV payload claims {n} inputs in {batches} batch(es) of {p.slots} slots")
             outs = []
             for _ in range(batches):  # hand each batch over: its inputs are freed once its first stage ran
                 outs += prog.run_throughput(_take(cts, d_in))

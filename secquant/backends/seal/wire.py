@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from secquant.errors import ConfigError
@@ -29,7 +30,7 @@ def _header(kind: str, meta: dict[str, Any], lengths: list[int]) -> bytes:
     return json.dumps({"kind": kind, "meta": meta, "lengths": lengths}, separators=(",", ":")).encode()
 
 
-def frame(kind: str, meta: dict[str, Any], blobs: list[bytes], magic: bytes = CKKS_MAGIC) -> bytes:
+def frame(kind: str, meta: dict[str, Any], blobs: Sequence[bytes | memoryview], magic: bytes = CKKS_MAGIC) -> bytes:
     """Frame blobs with a JSON header (no digest: a frame is transport, not an artifact)."""
     header = _header(kind, meta, [len(b) for b in blobs])
     return b"".join([magic, struct.pack("<I", len(header)), header, *blobs])

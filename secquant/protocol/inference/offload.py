@@ -19,13 +19,14 @@ warning says so at start).
   the session's public material, client-spec digest; never a secret key: the
   session store refused material carrying one) is made on its first request
   and kept (LRU, ``max_live_roles``).  Forked workers inherit the session's
-  server role (nothing is serialized).  Ray actors are built from the recipe
-  bytes once and keep them while requests of that session follow one another;
-  a :class:`~secquant.backends.executors.ray.RayExecutor` holds one recipe at a
-  time, so a request of *another* session rebuilds its actors (the recipe is
-  sent again and each actor recompiles the model).
-* **One request, one job.**  A request's payload (all its slot batches) is
-  evaluated as one job on one worker: SEAL payloads have no per-batch split yet.
+  server role (nothing is serialized).  Ray actors build a server role from
+  the recipe bytes once and keep the roles of the last few recipes
+  (:class:`~secquant.backends.executors.ray.RayExecutor` ``recipes``), so
+  sessions that take turns do not rebuild them.
+* **One slot batch, one job.**  A request of B slot batches is split into B
+  requests of one batch (:class:`~.split.BatchSplit`), which run on the
+  workers side by side; their results are merged into the one frame the whole
+  request would have given.
 * **One stream at a time.**  A dispatcher thread owns the executor (executors
   need not be thread-safe, and the service uses exactly the workers the URL
   names) and runs one ``map_batches`` stream at a time: queued requests of the
@@ -58,6 +59,7 @@ from secquant.backends.executors.recipe import ServerRecipe, recipe_for
 from secquant.errors import ConfigError, SecquantError
 from secquant.protocol.errors import CiphertextError, ServerBusyError
 from secquant.protocol.inference.limits import throughput
+from secquant.protocol.inference.split import BatchSplit
 
 __all__ = ["ExecutorUnavailableError", "Offload", "offloads"]
 
@@ -109,6 +111,15 @@ class _Job:
     future: Future[bytes]
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A job in a stream: how many parts (slot batches) it was split into, and their results so far."""
+
+    job: _Job
+    parts: int
+    results: list[bytes] = dataclasses.field(default_factory=list)
+
+
 class Offload:
     """Evaluates requests on an executor through one dispatcher thread (see the module docstring).
 
@@ -117,14 +128,16 @@ class Offload:
         base: The served model's recipe with empty public material; a session's
             recipe is this one with the session's material and server role.
         max_recipes: Session recipes kept (least recently used first out).
+        split: How requests split into slot batches (None: never split).
 
     Raises:
         ConfigError: ``max_recipes`` below 1.
     """
 
-    def __init__(self, executor: Executor, base: ServerRecipe, max_recipes: int = 8) -> None:
+    def __init__(self, executor: Executor, base: ServerRecipe, max_recipes: int = 8,
+                 split: BatchSplit | None = None) -> None:
         self.max_recipes = check_count(max_recipes, "max_recipes")
-        self.executor, self._base = executor, base
+        self.executor, self._base, self._split = executor, base, split
         self._recipes: OrderedDict[str, ServerRecipe] = OrderedDict()
         self._jobs: deque[_Job] = deque()
         self._cond = threading.Condition()
@@ -164,7 +177,7 @@ class Offload:
                 raise ConfigError(f"executor {url!r} cannot serve this model ({exc}); serve it without an "
                                   "executor") from exc
             _connect(executor)
-            offload = cls(executor, base, max_recipes)
+            offload = cls(executor, base, max_recipes, BatchSplit.of(binding.em))
         except BaseException:
             executor.close()
             raise
@@ -249,27 +262,36 @@ class Offload:
         return None
 
     def _stream(self, first: _Job, alone: bool) -> None:
-        """Evaluate ``first`` and, unless ``alone``, the queued jobs of its session that follow it."""
-        pending: deque[_Job] = deque([first])  # taken and not yet answered
+        """Evaluate ``first`` and, unless ``alone``, the queued jobs of its session that follow it; each
+        job's slot batches go to the executor as parts of their own."""
+        pending: deque[_Pending] = deque()  # taken and not yet answered, in order
+
+        def parts_of(job: _Job) -> Iterator[bytes]:
+            count, parts = self._split.split(job.payload) if self._split else (1, iter([job.payload]))
+            pending.append(_Pending(job, count))
+            yield from parts
 
         def payloads() -> Iterator[bytes]:
-            yield first.payload
+            yield from parts_of(first)
             while not alone:
                 job = self._take(first.key)
                 if job is None:
                     return
-                pending.append(job)
-                yield job.payload
+                yield from parts_of(job)
 
         try:
             for expected, ev in enumerate(self.executor.map_batches(first.recipe, payloads())):
                 if ev.index != expected or not pending:
-                    raise ExecutorError(f"the executor returned request {ev.index} where {expected} belongs")
-                pending.popleft().future.set_result(ev.result)
+                    raise ExecutorError(f"the executor returned part {ev.index} where {expected} belongs")
+                head = pending[0]
+                head.results.append(ev.result)
+                if len(head.results) == head.parts:  # merged first: a merge that fails leaves the job pending
+                    result = self._split.merge(head.results) if self._split else head.results[0]
+                    pending.popleft().job.future.set_result(result)
             if pending:
                 raise ExecutorError(f"{len(pending)} request(s) of the stream never came back")
         except Exception as exc:  # every job gets an answer, whatever failed
-            self._fail(list(pending), exc)
+            self._fail([p.job for p in pending], exc)
 
     def _fail(self, jobs: list[_Job], exc: Exception) -> None:
         """Answer the unanswered ``jobs`` of a failed stream: rerun each alone (which payload failed is not
