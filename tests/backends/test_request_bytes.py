@@ -232,8 +232,12 @@ def test_throughput_bytes_requests_are_seeded_and_correct(digits_mlp, scheme: st
         em = secquant.compile(qm, scheme, mode="throughput", transfer=transfer)
         payload, out = _round(em, xq)
         sizes[transfer] = len(payload)
-        one = em.parameters()["wire"]["request_ciphertext_bytes"]
+        wire = em.parameters()["wire"]
+        one = wire["request_ciphertext_bytes"]
         assert abs(len(payload) - 64 * one * len(em.parameters().get("plain_moduli", [0]))) <= 0.02 * len(payload)
+        # the stated batch and amortized sizes are the payload's (one batch, whatever the inputs)
+        assert abs(wire["request_bytes_per_batch"] - len(payload)) <= 1024
+        assert wire["request_bytes_per_input_amortized"] * em.backend.batch_size() == wire["request_bytes_per_batch"]
         ref = np.asarray(qm.forward_int(xq))
         if scheme == "bfv":
             assert np.array_equal(np.asarray(out, dtype=object), ref.astype(object))

@@ -21,6 +21,7 @@ from secquant.backends.bfv.params import BFVParameters
 from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.seal.primes import is_prime
+from secquant.backends.seal.wire import WRITER_BYTES_PER_BLOB
 from secquant.errors import ConfigError
 
 __all__ = ["BFVClientParams"]
@@ -84,8 +85,9 @@ class BFVClientParams:
     def wire_bytes(self, output_primes: int = 1, features: int | None = None) -> dict[str, Any]:
         """Request bytes of one input (LATENCY) or one batch (THROUGHPUT), known before any key exists.
 
-        ``features`` (the flattened input size) adds THROUGHPUT's ``request_bytes_per_batch``: one
-        whole ciphertext per feature per CRT prime, for up to N inputs.
+        ``features`` (the flattened input size) adds THROUGHPUT's ``request_bytes_per_batch`` (one
+        ciphertext per feature per CRT prime, for up to N inputs) and that over N,
+        ``request_bytes_per_input_amortized`` (a full batch).
 
         Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded in
         LATENCY and under ``transfer=BYTES``, else whole in THROUGHPUT (its server reads the residues); packed
@@ -103,7 +105,7 @@ class BFVClientParams:
                                else "SEAL zstd (size approximate)"}
         if per_prime is not None:
             count = per_prime * len(self.plain_moduli)
-            out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
+            out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + WRITER_BYTES_PER_BLOB * count
             if self.transfer is Transfer.LATENCY:
                 response = RESPONSE_HEADER + 16 * self.poly_degree * output_primes
             else:
@@ -112,7 +114,8 @@ class BFVClientParams:
             out["request_bytes_per_batch"] = out["request_bytes_per_input"]
         elif features is not None:
             count = features * len(self.plain_moduli)
-            out["request_bytes_per_batch"] = count * one + FRAME_OVERHEAD + 8 * count
+            out["request_bytes_per_batch"] = count * one + FRAME_OVERHEAD + WRITER_BYTES_PER_BLOB * count
+            out["request_bytes_per_input_amortized"] = out["request_bytes_per_batch"] / self.poly_degree
         return out
 
     @classmethod

@@ -75,7 +75,8 @@ class CKKSBackend(Backend):
         out["release"] = release_details(self.plan.options.release, "the result slots at the output scale")
         out["sizes_bytes"] = dict(self._sizes) or "measured after the first client() / encrypt (see sizes_bytes)"
         out["wire"] = CKKSClientPlan.of(self.plan, fingerprint(self.plan)).wire_bytes(  # predicted without keys
-            self.plan.sizes()["output_ciphertext"] // (16 * self.plan.poly_degree))
+            self.plan.sizes()["output_ciphertext"] // (16 * self.plan.poly_degree),
+            features=int(np.prod(self.qm.input_shape)))
         return out
 
     def batch_size(self) -> int | None:

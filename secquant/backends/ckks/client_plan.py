@@ -21,6 +21,7 @@ from secquant.backends.ckks.options import CKKSOptions
 from secquant.backends.ckks.plan import CKKSPlan
 from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.seal.layout import GatherLayout
+from secquant.backends.seal.wire import WRITER_BYTES_PER_BLOB
 from secquant.errors import ConfigError
 
 __all__ = ["CKKSClientPlan"]
@@ -79,7 +80,7 @@ class CKKSClientPlan:
         """N/2."""
         return self.poly_degree // 2
 
-    def wire_bytes(self, output_primes: int = 1) -> dict[str, Any]:
+    def wire_bytes(self, output_primes: int = 1, features: int | None = None) -> dict[str, Any]:
         """Request bytes per input (LATENCY) or per batch (THROUGHPUT), known before any key exists.
 
         The request is the input ciphertexts, fresh at the top level (the first stage needs every data
@@ -88,7 +89,9 @@ class CKKSClientPlan:
         ``transfer=LATENCY``, whose zstd blobs are about 1.2x the packed size (not modelled exactly).
         The response is one ciphertext per input, two polynomials over the ``output_primes`` primes
         of the output level: packed too (exact up to a byte per row) unless ``transfer=LATENCY``,
-        whose bound is 8 bytes per residue before SEAL's compression.
+        whose bound is 8 bytes per residue before SEAL's compression.  In THROUGHPUT, ``features``
+        (the flattened input size) adds ``request_bytes_per_batch`` (one ciphertext per feature, for
+        up to N/2 inputs) and that over N/2, ``request_bytes_per_input_amortized`` (a full batch).
         """
         bits = [int(p).bit_length() for p in self.primes[:-1]]
         latency = self.options.mode is Mode.LATENCY
@@ -98,8 +101,11 @@ class CKKSClientPlan:
                                "request_ciphertexts_per_input": count,
                                "request_format": "packed" if self.options.transfer is not Transfer.LATENCY
                                else "SEAL zstd (size approximate)"}
+        if count is None and features is not None:
+            out["request_bytes_per_batch"] = features * (one + WRITER_BYTES_PER_BLOB) + FRAME_OVERHEAD
+            out["request_bytes_per_input_amortized"] = out["request_bytes_per_batch"] / self.slots
         if count is not None:
-            out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + 8 * count
+            out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + WRITER_BYTES_PER_BLOB * count
             if self.options.transfer is Transfer.LATENCY:
                 response = RESPONSE_HEADER + 16 * self.poly_degree * output_primes
             else:

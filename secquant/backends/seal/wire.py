@@ -16,7 +16,7 @@ from typing import Any
 
 from secquant.errors import ConfigError
 
-__all__ = ["BFV_MAGIC", "CKKS_MAGIC", "FrameWriter", "frame", "unframe"]
+__all__ = ["BFV_MAGIC", "CKKS_MAGIC", "WRITER_BYTES_PER_BLOB", "FrameWriter", "frame", "unframe"]
 
 CKKS_MAGIC = b"SQCKKS1\n"
 BFV_MAGIC = b"SQBFV1\n"
@@ -24,6 +24,8 @@ _SCHEMES = {CKKS_MAGIC: "CKKS", BFV_MAGIC: "BFV"}
 _MAX_HEADER = 1 << 20
 #: Decimal digits reserved per blob length by :class:`FrameWriter` (blobs below 10**12 bytes).
 _LENGTH_DIGITS = 12
+#: Header bytes per blob of a frame written by :class:`FrameWriter` (its length and a comma).
+WRITER_BYTES_PER_BLOB = _LENGTH_DIGITS + 1
 
 
 def _header(kind: str, meta: dict[str, Any], lengths: list[int]) -> bytes:
