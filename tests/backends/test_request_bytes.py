@@ -204,47 +204,50 @@ def test_ckks_bytes_sends_fewer_ciphertexts_than_latency(digits_mlp) -> None:
         "request_ciphertext_bytes"]
 
 
-def test_bfv_throughput_packed_request_is_bit_exact(digits_mlp) -> None:
-    """Throughput servers read residues straight from the wire: packed whole ciphertexts must parse."""
+def test_bfv_throughput_packed_whole_request_is_bit_exact(digits_mlp) -> None:
+    """A client may send packed whole ciphertexts (no client of ours does: BALANCED seeds them, LATENCY
+    sends SEAL's blobs); the server reads their residues row by row from the wire, bit-exact."""
+    from secquant.backends.seal.wire import BFV_MAGIC, frame, unframe
+
     qm = digits_mlp.qm
     xq = qm.quantize_input(digits_mlp.x_test[:5])
-    em = secquant.compile(qm, "bfv", mode="throughput")
-    payload, out = _round(em, xq)
+    em = secquant.compile(qm, "bfv", mode="throughput", transfer="latency")
+    client, server = em._roles()
+    meta, blobs = unframe(client.encrypt(xq), "batch", BFV_MAGIC)
+    assert meta["seeded"] is False
+    packed = frame("batch", meta, [pack(b) for b in blobs], BFV_MAGIC)
+    out = client.decrypt(server.evaluate(packed))
     assert np.array_equal(np.asarray(out, dtype=object), np.asarray(qm.forward_int(xq), dtype=object))
-    params = em.parameters()
-    per = params["wire"]["request_ciphertext_bytes"]
-    n_cts = len(params["plain_moduli"]) * 64  # one whole ciphertext per feature per CRT prime
-    assert abs(len(payload) - n_cts * per) <= 0.02 * n_cts * per
-    # the stated batch size is the payload's, not half of it (whole ciphertexts, not seeded ones)
-    assert params["request_bytes_per_batch"] == params["wire"]["request_bytes_per_batch"]
-    assert abs(params["request_bytes_per_batch"] - len(payload)) <= 1024  # the frame's JSON header varies
+    per = packed_size(em.parameters()["poly_degree"], em.parameters()["coeff_modulus_bits"][:-1], False)
+    assert abs(len(packed) - len(blobs) * per) <= 0.02 * len(packed)
 
 
 @pytest.mark.parametrize("scheme", ["bfv", "ckks"])
-def test_throughput_bytes_requests_are_seeded_and_correct(digits_mlp, scheme: str) -> None:
-    """transfer=BYTES seeds throughput requests too (half the bytes; the server lets SEAL expand the seeds):
-    the payload matches the stated size and halves the balanced one; the results are bit-exact (BFV) or
-    within the stated bound (CKKS)."""
+def test_throughput_requests_are_seeded_and_correct(digits_mlp, scheme: str) -> None:
+    """BALANCED (the default) and BYTES seed throughput requests (half the bytes; the server lets SEAL
+    expand the seeds, one input at a time); LATENCY sends whole ciphertexts whose residues the server
+    reads straight from the wire.  Each payload matches its stated size; the results are bit-exact (BFV)
+    or within the stated bound (CKKS)."""
     qm = digits_mlp.qm
     xq = qm.quantize_input(digits_mlp.x_test[:5])
     sizes = {}
-    for transfer in ("balanced", "bytes"):
+    for transfer in ("latency", "balanced", "bytes"):
         em = secquant.compile(qm, scheme, mode="throughput", transfer=transfer)
         payload, out = _round(em, xq)
         sizes[transfer] = len(payload)
         wire = em.parameters()["wire"]
-        one = wire["request_ciphertext_bytes"]
-        assert abs(len(payload) - 64 * one * len(em.parameters().get("plain_moduli", [0]))) <= 0.02 * len(payload)
-        # the stated batch and amortized sizes are the payload's (one batch, whatever the inputs)
-        assert abs(wire["request_bytes_per_batch"] - len(payload)) <= 1024
-        assert wire["request_bytes_per_input_amortized"] * em.backend.batch_size() == wire["request_bytes_per_batch"]
+        if transfer != "latency":  # packed: the stated sizes are the payload's (one batch, whatever the inputs)
+            one = wire["request_ciphertext_bytes"]
+            assert abs(len(payload) - 64 * one * len(em.parameters().get("plain_moduli", [0]))) <= 0.02 * len(payload)
+            assert abs(wire["request_bytes_per_batch"] - len(payload)) <= 1024
+            assert wire["request_bytes_per_input_amortized"] * em.backend.batch_size() == wire["request_bytes_per_batch"]
         ref = np.asarray(qm.forward_int(xq))
         if scheme == "bfv":
             assert np.array_equal(np.asarray(out, dtype=object), ref.astype(object))
         else:
             err = np.abs(np.asarray(out, dtype=np.float64) - ref.astype(np.float64))
             assert float(err.max()) <= em.parameters()["max_abs_error_int"]
-    assert sizes["bytes"] < 0.55 * sizes["balanced"]
+    assert sizes["balanced"] < 0.55 * sizes["latency"] and sizes["bytes"] <= sizes["balanced"]
 
 
 def test_a_seeded_throughput_request_flagged_whole_is_refused(digits_mlp) -> None:

@@ -12,6 +12,7 @@ CRT recombination, then :func:`check_output` against the proven bound.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -109,16 +110,19 @@ class BFVClient(ClientRole):
                                "mode": self.params.mode.value}}
         return encode_artifact(PUBLIC, 1, meta, arrays)
 
-    def _slot_vectors(self, kit: PrimeKit, batch: NDArray[np.int64]) -> list[NDArray[Any]]:
-        """The slots of every ciphertext of one batch (throughput: one per feature; latency: one input)."""
+    def _slot_vectors(self, kit: PrimeKit, batch: NDArray[np.int64]) -> Iterator[NDArray[Any]]:
+        """The slots of every ciphertext of one batch, one at a time (throughput: one per feature, made
+        as it is encrypted, not a features x N matrix; latency: one input)."""
         p = self.params
         if p.mode is Mode.THROUGHPUT:
-            cols = np.zeros((batch.shape[1], p.poly_degree), dtype=np.int64)
-            cols[:, : batch.shape[0]] = np.mod(batch, kit.t).T
-            return list(cols)
-        if p.gather is not None:
-            return p.gather.pack(batch[0])
-        return [pack_latency(batch, p.period, p.poly_degree)]
+            for column in np.mod(batch, kit.t).T:
+                slots = np.zeros(p.poly_degree, dtype=np.int64)
+                slots[: column.shape[0]] = column
+                yield slots
+        elif p.gather is not None:
+            yield from p.gather.pack(batch[0])
+        else:
+            yield pack_latency(batch, p.period, p.poly_degree)
 
     def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:
         """Encrypt integer inputs of shape (n, *input_shape) under every CRT prime.
@@ -138,8 +142,10 @@ class BFVClient(ClientRole):
         batches = [flat[i:i + size] for i in range(0, n, size)]
         total, done = len(self._kits) * len(batches), 0
         per_batch = d if p.mode is Mode.THROUGHPUT else p.gather.chunks if p.gather is not None else 1
+        packed = p.transfer is not Transfer.LATENCY  # then each blob's size is known: packed_size
         out = prime_writer(BATCH, p, n, per_batch * len(batches),
-                           {"features": d, "batches": len(batches), "seeded": self.seeded})
+                           {"features": d, "batches": len(batches), "seeded": self.seeded},
+                           p.wire_bytes()["request_ciphertext_bytes"] if packed else None)
         for kit in self._kits:  # each ciphertext goes into the frame as it is made: one copy of the request
             for batch in batches:
                 for slots in self._slot_vectors(kit, batch):
@@ -151,8 +157,9 @@ class BFVClient(ClientRole):
 
     @property
     def seeded(self) -> bool:
-        """Requests are seeded (half the bytes): in LATENCY, and in THROUGHPUT under ``transfer=BYTES``."""
-        return self.params.mode is not Mode.THROUGHPUT or self.params.transfer is Transfer.BYTES
+        """Requests are seeded (half the bytes), except THROUGHPUT under ``transfer=LATENCY`` (whole
+        ciphertexts, whose residues the server reads straight from the wire)."""
+        return self.params.mode is not Mode.THROUGHPUT or self.params.transfer is not Transfer.LATENCY
 
     def _encrypt_slots(self, kit: PrimeKit, slots: NDArray[Any]) -> bytes:
         """Secret-key encryption; seeded (:attr:`seeded`) or whole (a THROUGHPUT server reads whole

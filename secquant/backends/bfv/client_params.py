@@ -89,15 +89,15 @@ class BFVClientParams:
         ciphertext per feature per CRT prime, for up to N inputs) and that over N,
         ``request_bytes_per_input_amortized`` (a full batch).
 
-        Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded in
-        LATENCY and under ``transfer=BYTES``, else whole in THROUGHPUT (its server reads the residues); packed
+        Per CRT prime, the input ciphertexts are fresh at the top level (every data prime): seeded, except
+        THROUGHPUT under ``transfer=LATENCY`` (whole: its server reads the residues); packed
         (:func:`~secquant.backends.seal.ciphertext.pack`) unless ``transfer=LATENCY``, whose zstd
         blobs are about 1.1x the packed size (not modelled exactly).  The response: one ciphertext
         per CRT prime, two polynomials over ``output_primes`` primes, packed too unless LATENCY
         (whose bound is 8 bytes per residue, before compression).
         """
         latency = self.mode is Mode.LATENCY
-        one = packed_size(self.poly_degree, list(self.coeff_bits[:-1]), latency or self.transfer is Transfer.BYTES)
+        one = packed_size(self.poly_degree, list(self.coeff_bits[:-1]), latency or self.transfer is not Transfer.LATENCY)
         per_prime = (self.gather.chunks if self.gather is not None else 1) if latency else None
         out: dict[str, Any] = {"transfer": self.transfer.value, "request_ciphertext_bytes": one,
                                "request_ciphertexts_per_input": per_prime and per_prime * len(self.plain_moduli),

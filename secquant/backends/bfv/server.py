@@ -28,7 +28,7 @@ from secquant.backends.bfv.wire import (
     unframe_primes,
 )
 from secquant.backends.release import draw_noise, noise_bound
-from secquant.backends.seal.ciphertext import Transfer, pack
+from secquant.backends.seal.ciphertext import Transfer, from_bytes, pack
 from secquant.backends.seal.context import sealapi as seal
 from secquant.backends.seal.privacy import CircuitPrivacy, flood, flood_bound_bits, rerandomize
 from secquant.backends.seal.serialize import scratch
@@ -120,11 +120,20 @@ class BFVServer(ServerRole):
         """
         if self.params.mode is Mode.THROUGHPUT and prog.takes_residues and not seeded:
             return [prog.residues(b) for b in blobs]
-        sa, top = seal(), list(prog.kit.context.first_parms_id())
-        cts = [self._scratch.load(sa.Ciphertext(), prog.kit.context, b, "BFV input ciphertext") for b in blobs]
-        if any(ct.size() != 2 or ct.is_ntt_form() or list(ct.parms_id()) != top for ct in cts):
+        residues = self.params.mode is Mode.THROUGHPUT and prog.takes_residues
+        return [self._fresh(prog, b, residues) for b in blobs]
+
+    def _fresh(self, prog: ServerProgram, blob: memoryview, residues: bool) -> Any:
+        """One input loaded into SEAL (which expands a seed) and checked fresh; as residues when the
+        program reads them (SEAL then holds one input at a time, not the layer: its pool never shrinks).
+
+        Raises:
+            ConfigError: malformed, or not a fresh encryption.
+        """
+        ct = self._scratch.load(seal().Ciphertext(), prog.kit.context, blob, "BFV input ciphertext")
+        if ct.size() != 2 or ct.is_ntt_form() or list(ct.parms_id()) != list(prog.kit.context.first_parms_id()):
             raise ConfigError("BFV payload holds a ciphertext that is not a fresh encryption")
-        return cts
+        return from_bytes(self._scratch.dump(ct)) if residues else ct
 
     def _run(self, prog: ServerProgram, cts: list[Any], meta: dict[str, Any]) -> list[Any]:
         """The result ciphertexts of one prime."""

@@ -48,10 +48,13 @@ def frame_primes(kind: str, params: _Ring, n: int, blobs: list[list[bytes]],
     return frame(kind, meta, [b for per_prime in blobs for b in per_prime], BFV_MAGIC)
 
 
-def prime_writer(kind: str, params: _Ring, n: int, per_prime: int,
-                 extra: dict[str, Any] | None = None) -> FrameWriter:
-    """The frame of :func:`frame_primes`, written ciphertext by ciphertext (prime after prime)."""
-    return FrameWriter(kind, _meta(params, n, per_prime, extra), per_prime * len(params.plain_moduli), BFV_MAGIC)
+def prime_writer(kind: str, params: _Ring, n: int, per_prime: int, extra: dict[str, Any] | None = None,
+                 blob_bound: int | None = None) -> FrameWriter:
+    """The frame of :func:`frame_primes`, written ciphertext by ciphertext (prime after prime);
+    ``blob_bound``: an upper bound on one ciphertext's bytes, when known."""
+    count = per_prime * len(params.plain_moduli)
+    return FrameWriter(kind, _meta(params, n, per_prime, extra), count, BFV_MAGIC,
+                       None if blob_bound is None else count * blob_bound)
 
 
 def _check_ring(meta: dict[str, Any], params: _Ring) -> tuple[int, int]:

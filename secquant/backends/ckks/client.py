@@ -68,8 +68,9 @@ class CKKSClient(ClientRole):
 
     @property
     def seeded(self) -> bool:
-        """Requests are seeded (half the bytes): in LATENCY, and in THROUGHPUT under ``transfer=BYTES``."""
-        return self.plan.options.mode is Mode.LATENCY or self.plan.options.transfer is Transfer.BYTES
+        """Requests are seeded (half the bytes), except THROUGHPUT under ``transfer=LATENCY`` (whole
+        ciphertexts, whose residues the server reads straight from the wire)."""
+        return self.plan.options.mode is Mode.LATENCY or self.plan.options.transfer is not Transfer.LATENCY
 
     def _encrypt_vector(self, values: list[float]) -> Any:
         """Secret-key encryption; seeded (:attr:`seeded`) or whole.
@@ -108,10 +109,12 @@ class CKKSClient(ClientRole):
         arr = arr.reshape(arr.shape[0], -1).astype(np.int64)
         vectors = self._slot_vectors(arr)
         meta = {"fingerprint": self.plan.fingerprint, "n": int(arr.shape[0]), "seeded": self.seeded}
-        out, io, packed = FrameWriter(BATCH, meta, len(vectors)), scratch(), self.plan.options.transfer
+        packed = self.plan.options.transfer is not Transfer.LATENCY  # then each blob's size is known
+        bound = len(vectors) * self.plan.wire_bytes()["request_ciphertext_bytes"] if packed else None
+        out, io = FrameWriter(BATCH, meta, len(vectors), size_hint=bound), scratch()
         for i, v in enumerate(vectors):  # each ciphertext goes into the frame as it is made: one copy
             blob = io.dump(self._encrypt_vector(v.tolist()))
-            out.add(blob if packed is Transfer.LATENCY else pack(blob))
+            out.add(pack(blob) if packed else blob)
             if progress is not None:
                 progress(i + 1, len(vectors))
         return out.finish()

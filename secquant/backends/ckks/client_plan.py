@@ -84,8 +84,8 @@ class CKKSClientPlan:
         """Request bytes per input (LATENCY) or per batch (THROUGHPUT), known before any key exists.
 
         The request is the input ciphertexts, fresh at the top level (the first stage needs every data
-        prime): seeded in LATENCY and under ``transfer=BYTES`` (one polynomial and a seed), else whole
-        in THROUGHPUT (its server reads the residues); packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless
+        prime): seeded (one polynomial and a seed), except THROUGHPUT under ``transfer=LATENCY``
+        (whole: its server reads the residues); packed (:func:`~secquant.backends.seal.ciphertext.pack`) unless
         ``transfer=LATENCY``, whose zstd blobs are about 1.2x the packed size (not modelled exactly).
         The response is one ciphertext per input, two polynomials over the ``output_primes`` primes
         of the output level: packed too (exact up to a byte per row) unless ``transfer=LATENCY``,
@@ -96,7 +96,7 @@ class CKKSClientPlan:
         bits = [int(p).bit_length() for p in self.primes[:-1]]
         latency = self.options.mode is Mode.LATENCY
         count = self.input_copies if latency else None
-        one = packed_size(self.poly_degree, bits, latency or self.options.transfer is Transfer.BYTES)
+        one = packed_size(self.poly_degree, bits, latency or self.options.transfer is not Transfer.LATENCY)
         out: dict[str, Any] = {"transfer": self.options.transfer.value, "request_ciphertext_bytes": one,
                                "request_ciphertexts_per_input": count,
                                "request_format": "packed" if self.options.transfer is not Transfer.LATENCY

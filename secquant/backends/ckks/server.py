@@ -24,10 +24,10 @@ from secquant.backends.ckks.wire import (
     fingerprint,
 )
 from secquant.backends.release import draw_noise
-from secquant.backends.seal.ciphertext import Transfer, pack
+from secquant.backends.seal.ciphertext import Transfer, from_bytes, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.privacy import CircuitPrivacy, gaussian_flood, rerandomize
-from secquant.backends.seal.serialize import load_seal, save_seal
+from secquant.backends.seal.serialize import load_seal, save_seal, scratch
 from secquant.backends.seal.wire import CKKS_MAGIC, frame, unframe
 from secquant.errors import ConfigError, KeyMaterialError
 
@@ -110,11 +110,11 @@ class CKKSServer(ServerRole):
         expected = -1 if not isinstance(n, int) else n * copies if latency else self.n_in * -(-n // self.plan.slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS batch: {len(blobs)} ciphertexts for n={n!r}")
-        if self.evaluator.takes_residues and not meta.get("seeded"):  # seeded inputs: SEAL expands the seed
+        if self.evaluator.takes_residues and not meta.get("seeded"):
             data_primes = len(self.plan.primes) - 1
             cts = [self.evaluator.residues(b, data_primes, self.plan.input_scale) for b in blobs]
-        else:
-            cts = self._load_inputs(blobs)
+        else:  # seeded inputs: SEAL expands the seed
+            cts = [self._load_input(b, self.evaluator.takes_residues) for b in blobs]
         if latency:
             outs = [self.evaluator.run_latency(cts[k:k + copies]) for k in range(0, len(cts), copies)]
         else:
@@ -146,13 +146,17 @@ class CKKSServer(ServerRole):
             return rerandomize(ct, self.context, ev.ev, ev.public_key)
         return gaussian_flood(ct, self.context, ev.ev, ev.public_key, flood_sigma(self.plan, ct.scale))
 
-    def _load_inputs(self, blobs: list[memoryview]) -> list[Any]:
-        cts = load_seal(blobs, lambda: self._sa.Ciphertext(self.context), self.context, "CKKS input ciphertext")
-        first = list(self.context.first_parms_id())
-        for ct in cts:
-            if list(ct.parms_id()) != first or ct.size() != 2:
-                raise ConfigError("a CKKS input ciphertext is not a fresh encryption at the top level")
-            if not np.isclose(ct.scale, self.plan.input_scale, rtol=1e-12, atol=0):
-                raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs "
-                                  f"{self.plan.input_scale}")
-        return cts
+    def _load_input(self, blob: memoryview, residues: bool) -> Any:
+        """One input loaded into SEAL (which expands a seed) and checked fresh at the input scale; as
+        residues when the evaluator reads them (SEAL then holds one input at a time: its pool never shrinks).
+
+        Raises:
+            ConfigError: malformed, or not a fresh encryption at the top level and input scale.
+        """
+        ct = scratch().load(self._sa.Ciphertext(self.context), self.context, blob, "CKKS input ciphertext")
+        if list(ct.parms_id()) != list(self.context.first_parms_id()) or ct.size() != 2:
+            raise ConfigError("a CKKS input ciphertext is not a fresh encryption at the top level")
+        if not np.isclose(ct.scale, self.plan.input_scale, rtol=1e-12, atol=0):
+            raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs "
+                              f"{self.plan.input_scale}")
+        return from_bytes(scratch().dump(ct)) if residues else ct

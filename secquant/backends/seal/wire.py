@@ -53,14 +53,23 @@ class FrameWriter:
         meta: Header metadata (JSON-ready).
         count: Number of blobs that will be added.
         magic: The scheme's magic.
+        size_hint: An upper bound on the bytes of all blobs, when known (packed
+            ciphertexts: ``packed_size`` each): the buffer is made that large at
+            once and cut to size at the end, so it is never copied while it grows.
     """
 
-    def __init__(self, kind: str, meta: dict[str, Any], count: int, magic: bytes = CKKS_MAGIC) -> None:
+    def __init__(self, kind: str, meta: dict[str, Any], count: int, magic: bytes = CKKS_MAGIC,
+                 size_hint: int | None = None) -> None:
         self._kind, self._meta, self._count, self._magic = kind, dict(meta), int(count), magic
         self._room = len(_header(kind, self._meta, [10**_LENGTH_DIGITS - 1] * self._count))
         self._lengths: list[int] = []
         self._buf: io.BytesIO | None = io.BytesIO()
-        self._buf.write(magic + struct.pack("<I", self._room) + b" " * self._room)
+        head = magic + struct.pack("<I", self._room) + b" " * self._room
+        if size_hint:
+            self._buf.seek(len(head) + int(size_hint))
+            self._buf.write(b"\0")  # one allocation of the whole frame
+            self._buf.seek(0)
+        self._buf.write(head)
 
     def add(self, blob: bytes | memoryview) -> None:
         """Append one blob.
@@ -82,6 +91,7 @@ class FrameWriter:
         if self._buf is None or len(self._lengths) != self._count:
             raise ConfigError(f"FrameWriter: {len(self._lengths)} blobs added, {self._count} announced")
         buf, self._buf = self._buf, None
+        buf.truncate(buf.tell())  # the reserved room not used (a shrink in place)
         buf.seek(len(self._magic) + 4)
         buf.write(_header(self._kind, self._meta, self._lengths).ljust(self._room, b" "))
         return buf.getvalue()  # CPython hands over its buffer (resized in place) when nothing else shares it
