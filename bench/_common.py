@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -32,6 +33,15 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     meta = {"python": platform.python_version(), "machine": platform.machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return write_bytes_atomic(path, json.dumps({"meta": meta, **payload}, indent=2, default=str).encode())
+
+def digits_bench_args(doc: str, argv: list[str] | None, inputs_help: str) -> argparse.Namespace:
+    """The options of the digits bench scripts: ``--inputs`` (64), ``--repeats`` (3), ``--epochs`` (60)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inputs", type=int, default=64, help=inputs_help)
+    parser.add_argument("--repeats", type=int, default=3, help="timed evaluations per cell; the median is kept")
+    parser.add_argument("--epochs", type=int, default=60)
+    return parser.parse_args(argv)
+
 
 def digits_models(epochs: int) -> dict[str, Any]:
     """Two small digits models, 6-bit, trained with a fixed seed: ``linear`` (64 -> 10) and

@@ -13,7 +13,6 @@ target are listed with the reason.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import digits_models, table, timed_evaluations, write_json
+from _common import digits_bench_args, digits_models, table, timed_evaluations, write_json
 
 import secquant
 from secquant.data import load_dataset
@@ -53,11 +52,7 @@ def measure(name: str, qm: secquant.QuantizedModel, xq: Any, mode: str, privacy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--inputs", type=int, default=64, help="inputs per query (latency: the first 4)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed evaluations per cell; the median is kept")
-    parser.add_argument("--epochs", type=int, default=60)
-    args = parser.parse_args(argv)
+    args = digits_bench_args(__doc__, argv, "inputs per query (latency: the first 4)")
     x_test = load_dataset("digits").x_test
     rows = []
     for name, qm in digits_models(args.epochs).items():

@@ -13,7 +13,6 @@ standard deviation against ``qm.forward_int``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import digits_models, table, timed_evaluations, write_json
+from _common import digits_bench_args, digits_models, table, timed_evaluations, write_json
 
 import secquant
 from secquant.data import load_dataset
@@ -51,11 +50,7 @@ def measure(qm: secquant.QuantizedModel, scheme: str, mode: str, release: Any, x
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--inputs", type=int, default=64, help="inputs per batch (latency: the first 4)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed evaluations per cell; the median is kept")
-    parser.add_argument("--epochs", type=int, default=60)
-    args = parser.parse_args(argv)
+    args = digits_bench_args(__doc__, argv, "inputs per batch (latency: the first 4)")
     x_test = load_dataset("digits").x_test
     noisy = DiscreteGaussianLogits(4.0, resolution_bits=0)
     rows = []
