@@ -243,6 +243,10 @@ def test_executor_from_url_forms_and_refusals():
     for bad in ("fork:0", "fork:x", "ray://", "ray://h:1/path", "spark://h", "ray://h?foo=1", "local?workers=0", ""):
         with pytest.raises(ConfigError):
             executor_from_url(bad)
+    for recipes in (0, -1, 1.5, True, "4"):  # roles each Ray actor keeps (checked before any connection)
+        with pytest.raises(ConfigError, match="recipes"):
+            RayExecutor("local", recipes=recipes)
+    assert RayExecutor("local", recipes=2).recipes == 2
 
 
 def test_forward_int_refuses_two_ways_to_parallelize_and_foreign_executors(digits_mlp):
