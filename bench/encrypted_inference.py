@@ -68,6 +68,8 @@ THROUGHPUT_TARGET = 500.0  # MNIST images/s, amortized
 EXACT = {"bfv", "paillier", "plain"}
 #: Latency-mode request targets at 8 bits (issue 15), bytes per input.
 REQUEST_TARGETS = {"tenseal-mnist": 500_000, "mnist-mlp": 500_000, "digits-mlp": 150_000}
+#: Issue 15's throughput target: request bytes per image, amortized over a full batch.
+THROUGHPUT_REQUEST_TARGETS = {"tenseal-mnist": 25_000}
 
 
 def _networks(names: list[str], epochs: int, bits: int) -> list[dict[str, Any]]:
@@ -138,8 +140,9 @@ def _latency(qm: Any, scheme: str, x: np.ndarray, samples: int, extra: dict[str,
             "request_bytes": req, "response_bytes": resp, "parameters": params}
 
 
-def _throughput(qm: Any, scheme: str, x: np.ndarray, y: np.ndarray, workers: int = 1) -> dict[str, Any]:
-    em = _compile(qm, scheme, "throughput")
+def _throughput(qm: Any, scheme: str, x: np.ndarray, y: np.ndarray, workers: int = 1,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    em = _compile(qm, scheme, "throughput", extra)
     batch = em.backend.batch_size()
     if workers > 1 and batch:
         return _throughput_parallel(em, x, y, batch, workers)
@@ -201,9 +204,9 @@ def _byte_columns(network: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"request_KB": req / per / 1000 if req else None,
                            "response_KB": resp / per / 1000 if resp else None,
                            "public_MB": (r.get("public_bytes") or 0) / 1e6 or None}
-    target = REQUEST_TARGETS.get(network)
-    if mode == "latency" and target and req:
-        out["request_vs_target"] = req / target
+    target = (REQUEST_TARGETS if mode == "latency" else THROUGHPUT_REQUEST_TARGETS).get(network)
+    if target and req:
+        out["request_vs_target"] = req / per / target
     return out
 
 
@@ -235,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-limit", type=int, default=3,
                         help="inputs for the hand-written baseline (0: skip it)")
     parser.add_argument("--transfer", nargs="+", default=[None],
-                        help="latency mode: also compile with transfer=<bytes|balanced|latency> (one row each)")
+                        help="compile with transfer=<bytes|balanced|latency> (one row each, both modes)")
+    parser.add_argument("--compare-pairing", action="store_true",
+                        help="CKKS throughput: also run with complex_packing=False (one feature per slot)")
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2,
                         help="throughput mode: this many full batches in this many forked workers (1: one batch, "
@@ -262,18 +267,21 @@ def main(argv: list[str] | None = None) -> int:
                          "decrypt_s": base.get("decrypt_s"), "accuracy": base.get("accuracy")})
         for scheme in args.schemes:
             res: dict[str, Any] = {}
-            runs = [(m, t) for m in args.modes for t in (args.transfer if m == "latency" else [None])]
-            for mode, transfer in runs:
+            runs = [(m, t, None) for m in args.modes for t in args.transfer]
+            if scheme == "ckks" and args.compare_pairing:  # throughput: also one feature per slot, in this run
+                runs += [(m, t, False) for m, t, _ in runs if m == "throughput"]
+            for mode, transfer, paired in runs:
+                extra = {k: v for k, v in (("transfer", transfer), ("complex_packing", paired)) if v is not None}
                 try:
                     if mode == "latency":
-                        r = _latency(qm, scheme, net["x"], args.latency_samples,
-                                     {"transfer": transfer} if transfer else None)
+                        r = _latency(qm, scheme, net["x"], args.latency_samples, extra or None)
                         if base_total:
                             r["ratio_evaluate_vs_baseline"] = r["evaluate_s"] / base_total
                             r["ratio_total_vs_baseline"] = r["total_s"] / (
                                 base_total + (base.get("encrypt_s") or 0) + (base.get("decrypt_s") or 0))
                     else:
-                        r = _throughput(qm, scheme, net["x"][: args.limit], net["y"][: args.limit], args.workers)
+                        r = _throughput(qm, scheme, net["x"][: args.limit], net["y"][: args.limit], args.workers,
+                                        extra or None)
                         if name == "tenseal-mnist":
                             r["ratio_to_target"] = r["images_per_s_full"] / THROUGHPUT_TARGET
                 except (SecquantError, ImportError) as exc:
@@ -281,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:  # a backend bug must not hide the other results
                     r = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
                 label = f"{mode}/{transfer}" if transfer else mode
+                label += "/unpaired" if paired is False else ""
                 res[label] = r
                 row = {"network": name, "scheme": scheme, "mode": label}
                 if "skipped" in r or "error" in r:

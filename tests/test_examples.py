@@ -59,6 +59,17 @@ def test_ckks_circuit_privacy_example() -> None:
     assert "all checks passed" in out
 
 
+def test_paired_throughput_example() -> None:
+    """Two features per slot halve the request (same primes) and stay within the stated bound."""
+    out = run_example("paired_throughput.py", "--inputs", "16", "--channels", "2", "--epochs", "1",
+                      "--dataset", "digits")
+    rows = [line for line in out.splitlines() if "per image" in line]
+    kb = [float(r.split("request")[1].split()[0]) for r in rows]
+    primes = [r.split("primes=")[1].split("]")[0] for r in rows]
+    assert len(rows) == 2 and all(r.endswith("True") for r in rows), out
+    assert kb[1] < (0.55 if primes[0] == primes[1] else 0.7) * kb[0], out
+
+
 def test_sized_ring_example() -> None:
     """A ring sized for 16 inputs is smaller than the full-batch one, sends fewer bytes, and is bit-exact."""
     out = run_example("sized_ring.py", "--inputs", "16", "--channels", "1", "--epochs", "1")

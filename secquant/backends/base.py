@@ -233,6 +233,11 @@ class Backend(abc.ABC):
         """Inputs one request holds at the cost of one (THROUGHPUT: the slots), else None."""
         return None
 
+    def request_ciphertexts(self) -> int:
+        """THROUGHPUT: input ciphertexts per batch (per CRT prime under BFV); the flattened input size
+        unless the scheme packs several features per ciphertext."""
+        return int(np.prod(self.qm.input_shape))
+
     def reference(self, xq: NDArray[Any]) -> NDArray[Any]:
         """The plaintext integer oracle for these inputs."""
         return self.qm.forward_int(np.asarray(xq))

@@ -25,7 +25,9 @@ def setup(digits_mlp):
 def test_public_material_has_no_secret_key(setup):
     _, _, em, client, material = setup
     meta, blobs = unframe(material, "public material")
-    assert meta["parts"] == ["public_key", "relin_keys"]  # throughput mode rotates nothing
+    # throughput mode rotates nothing; its paired inputs need the conjugation key
+    assert meta["parts"] == ["public_key", "relin_keys", "galois_keys"]
+    assert em.parameters()["paired_inputs"]
     secret = save_seal([client._secret_key])[0]
     assert all(secret not in blob for blob in blobs)
     em.server(material)  # accepted

@@ -82,6 +82,9 @@ class CKKSBackend(Backend):
     def batch_size(self) -> int | None:
         return self.plan.slots if self.plan.options.mode is Mode.THROUGHPUT else None
 
+    def request_ciphertexts(self) -> int:
+        return self.plan.request_ciphertexts_per_batch
+
     def record_sizes(self, **sizes: int) -> None:
         """Remember measured byte sizes (public material, one request, one response) for ``parameters()``."""
         self._sizes.update({k: int(v) for k, v in sizes.items()})

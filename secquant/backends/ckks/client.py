@@ -15,11 +15,11 @@ from numpy.typing import NDArray
 from secquant.backends.base import ClientRole, Mode, Progress
 from secquant.backends.ckks.client_plan import CKKSClientPlan
 from secquant.backends.ckks.evaluate import seal_context
+from secquant.backends.ckks.pairs import pair_slots
 from secquant.backends.ckks.wire import BATCH, MATERIAL, PUBLIC_PARTS, RESULT
 from secquant.backends.seal.ciphertext import Transfer, pack
 from secquant.backends.seal.context import sealapi
 from secquant.backends.seal.layout import tile
-from secquant.backends.seal.primes import galois_elt
 from secquant.backends.seal.serialize import load_seal, scratch
 from secquant.backends.seal.wire import FrameWriter, frame, unframe
 from secquant.errors import ConfigError, ModulusOverflowError
@@ -55,8 +55,8 @@ class CKKSClient(ClientRole):
             kg.create_public_key(public_key)
             blobs = [io.dump(public_key), io.dump(kg.create_relin_keys())]
             names = list(PUBLIC_PARTS[:2])
-            if self.plan.galois_steps:
-                elements = [galois_elt(step, self.plan.poly_degree) for step in self.plan.galois_steps]
+            elements = self.plan.galois_elements()
+            if elements:
                 blobs.append(io.dump(kg.create_galois_keys(elements)))
                 names.append("galois_keys")
             self._material = frame(MATERIAL, {"fingerprint": self.plan.fingerprint, "parts": names}, blobs)
@@ -72,7 +72,7 @@ class CKKSClient(ClientRole):
         ciphertexts, whose residues the server reads straight from the wire)."""
         return self.plan.options.mode is Mode.LATENCY or self.plan.options.transfer is not Transfer.LATENCY
 
-    def _encrypt_vector(self, values: list[float]) -> Any:
+    def _encrypt_vector(self, values: list[float] | list[complex]) -> Any:
         """Secret-key encryption; seeded (:attr:`seeded`) or whole.
 
         A THROUGHPUT server reads whole inputs' residues straight from the wire
@@ -80,7 +80,7 @@ class CKKSClient(ClientRole):
         polynomial itself; seeded inputs it loads into SEAL, which expands the seed.
         """
         pt = self._sa.Plaintext()
-        self._encoder.encode(values, self.context.first_parms_id(), self.plan.input_scale, pt)
+        self._encoder.encode(values, self.context.first_parms_id(), self.plan.request_scale, pt)
         if self.seeded:
             return self._encryptor.encrypt_symmetric(pt)
         ct = self._sa.Ciphertext()
@@ -89,7 +89,7 @@ class CKKSClient(ClientRole):
 
     def _slot_vectors(self, arr: NDArray[np.int64]) -> list[NDArray[Any]]:
         """The slots of every input ciphertext: gathered blocks, replicated copies (and the client's
-        baby-step rotations of them), or one feature of every input across slots."""
+        baby-step rotations of them), or one feature (or pair of features) of every input across slots."""
         slots = self.plan.slots
         if self.plan.gather is not None:
             return [v for row in arr for v in self.plan.gather.pack(row.astype(np.float64))]
@@ -97,6 +97,8 @@ class CKKSClient(ClientRole):
             tiled = [tile(row.astype(np.float64), self.plan.input_period, slots) for row in arr]
             return [np.roll(t, -b) for t in tiled for b in range(self.plan.input_copies)]
         chunks = [arr[start:start + slots].astype(np.float64) for start in range(0, arr.shape[0], slots)]
+        if self.plan.paired_inputs:
+            return [z for chunk in chunks for z in pair_slots(chunk, slots)]
         return [chunk[:, j] for chunk in chunks for j in range(arr.shape[1])]
 
     def encrypt(self, xq: NDArray[Any], progress: Progress | None = None) -> bytes:

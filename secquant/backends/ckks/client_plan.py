@@ -18,9 +18,11 @@ from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.pairs import conjugation_element, request_ciphertexts
 from secquant.backends.ckks.plan import CKKSPlan
 from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
 from secquant.backends.seal.layout import GatherLayout
+from secquant.backends.seal.primes import galois_elt
 from secquant.backends.seal.wire import WRITER_BYTES_PER_BLOB
 from secquant.errors import ConfigError
 
@@ -44,6 +46,8 @@ class CKKSClientPlan:
         galois_steps: Rotation steps to make Galois keys for.
         fingerprint: The plan's parameter fingerprint, echoed in every message.
         gather: LATENCY with a gathered first stage: its sparsity pattern and period.
+        paired_inputs: THROUGHPUT: two features per slot (:mod:`~.pairs`), encoded at
+            ``input_scale / 2``, and a Galois key for conjugation.
 
     Raises:
         ConfigError: a field is out of range.
@@ -60,6 +64,7 @@ class CKKSClientPlan:
     galois_steps: tuple[int, ...]
     fingerprint: str
     gather: GatherLayout | None = None
+    paired_inputs: bool = False
 
     def __post_init__(self) -> None:
         n = self.poly_degree
@@ -70,6 +75,8 @@ class CKKSClientPlan:
         if not (1 <= self.input_period <= n // 2 and 1 <= self.input_copies <= n // 2):
             raise ConfigError(f"CKKS client plan: period {self.input_period} or copies {self.input_copies} "
                               "out of range")
+        if not isinstance(self.paired_inputs, bool) or (self.paired_inputs and self.options.mode is not Mode.THROUGHPUT):
+            raise ConfigError("CKKS client plan: paired inputs are a THROUGHPUT layout")
         g = self.gather
         if g is not None and (g.cols.ndim != 2 or g.slots != n // 2 or g.period < g.cols.shape[0]
                               or g.period & (g.period - 1) or g.chunks != self.input_copies):
@@ -79,6 +86,16 @@ class CKKSClientPlan:
     def slots(self) -> int:
         """N/2."""
         return self.poly_degree // 2
+
+    @property
+    def request_scale(self) -> float:
+        """The scale inputs are encoded at: Δ0, or Δ0/2 with :attr:`paired_inputs`."""
+        return self.input_scale / 2 if self.paired_inputs else self.input_scale
+
+    def galois_elements(self) -> list[int]:
+        """The Galois elements the client makes keys for: its rotation steps', and conjugation's when paired."""
+        elements = [galois_elt(step, self.poly_degree) for step in self.galois_steps]
+        return elements + ([conjugation_element(self.poly_degree)] if self.paired_inputs else [])
 
     def wire_bytes(self, output_primes: int = 1, features: int | None = None) -> dict[str, Any]:
         """Request bytes per input (LATENCY) or per batch (THROUGHPUT), known before any key exists.
@@ -90,8 +107,8 @@ class CKKSClientPlan:
         The response is one ciphertext per input, two polynomials over the ``output_primes`` primes
         of the output level: packed too (exact up to a byte per row) unless ``transfer=LATENCY``,
         whose bound is 8 bytes per residue before SEAL's compression.  In THROUGHPUT, ``features``
-        (the flattened input size) adds ``request_bytes_per_batch`` (one ciphertext per feature, for
-        up to N/2 inputs) and that over N/2, ``request_bytes_per_input_amortized`` (a full batch).
+        (the flattened input size) adds ``request_bytes_per_batch`` (one ciphertext per feature, or
+        per pair of features with :attr:`paired_inputs`, for up to N/2 inputs) and that over N/2, ``request_bytes_per_input_amortized`` (a full batch).
         """
         bits = [int(p).bit_length() for p in self.primes[:-1]]
         latency = self.options.mode is Mode.LATENCY
@@ -102,7 +119,8 @@ class CKKSClientPlan:
                                "request_format": "packed" if self.options.transfer is not Transfer.LATENCY
                                else "SEAL zstd (size approximate)"}
         if count is None and features is not None:
-            out["request_bytes_per_batch"] = features * (one + WRITER_BYTES_PER_BLOB) + FRAME_OVERHEAD
+            cts = request_ciphertexts(features, self.paired_inputs)
+            out["request_bytes_per_batch"] = cts * (one + WRITER_BYTES_PER_BLOB) + FRAME_OVERHEAD
             out["request_bytes_per_input_amortized"] = out["request_bytes_per_batch"] / self.slots
         if count is not None:
             out["request_bytes_per_input"] = count * one + FRAME_OVERHEAD + WRITER_BYTES_PER_BLOB * count
@@ -122,7 +140,8 @@ class CKKSClientPlan:
         return cls(options, plan.poly_degree, tuple(int(p) for p in plan.primes), float(plan.input_scale),
                    int(plan.input_period), int(plan.input_copies),
                    float(plan.output_bound + plan.options.noise_bound),
-                   float(plan.max_abs_error), tuple(int(s) for s in plan.galois_steps), fingerprint, gather)
+                   float(plan.max_abs_error), tuple(int(s) for s in plan.galois_steps), fingerprint, gather,
+                   plan.paired_inputs)
 
     def to_meta(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """JSON-ready fields (big primes as strings) and arrays (the gather pattern)."""
@@ -132,7 +151,8 @@ class CKKSClientPlan:
                 "input_period": self.input_period, "input_copies": self.input_copies,
                 "output_bound": self.output_bound, "max_abs_error": self.max_abs_error,
                 "galois_steps": list(self.galois_steps), "fingerprint": self.fingerprint,
-                "gather_period": self.gather.period if self.gather is not None else None}
+                "gather_period": self.gather.period if self.gather is not None else None,
+                "paired_inputs": self.paired_inputs}
         arrays = {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64)} if self.gather is not None else {}
         return meta, arrays
 
@@ -148,9 +168,9 @@ class CKKSClientPlan:
         try:
             options = CKKSOptions(mode=Mode(meta["mode"]), security=int(meta["security"]),
                                   transfer=Transfer(meta.get("transfer", Transfer.BALANCED.value)))
-            fingerprint = meta["fingerprint"]
-            if not isinstance(fingerprint, str):
-                raise ConfigError("CKKS client plan: the fingerprint must be a string")
+            fingerprint, paired_inputs = meta["fingerprint"], meta.get("paired_inputs", False)
+            if not isinstance(fingerprint, str) or not isinstance(paired_inputs, bool):
+                raise ConfigError("CKKS client plan: the fingerprint must be a string, paired_inputs a boolean")
             gather = None
             cols = (arrays or {}).get("gather_cols")
             if cols is not None or meta.get("gather_period") is not None:
@@ -161,7 +181,7 @@ class CKKSClientPlan:
             return cls(options, int(meta["poly_degree"]), tuple(int(str(p)) for p in meta["primes"]),
                        float(meta["input_scale"]), int(meta["input_period"]), int(meta["input_copies"]),
                        float(meta["output_bound"]), float(meta["max_abs_error"]),
-                       tuple(int(s) for s in meta["galois_steps"]), fingerprint, gather)
+                       tuple(int(s) for s in meta["galois_steps"]), fingerprint, gather, paired_inputs)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise

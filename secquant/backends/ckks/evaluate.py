@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.noise import POLY_SCALE_REL
+from secquant.backends.ckks.pairs import pair_matrix, real_part, slot_signs
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
 from secquant.backends.ckks.stages import StageKind
 from secquant.backends.seal.ciphertext import (
@@ -79,6 +80,7 @@ class Evaluator:
         chain = levels(context)
         self.parms: list[list[int]] = [list(lv.parms_id) for lv in chain]
         self._moduli = {lv.parms_id: lv.moduli for lv in chain}
+        self._monomial: Any | None = None  # X**(N/2) at the top level, for paired inputs
         self._prepared: list[Any] = [self._prepare(i, sp) for i, sp in enumerate(plan.stages)]
 
     # -- preparation ---------------------------------------------------------
@@ -132,7 +134,8 @@ class Evaluator:
             return {kb: self._plain(tile(d, lay.period, self.plan.slots).tolist(), pid, sp.plain_scale)
                     for kb, d in diagonals.items()}
         if sp.prime == 0 and sp.plain_scale == 1.0:
-            return IntegerMap(np.rint(st.matrix).astype(np.int64))
+            weights = np.rint(st.matrix).astype(np.int64)
+            return IntegerMap(pair_matrix(weights) if index == 0 and self.plan.paired_inputs else weights)
         cache: dict[float, Any] = {}
         distinct = len(np.unique(st.matrix[st.matrix != 0]))
         lazy = distinct * self.plan.poly_degree * len(sp.level_primes) * 8 > PLAIN_CACHE_BYTES
@@ -186,8 +189,19 @@ class Evaluator:
     def _zero_meta(self, meta: CiphertextMeta) -> Any:
         return self._zero_at(list(meta.parms_id), meta.scale)
 
-    def _integer_map(self, xs: list[Any], sp: StagePlan, imap: IntegerMap) -> list[Any]:
+    def times_monomial(self, ct: Any) -> Any:
+        """``X**(N/2)·ct`` for a top-level input (exact: the monomial's plaintext at scale 1, :mod:`~.pairs`)."""
+        if self._monomial is None:
+            self._monomial = self._plain(slot_signs(self.plan.slots).tolist(), self._parms_at(len(self.plan.primes) - 1), 1.0)
+        out = self._new()
+        self.ev.multiply_plain(ct, self._monomial, out)
+        return out
+
+    def _integer_map(self, xs: list[Any], sp: StagePlan, imap: IntegerMap, pairs: bool = False) -> list[Any]:
+        """``imap`` on the residues, then (``pairs``: the paired first stage) the real part, then the biases."""
         outs = map_ciphertexts(imap, xs, self.ctx, self._moduli, self._zero_meta)
+        for ct in outs if pairs else ():
+            real_part(self.ev, ct, self.galois, self.plan.input_scale)
         bias = sp.stage.bias_float()
         for ct, b in zip(outs, bias):
             if b:
@@ -375,11 +389,14 @@ class Evaluator:
         return x
 
     def run_throughput(self, xs: list[Any]) -> list[Any]:
-        """Evaluate one ciphertext (or its :data:`RowResidues`) per feature; returns one ciphertext per output."""
-        for sp, prep in zip(self.plan.stages, self._prepared):
+        """Evaluate one ciphertext (or its :data:`RowResidues`) per feature; returns one ciphertext per output.
+
+        With paired inputs (:mod:`~.pairs`), ``xs`` is ``[z_0, X·z_0, z_1, X·z_1, ...]`` (see :meth:`times_monomial`).
+        """
+        for k, (sp, prep) in enumerate(zip(self.plan.stages, self._prepared)):
             kind = sp.stage.kind
             if isinstance(prep, IntegerMap):
-                xs = self._integer_map(xs, sp, prep)
+                xs = self._integer_map(xs, sp, prep, k == 0 and self.plan.paired_inputs)
                 continue
             if xs and isinstance(xs[0], tuple):
                 xs = load_seal([to_bytes(m, d) for m, d in xs], self._new, self.ctx, "CKKS ciphertext")

@@ -31,6 +31,7 @@ from secquant.backends.base import Mode
 from secquant.backends.ckks.chain import Free
 from secquant.backends.ckks.layout import StageLayout
 from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.pairs import paired
 from secquant.backends.ckks.plan import PolyPlan, StagePlan
 from secquant.backends.ckks.stages import (
     Stage,
@@ -307,6 +308,10 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
     the chain's primes are sized for the messages that follow
     (:func:`~.chain.free_chain_bits`).
 
+    With ``opts.complex_packing`` in THROUGHPUT and the first stage free, the
+    inputs carry two features per slot at half the scale (:mod:`~.pairs`): the
+    fresh error counts twice, and the first stage adds one key switch.
+
     With ``roundings`` (the default), the error of a stage that folds requantize
     ops includes the roundings CKKS skips (``Stage.rounding``), carried like noise
     from there: the error is then the distance from ``qm.forward_int``.  Without,
@@ -324,7 +329,8 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
     p_in = float(np.max(stages[0].in_bound)) if stages else 1.0
     free_first = free is not Free.NONE and bool(stages) and stages[0].weighted
     scale = target / max(stages[0].partial if free is Free.FIRST and free_first else p_in, 1.0)
-    err = (noise.fresh + noise.rounding + FFT_REL * target) / scale  # integer units
+    pairs = paired(opts, free_first)  # two features per slot, encoded at scale/2 (:mod:`~.pairs`)
+    err = (noise.fresh + noise.rounding + FFT_REL * target) / scale * (2 if pairs else 1)  # integer units
     walk = _Walk(noise, opts, primes[-1], target, scale, err, list(primes[:-1]))
     plans: list[StagePlan] = []
     for i, (st, lay) in enumerate(zip(stages, layouts)):
@@ -332,6 +338,9 @@ def propagate(stages: list[Stage], opts: CKKSOptions, n: int, primes: list[int],
             plan = _shift(walk, st)
         elif st.weighted and ((free_first and i == 0) or free is Free.ALL):
             plan = _free_affine(walk, st)
+            if pairs and i == 0:  # y + conj(y): 2·Re of the doubled error above, plus one key switch
+                walk.err += noise.key_switch(len(walk.level), float(max(walk.level)), walk.special) / walk.scale
+                plan = replace(plan, error_out=walk.err)
         elif st.kind is StageKind.POLY:
             plan = _poly(walk, st, lay.period)
         else:

@@ -62,6 +62,15 @@ class CKKSOptions:
             would be at most half as many); lower-case names accepted.
         galois_key_budget_bytes: AUTO's budget for one-key-per-step Galois keys,
             uncompressed bytes (default 1 GiB; at least 1).
+        complex_packing: THROUGHPUT: the client packs two input features in each
+            slot (its real and imaginary parts, :mod:`~secquant.backends.ckks.pairs`),
+            so a request holds half as many ciphertexts; the server pays one key
+            switch (a conjugation) per output of the first stage, the client one
+            more Galois key, and the error bound of the first stage doubles.  Only
+            when the first stage multiplies by integer weights at scale 1 (else
+            the plan packs one feature per slot).  None (default): True unless
+            ``transfer=LATENCY`` (whose server reads whole inputs' residues straight
+            from the wire; a paired input is loaded into SEAL).  Ignored in LATENCY mode.
         complete_squares: Also plan every degree-2 polynomial followed by an
             affine stage as a shifted square, ``a2·(x + s)**2 + k`` with ``a2``
             and ``k`` folded into the next stage (one level instead of two,
@@ -100,6 +109,7 @@ class CKKSOptions:
     transfer: Transfer = Transfer.BALANCED
     galois_keys: GaloisKeys = GaloisKeys.AUTO
     galois_key_budget_bytes: int = DEFAULT_KEY_BUDGET_BYTES
+    complex_packing: bool | None = None
     complete_squares: bool = True
     release: Any = None
     circuit_privacy: CircuitPrivacy = CircuitPrivacy.OFF
@@ -121,6 +131,8 @@ class CKKSOptions:
             object.__setattr__(self, "client_rotations", self.transfer is Transfer.LATENCY)
         if self.client_gather is None:
             object.__setattr__(self, "client_gather", self.transfer is not Transfer.BYTES)
+        if self.complex_packing is None:
+            object.__setattr__(self, "complex_packing", self.transfer is not Transfer.LATENCY)
         if self.security not in SECURITY_LEVELS:
             raise ConfigError(
                 f"security must be 128, 192 or 256 bits, got {self.security!r}; secquant does not build "
@@ -130,7 +142,7 @@ class CKKSOptions:
             raise ConfigError(f"precision_bits must lie in [0, 50], got {self.precision_bits!r}")
         if self.poly_degree is not None and self.poly_degree not in DEGREES:
             raise ConfigError(f"poly_degree must be one of {DEGREES}, got {self.poly_degree!r}")
-        for name in ("client_rotations", "client_gather", "complete_squares"):
+        for name in ("client_rotations", "client_gather", "complex_packing", "complete_squares"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.scale_bits is not None and not (MIN_SCALE_BITS <= self.scale_bits <= MAX_PRIME_BITS - 1):

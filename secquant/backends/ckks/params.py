@@ -50,6 +50,7 @@ from secquant.backends.ckks.options import (
     CKKSOptions,
     Transfer,
 )
+from secquant.backends.ckks.pairs import paired
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.context import coeff_primes
@@ -324,10 +325,11 @@ def make_plan(stages: list[Stage], opts: CKKSOptions, observed_output: int | Non
         if found is not None:
             (_, err, primes, w, plans, ckks_err), keys = found
             latency = opts.mode is Mode.LATENCY
+            first_free = plans[0].stage.weighted and plans[0].prime == 0 and plans[0].plain_scale == 1.0
             return CKKSPlan(opts, n, tuple(primes), w + 1, plans[0].scale_in, next_pow2(stages[0].n_in),
                             tuple(plans), err, reference, out_bound, keys.steps if latency else (),
                             stages[-1].rounding_total, any(s.can_clip for s in stages), ckks_err,
-                            keys if latency else None)
+                            keys if latency else None, paired(opts, first_free))
     depth = sum(s.levels for s in stages)
     raise ParameterError(
         f"no CKKS parameters at {opts.security}-bit security evaluate this model (depth {depth}) within the "

@@ -14,6 +14,7 @@ from typing import Any
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions
+from secquant.backends.ckks.pairs import request_ciphertexts
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.galois import RotationKeys, switch_key_bytes
 from secquant.backends.seal.layout import BSGSLayout, GatherLayout
@@ -132,6 +133,8 @@ class CKKSPlan:
         clip_possible: Some requantize op can clip; the bound then holds for inputs on which none does.
         ckks_error: CKKS's own error bound against the exact real-valued circuit (None: ``max_abs_error``).
         rotation_keys: The Galois keys and what each rotation costs with them (LATENCY), else None.
+        paired_inputs: THROUGHPUT: two input features per slot (:mod:`~.pairs`), encoded at
+            ``input_scale / 2``; the first stage's outputs are at ``input_scale``.
     """
 
     options: CKKSOptions
@@ -149,6 +152,7 @@ class CKKSPlan:
     clip_possible: bool = False
     ckks_error: float | None = None
     rotation_keys: RotationKeys | None = None
+    paired_inputs: bool = False
 
     @property
     def slots(self) -> int:
@@ -165,6 +169,16 @@ class CKKSPlan:
                 and first.layout is not None):
             return first.layout.baby
         return 1
+
+    @property
+    def request_scale(self) -> float:
+        """The scale the client encodes inputs at: Δ0, or Δ0/2 with :attr:`paired_inputs`."""
+        return self.input_scale / 2 if self.paired_inputs else self.input_scale
+
+    @property
+    def request_ciphertexts_per_batch(self) -> int:
+        """THROUGHPUT: input ciphertexts per batch of N/2 inputs (one per feature, or per pair)."""
+        return request_ciphertexts(self.stages[0].stage.n_in if self.stages else 0, self.paired_inputs)
 
     @property
     def depth(self) -> int:
@@ -207,9 +221,9 @@ class CKKSPlan:
             "output_ciphertext": 2 * n * k_out * 8,
             "public_key": 2 * n * k_all * 8,
             "relin_keys": switch_key,
-            "galois_keys": switch_key * len(self.galois_steps),
+            "galois_keys": switch_key * (len(self.galois_steps) + self.paired_inputs),
             "request_ciphertexts_per_input" if self.options.mode is Mode.LATENCY else "request_ciphertexts_per_batch":
-                per_input if self.options.mode is Mode.LATENCY else (self.stages[0].stage.n_in if self.stages else 0),
+                per_input if self.options.mode is Mode.LATENCY else self.request_ciphertexts_per_batch,
         }
 
     def server_rotations(self) -> list[int]:
@@ -265,7 +279,10 @@ class CKKSPlan:
                         + ("; first stage gathered by the client (sparsity pattern only)"
                            if self.stages and self.stages[0].gather is not None else "")
                         if self.options.mode is Mode.LATENCY else
+                        "inputs across slots, two features per ciphertext (real and imaginary parts; one "
+                        "conjugation per first-stage output)" if self.paired_inputs else
                         "inputs across slots, one ciphertext per feature (CryptoNets)"),
+            "paired_inputs": self.paired_inputs,
             "stages": [s.summary() for s in self.stages],
             "sizes_bytes_uncompressed": self.sizes(),
             "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",

@@ -72,7 +72,7 @@ def _public_keys(plan: CKKSPlan, context: Any, material: bytes) -> dict[str, Any
     keys = {name: load_seal([blob], makers[name], context, f"CKKS {name}")[0] for name, blob in zip(parts, blobs)}
     if "relin_keys" not in keys:
         raise ConfigError("the CKKS public material lacks relinearization keys")
-    if plan.galois_steps and "galois_keys" not in keys:
+    if (plan.galois_steps or plan.paired_inputs) and "galois_keys" not in keys:
         raise ConfigError("the CKKS public material lacks the Galois keys this plan rotates with")
     return keys
 
@@ -107,10 +107,14 @@ class CKKSServer(ServerRole):
         n = meta.get("n")
         latency = self.plan.options.mode is Mode.LATENCY
         copies = self.plan.input_copies
-        expected = -1 if not isinstance(n, int) else n * copies if latency else self.n_in * -(-n // self.plan.slots)
+        per_batch = self.plan.request_ciphertexts_per_batch
+        expected = -1 if not isinstance(n, int) else n * copies if latency else per_batch * -(-n // self.plan.slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS batch: {len(blobs)} ciphertexts for n={n!r}")
-        if self.evaluator.takes_residues and not meta.get("seeded"):
+        if self.plan.paired_inputs:  # each input read as z and X**(N/2)·z (:mod:`~.pairs`)
+            cts = [r for b in blobs for r in self._load_pair(b)]
+            per_batch *= 2
+        elif self.evaluator.takes_residues and not meta.get("seeded"):
             data_primes = len(self.plan.primes) - 1
             cts = [self.evaluator.residues(b, data_primes, self.plan.input_scale) for b in blobs]
         else:  # seeded inputs: SEAL expands the seed
@@ -118,7 +122,7 @@ class CKKSServer(ServerRole):
         if latency:
             outs = [self.evaluator.run_latency(cts[k:k + copies]) for k in range(0, len(cts), copies)]
         else:
-            outs = [y for k in range(0, len(cts), self.n_in) for y in self.evaluator.run_throughput(cts[k:k + self.n_in])]
+            outs = [y for k in range(0, len(cts), per_batch) for y in self.evaluator.run_throughput(cts[k:k + per_batch])]
         if self.plan.options.noise_bound:
             self._add_noise(outs)
         outs = [self._finish(ct) for ct in outs]
@@ -147,16 +151,25 @@ class CKKSServer(ServerRole):
         return gaussian_flood(ct, self.context, ev.ev, ev.public_key, flood_sigma(self.plan, ct.scale))
 
     def _load_input(self, blob: memoryview, residues: bool) -> Any:
-        """One input loaded into SEAL (which expands a seed) and checked fresh at the input scale; as
+        """One input loaded into SEAL (which expands a seed) and checked fresh at the request scale; as
         residues when the evaluator reads them (SEAL then holds one input at a time: its pool never shrinks).
 
         Raises:
-            ConfigError: malformed, or not a fresh encryption at the top level and input scale.
+            ConfigError: malformed, or not a fresh encryption at the top level and request scale.
         """
         ct = scratch().load(self._sa.Ciphertext(self.context), self.context, blob, "CKKS input ciphertext")
         if list(ct.parms_id()) != list(self.context.first_parms_id()) or ct.size() != 2:
             raise ConfigError("a CKKS input ciphertext is not a fresh encryption at the top level")
-        if not np.isclose(ct.scale, self.plan.input_scale, rtol=1e-12, atol=0):
+        if not np.isclose(ct.scale, self.plan.request_scale, rtol=1e-12, atol=0):
             raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs "
-                              f"{self.plan.input_scale}")
+                              f"{self.plan.request_scale}")
         return from_bytes(scratch().dump(ct)) if residues else ct
+
+    def _load_pair(self, blob: memoryview) -> list[Any]:
+        """A paired input as the residues of ``z`` and of ``X**(N/2)·z`` (:mod:`~.pairs`).
+
+        Raises:
+            ConfigError: as :meth:`_load_input`.
+        """
+        ct = self._load_input(blob, False)
+        return [from_bytes(scratch().dump(ct)), from_bytes(scratch().dump(self.evaluator.times_monomial(ct)))]

@@ -1,7 +1,7 @@
 """CKKS messages: frame kinds (magic ``SQCKKS1``), the public-material parts, the parameter fingerprint.
 
 Every frame carries the plan's fingerprint, so a payload made under other
-parameters (N, primes, mode, rotations, stages) is refused before any SEAL
+parameters (N, primes, mode, rotations, stages, paired inputs) is refused before any SEAL
 object is built.
 """
 
@@ -27,6 +27,8 @@ def fingerprint(plan: CKKSPlan) -> str:
     """SHA-256 of the parameters both roles must agree on."""
     desc = {"n": plan.poly_degree, "primes": [str(p) for p in plan.primes], "mode": plan.options.mode.value,
             "steps": list(plan.galois_steps), "stages": len(plan.stages)}
+    if plan.paired_inputs:
+        desc["paired"] = True
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 
 

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from secquant.backends.base import Scheme
 
 __all__ = ["BatchSplit"]
@@ -28,7 +26,7 @@ class BatchSplit:
 
     Attributes:
         scheme: BFV or CKKS (anything else is never split).
-        features: Input features (ciphertexts per batch, per CRT prime under BFV).
+        features: Input ciphertexts per batch (per CRT prime under BFV; CKKS may pair features).
         slots: Inputs per batch.
     """
 
@@ -39,7 +37,7 @@ class BatchSplit:
     @classmethod
     def of(cls, em: Any) -> BatchSplit:
         """The split of a compiled model's THROUGHPUT requests."""
-        return cls(em.scheme, int(np.prod(em.qm.input_shape)), int(em.backend.batch_size() or 0))
+        return cls(em.scheme, em.backend.request_ciphertexts(), int(em.backend.batch_size() or 0))
 
     def split(self, payload: bytes) -> tuple[int, Iterator[bytes]]:
         """``(parts, requests of one batch each)``; ``(1, [payload])`` when there is nothing to split."""
