@@ -147,7 +147,8 @@ def _throughput(qm: Any, scheme: str, x: np.ndarray, y: np.ndarray, workers: int
     if workers > 1 and batch:
         return _throughput_parallel(em, x, y, batch, workers)
     client = em.client()
-    server = em.server(client.public_material())
+    public = client.public_material()
+    server = em.server(public)
     xq = qm.quantize_input(x)
     t0 = time.perf_counter()
     payload = client.encrypt(xq)
@@ -163,7 +164,8 @@ def _throughput(qm: Any, scheme: str, x: np.ndarray, y: np.ndarray, workers: int
            "images_per_s": len(x) / batch_s, "slots": slots, "workers": 1,
            "images_per_s_full": (slots / batch_s) if slots >= len(x) else len(x) / batch_s,
            "accuracy": models.accuracy(qm.dequantize_output(out), y),
-           "request_bytes": len(payload), "response_bytes": len(result), "parameters": params}
+           "request_bytes": len(payload), "response_bytes": len(result), "public_bytes": len(public),
+           "parameters": params}
     if scheme in EXACT:
         row["bit_exact"] = bool(np.array_equal(np.asarray(out, dtype=object),
                                                np.asarray(qm.forward_int(xq), dtype=object)))
@@ -181,12 +183,14 @@ def _throughput_parallel(em: Any, x: np.ndarray, y: np.ndarray, batch: int, work
     out = em.forward_int(xq, workers=workers)
     wall = time.perf_counter() - t0
     tm = em.last_timings
+    sizes = em.parameters().get("sizes_bytes")  # CKKS records its public material's size; BFV does not
     per = float(tm.get("batches", 1.0))
     row = {"n": total, "workers": workers, "batches": int(per), "wall_s": wall, "slots": batch,
            "encrypt_s": tm["encrypt"] / per, "evaluate_s": tm["evaluate"] / per, "decrypt_s": tm["decrypt"] / per,
            "images_per_s": total / wall, "images_per_s_full": total / wall,
            "accuracy": models.accuracy(qm.dequantize_output(out[: len(x)]), y),
            "request_bytes": int(tm["request_bytes"] / per), "response_bytes": int(tm["response_bytes"] / per),
+           "public_bytes": sizes.get("public_material") if isinstance(sizes, dict) else None,
            "parameters": em.parameters(),
            "note": f"{workers} full batches of {batch} (the {len(x)} test inputs repeated) in {workers} workers; "
                    "per-batch seconds are each worker's own"}

@@ -234,3 +234,14 @@ def test_a_spec_that_pairs_latency_inputs_is_refused(odd: tuple) -> None:
     for bad in (True, "yes", 1):
         with pytest.raises(SecquantError):
             CKKSClientPlan.from_meta(dict(meta, paired_inputs=bad), arrays)
+
+
+def test_the_cost_model_counts_half_the_encryptions_and_the_conjugations(odd: tuple) -> None:
+    from secquant.backends.ckks.cost import op_counts
+
+    qm, _ = odd
+    paired = op_counts(secquant.compile(qm, "ckks", mode="throughput", poly_degree=8192).backend.plan)
+    single = op_counts(secquant.compile(qm, "ckks", mode="throughput", poly_degree=8192,
+                                        complex_packing=False).backend.plan)
+    assert (paired.encryptions, single.encryptions) == (32, 63)
+    assert paired.key_switches == single.key_switches + 12  # one conjugation per output of fc1

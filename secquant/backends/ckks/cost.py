@@ -1,7 +1,8 @@
 """Operation counts of a CKKS plan, for the cost model of ``mode="auto"`` (:mod:`secquant.backends.cost`).
 
-THROUGHPUT (per batch of N/2 inputs): one encryption per input feature and one
-decryption per output; a weighted affine stage is one plaintext product per
+THROUGHPUT (per batch of N/2 inputs): one encryption per request ciphertext (per
+input feature, or per pair of them with one conjugation per first-stage output) and
+one decryption per output; a weighted affine stage is one plaintext product per
 nonzero weight (an integer-map term when it multiplies at scale 1, priced
 alike); a square is one relinearized product per feature; a polynomial its power
 products and term products per feature.  LATENCY (per input): the client's
@@ -26,9 +27,11 @@ def op_counts(plan: CKKSPlan) -> OpCounts:
     """SEAL operations of one batch of ``plan``."""
     latency = plan.options.mode is Mode.LATENCY
     first = plan.stages[0].stage if plan.stages else None
-    counts = {"encryptions": plan.input_copies if latency else (first.n_in if first else 0),
+    counts = {"encryptions": plan.input_copies if latency else plan.request_ciphertexts_per_batch,
               "decryptions": 1 if latency else (plan.stages[-1].stage.n_out if plan.stages else 0),
-              "plain_products": 0, "key_switches": plan.key_switches() if latency else 0,
+              "plain_products": 0,
+              "key_switches": plan.key_switches() if latency else  # paired: a conjugation per first-stage output
+                  (first.n_out if plan.paired_inputs and first is not None else 0),
               "additions": 0, "rescales": 0}
     for sp in plan.stages:
         st = sp.stage
