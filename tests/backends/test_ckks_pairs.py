@@ -158,6 +158,10 @@ def test_paired_requests_are_half_and_decrypt_within_the_bound(model: str, reque
     single = secquant.compile(qm, "ckks", mode="throughput", poly_degree=8192, complex_packing=False)
     params = paired.parameters()
     assert params["paired_inputs"] and not single.parameters()["paired_inputs"]
+    # the public material grows by one key (said in parameters), the request halves
+    key = params["paired_inputs_public_bytes_uncompressed"]
+    assert key > 0 and single.parameters()["paired_inputs_public_bytes_uncompressed"] == 0
+    assert params["sizes_bytes_uncompressed"]["galois_keys"] == key
     features = int(np.prod(qm.input_shape))
     assert params["sizes_bytes_uncompressed"]["request_ciphertexts_per_batch"] == -(-features // 2)
     out, sent = _run(paired, xq)

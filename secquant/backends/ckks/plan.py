@@ -283,6 +283,7 @@ class CKKSPlan:
                         "conjugation per first-stage output)" if self.paired_inputs else
                         "inputs across slots, one ciphertext per feature (CryptoNets)"),
             "paired_inputs": self.paired_inputs,
+            "paired_inputs_public_bytes_uncompressed": key_bytes if self.paired_inputs else 0,  # the conjugation key
             "stages": [s.summary() for s in self.stages],
             "sizes_bytes_uncompressed": self.sizes(),
             "error_model": "Cheon-Kim-Kim-Song 2017 Lemmas 1-3, six-sigma canonical-embedding bounds (sigma=3.2, ternary secret)",
