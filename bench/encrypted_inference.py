@@ -183,15 +183,16 @@ def _throughput_parallel(em: Any, x: np.ndarray, y: np.ndarray, batch: int, work
     out = em.forward_int(xq, workers=workers)
     wall = time.perf_counter() - t0
     tm = em.last_timings
-    sizes = em.parameters().get("sizes_bytes")  # CKKS records its public material's size; BFV does not
+    params = em.parameters()  # CKKS records its public material's size, BFV states it
+    sizes = params.get("sizes_bytes")
+    public = sizes.get("public_material") if isinstance(sizes, dict) else params.get("public_material_bytes")
     per = float(tm.get("batches", 1.0))
     row = {"n": total, "workers": workers, "batches": int(per), "wall_s": wall, "slots": batch,
            "encrypt_s": tm["encrypt"] / per, "evaluate_s": tm["evaluate"] / per, "decrypt_s": tm["decrypt"] / per,
            "images_per_s": total / wall, "images_per_s_full": total / wall,
            "accuracy": models.accuracy(qm.dequantize_output(out[: len(x)]), y),
            "request_bytes": int(tm["request_bytes"] / per), "response_bytes": int(tm["response_bytes"] / per),
-           "public_bytes": sizes.get("public_material") if isinstance(sizes, dict) else None,
-           "parameters": em.parameters(),
+           "public_bytes": public, "parameters": params,
            "note": f"{workers} full batches of {batch} (the {len(x)} test inputs repeated) in {workers} workers; "
                    "per-batch seconds are each worker's own"}
     if em.scheme.value in EXACT:
