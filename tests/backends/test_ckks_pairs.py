@@ -249,3 +249,27 @@ def test_the_cost_model_counts_half_the_encryptions_and_the_conjugations(odd: tu
                                         complex_packing=False).backend.plan)
     assert (paired.encryptions, single.encryptions) == (32, 63)
     assert paired.key_switches == single.key_switches + 12  # one conjugation per output of fc1
+
+
+def test_a_crafted_complex_input_is_an_honest_pair_of_real_inputs(odd: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that fills slots with any complex ``u + i·v`` (not ``x + σ·x'``) gets what the honest
+    real inputs ``x = u, x' = (-1)**j·v`` give, within the bound: pairing leaks nothing real inputs do not."""
+    qm, x = odd
+    xq = np.asarray(qm.quantize_input(x[:40]), dtype=np.int64)
+    em = secquant.compile(qm, "ckks", mode="throughput", poly_degree=8192)
+    rng = np.random.default_rng(7)
+    v = rng.integers(-31, 32, size=xq.shape)  # the crafted imaginary parts (6-bit inputs: [-32, 31])
+    v[:, -1] = 0  # 63 features: the last slot pair has no partner
+
+    def crafted(chunk: np.ndarray, slots: int) -> list[np.ndarray]:
+        return [chunk[:, g] + 1j * v[:chunk.shape[0], g + 1] if g + 1 < chunk.shape[1] else chunk[:, g] + 0j
+                for g in range(0, chunk.shape[1], 2)]
+
+    monkeypatch.setattr("secquant.backends.ckks.client.pair_slots", crafted)
+    out, _ = _run(em, xq)
+    honest = xq.copy()
+    signs = 1 - 2 * (np.arange(len(xq)) % 2)
+    honest[:, 1::2] = v[:, 1::2] * signs[:, None]
+    qm.interface().check_integers(honest.reshape(len(honest), *qm.input_shape))  # raises unless in range
+    ref = np.asarray(qm.forward_int(honest), dtype=np.float64)
+    assert np.max(np.abs(out - ref)) <= em.parameters()["max_abs_error_int"]

@@ -20,6 +20,11 @@ of each output: ``y + conj(y)`` (one key switch with the Galois key of
 first stage of the real layout, exactly as the integer map of real inputs
 would give it, with at most twice its error plus one key switch's
 (:func:`~secquant.backends.ckks.noise.propagate` charges both).
+
+A client gains nothing by filling slots with other complex values: for any
+``z = u + i·v``, ``Re(z) = u`` and ``Re(-X**(N/2)·z) = (-1)**j·v``, so the
+server computes what the honest real inputs ``(u, (-1)**j·v)`` give, and the
+real part it keeps leaves no imaginary trace in the response.
 """
 
 from __future__ import annotations
