@@ -189,19 +189,33 @@ class Evaluator:
     def _zero_meta(self, meta: CiphertextMeta) -> Any:
         return self._zero_at(list(meta.parms_id), meta.scale)
 
-    def times_monomial(self, ct: Any) -> Any:
-        """``X**(N/2)·ct`` for a top-level input (exact: the monomial's plaintext at scale 1, :mod:`~.pairs`)."""
+    def _loaded(self, x: Any) -> Any:
+        """A ciphertext from :func:`~.rns.map_ciphertexts` with ``load=False``: loaded if residues."""
+        if isinstance(x, tuple):
+            return load_seal([to_bytes(*x)], self._new, self.ctx, "CKKS ciphertext")[0]
+        return x
+
+    def _paired_map(self, xs: list[Any], imap: IntegerMap) -> list[Any]:
+        """The paired first stage (:mod:`~.pairs`): ``U`` and ``V`` from one map, then per output the real
+        part of ``U + X**(N/2)·V``; two outputs in SEAL at a time (its pool never shrinks)."""
         if self._monomial is None:
-            self._monomial = self._plain(slot_signs(self.plan.slots).tolist(), self._parms_at(len(self.plan.primes) - 1), 1.0)
-        out = self._new()
-        self.ev.multiply_plain(ct, self._monomial, out)
+            sigma = slot_signs(self.plan.slots).tolist()
+            self._monomial = self._plain(sigma, self._parms_at(len(self.plan.primes) - 1), 1.0)
+        halves = map_ciphertexts(imap, xs, self.ctx, self._moduli, self._zero_meta, load=False)
+        m, tmp, out = len(halves) // 2, self._new(), []
+        for i in range(m):
+            u, v = self._loaded(halves[i]), self._loaded(halves[m + i])
+            halves[i] = halves[m + i] = None
+            self.ev.multiply_plain(v, self._monomial, tmp)
+            self.ev.add_inplace(u, tmp)
+            real_part(self.ev, u, self.galois, self.plan.input_scale)
+            out.append(u)
         return out
 
     def _integer_map(self, xs: list[Any], sp: StagePlan, imap: IntegerMap, pairs: bool = False) -> list[Any]:
-        """``imap`` on the residues, then (``pairs``: the paired first stage) the real part, then the biases."""
-        outs = map_ciphertexts(imap, xs, self.ctx, self._moduli, self._zero_meta)
-        for ct in outs if pairs else ():
-            real_part(self.ev, ct, self.galois, self.plan.input_scale)
+        """``imap`` on the residues (``pairs``: the paired first stage, :meth:`_paired_map`), then the biases."""
+        outs = self._paired_map(xs, imap) if pairs else map_ciphertexts(imap, xs, self.ctx, self._moduli,
+                                                                         self._zero_meta)
         bias = sp.stage.bias_float()
         for ct, b in zip(outs, bias):
             if b:
@@ -391,7 +405,7 @@ class Evaluator:
     def run_throughput(self, xs: list[Any]) -> list[Any]:
         """Evaluate one ciphertext (or its :data:`RowResidues`) per feature; returns one ciphertext per output.
 
-        With paired inputs (:mod:`~.pairs`), ``xs`` is ``[z_0, X·z_0, z_1, X·z_1, ...]`` (see :meth:`times_monomial`).
+        With paired inputs (:mod:`~.pairs`), ``xs`` holds one ciphertext per pair of features.
         """
         for k, (sp, prep) in enumerate(zip(self.plan.stages, self._prepared)):
             kind = sp.stage.kind

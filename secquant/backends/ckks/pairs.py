@@ -11,15 +11,16 @@ puts slot j at the root ``ζ**(3**j)``, and ``ζ**(3**j·N/2) = i**(3**j)``).
 Then ``Re(z) = x`` and ``Re(-X**(N/2)·z) = x'``.
 
 The server's first stage has integer weights at scale 1 (an exact
-:class:`~secquant.backends.seal.rns.IntegerMap`).  It reads every input twice,
-as ``z`` and as ``X**(N/2)·z`` (a product with the exact plaintext of that
-monomial), maps them with the real matrix whose columns are
-``[W[:, 2g], -W[:, 2g+1]]`` (:func:`pair_matrix`), and takes the real part
-of each output: ``y + conj(y)`` (one key switch with the Galois key of
-``2N - 1``), relabelled at twice the request scale.  The result is the
-first stage of the real layout, exactly as the integer map of real inputs
-would give it, with at most twice its error plus one key switch's
-(:func:`~secquant.backends.ckks.noise.propagate` charges both).
+:class:`~secquant.backends.seal.rns.IntegerMap`).  It maps the ``z`` with the
+stacked matrix ``[W[:, 0::2]; -W[:, 1::2]]`` (:func:`pair_matrix`) into ``U``
+and ``V``, forms ``y = U + X**(N/2)·V`` per output (a product with the exact
+plaintext of that monomial), and keeps the real part: ``y + conj(y)`` (one key
+switch with the Galois key of ``2N - 1``), relabelled at twice the request
+scale.  Since ``Re(y) = W x``, the result is the first stage of the real
+layout, with at most twice its error plus one key switch's
+(:func:`~secquant.backends.ckks.noise.propagate` charges both).  The server
+loads half as many inputs as with one feature per slot, and pays one plaintext
+product and one conjugation per first-stage output.
 
 A client gains nothing by filling slots with other complex values: for any
 ``z = u + i·v``, ``Re(z) = u`` and ``Re(-X**(N/2)·z) = (-1)**j·v``, so the
@@ -80,12 +81,13 @@ def pair_slots(chunk: NDArray[Any], slots: int) -> list[NDArray[np.complex128]]:
 
 
 def pair_matrix(weights: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The first stage's integer matrix over ``[z_0, X·z_0, z_1, X·z_1, ...]``: columns ``W[:, 2g]`` and
-    ``-W[:, 2g+1]`` (zero for the missing partner of an odd last feature)."""
+    """The paired first stage's integer map over ``[z_0, z_1, ...]``: ``(2m, ceil(k/2))``, rows ``W[:, 0::2]``
+    (giving ``U``) over rows ``-W[:, 1::2]`` (giving ``V``; zero for the missing partner of an odd last
+    feature), so that ``Re(U + X**(N/2)·V) = W x``."""
     m, k = weights.shape
-    out = np.zeros((m, 2 * -(-k // 2)), dtype=np.int64)
-    out[:, 0:k:2] = weights[:, 0::2]
-    out[:, 1:k:2] = -weights[:, 1::2]
+    out = np.zeros((2 * m, -(-k // 2)), dtype=np.int64)
+    out[:m] = weights[:, 0::2]
+    out[m:, :k // 2] = -weights[:, 1::2]
     return out
 
 

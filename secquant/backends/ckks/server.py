@@ -111,12 +111,9 @@ class CKKSServer(ServerRole):
         expected = -1 if not isinstance(n, int) else n * copies if latency else per_batch * -(-n // self.plan.slots)
         if not isinstance(n, int) or n < 0 or len(blobs) != expected:
             raise ConfigError(f"malformed CKKS batch: {len(blobs)} ciphertexts for n={n!r}")
-        if self.plan.paired_inputs:  # each input read as z and X**(N/2)·z (:mod:`~.pairs`)
-            cts = [r for b in blobs for r in self._load_pair(b)]
-            per_batch *= 2
-        elif self.evaluator.takes_residues and not meta.get("seeded"):
+        if self.evaluator.takes_residues and not meta.get("seeded"):
             data_primes = len(self.plan.primes) - 1
-            cts = [self.evaluator.residues(b, data_primes, self.plan.input_scale) for b in blobs]
+            cts = [self.evaluator.residues(b, data_primes, self.plan.request_scale) for b in blobs]
         else:  # seeded inputs: SEAL expands the seed
             cts = [self._load_input(b, self.evaluator.takes_residues) for b in blobs]
         if latency:
@@ -164,12 +161,3 @@ class CKKSServer(ServerRole):
             raise ConfigError(f"a CKKS input ciphertext has scale {ct.scale}, the plan needs "
                               f"{self.plan.request_scale}")
         return from_bytes(scratch().dump(ct)) if residues else ct
-
-    def _load_pair(self, blob: memoryview) -> list[Any]:
-        """A paired input as the residues of ``z`` and of ``X**(N/2)·z`` (:mod:`~.pairs`).
-
-        Raises:
-            ConfigError: as :meth:`_load_input`.
-        """
-        ct = self._load_input(blob, False)
-        return [from_bytes(scratch().dump(ct)), from_bytes(scratch().dump(self.evaluator.times_monomial(ct)))]
