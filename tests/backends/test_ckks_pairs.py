@@ -273,3 +273,14 @@ def test_a_crafted_complex_input_is_an_honest_pair_of_real_inputs(odd: tuple, mo
     qm.interface().check_integers(honest.reshape(len(honest), *qm.input_shape))  # raises unless in range
     ref = np.asarray(qm.forward_int(honest), dtype=np.float64)
     assert np.max(np.abs(out - ref)) <= em.parameters()["max_abs_error_int"]
+
+
+def test_whole_paired_inputs_are_read_from_the_wire(odd: tuple) -> None:
+    """``transfer=latency`` with pairing forced: whole ciphertexts, whose residues the server parses at the
+    request scale (half the input scale), decrypt within the bound."""
+    qm, x = odd
+    xq = qm.quantize_input(x[:50])
+    em = secquant.compile(qm, "ckks", mode="throughput", poly_degree=8192, transfer="latency", complex_packing=True)
+    assert em.parameters()["paired_inputs"]
+    out, _ = _run(em, xq)
+    assert np.max(np.abs(out - np.asarray(qm.forward_int(xq), dtype=np.float64))) <= em.parameters()["max_abs_error_int"]
