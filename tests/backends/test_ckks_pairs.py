@@ -284,3 +284,19 @@ def test_whole_paired_inputs_are_read_from_the_wire(odd: tuple) -> None:
     assert em.parameters()["paired_inputs"]
     out, _ = _run(em, xq)
     assert np.max(np.abs(out - np.asarray(qm.forward_int(xq), dtype=np.float64))) <= em.parameters()["max_abs_error_int"]
+
+
+@pytest.mark.parametrize("features", [1, 2, 3])
+def test_the_smallest_inputs_pair_within_the_bound(features: int) -> None:
+    """One, two and three input features (a lone feature has no partner; its V row is zero)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(features, 3), Square(), nn.Linear(3, 2)).eval()
+    x = np.random.default_rng(0).normal(size=(300, features)).astype(np.float32)
+    qm = secquant.quantize_model(model, x, bits=6)
+    em = secquant.compile(qm, "ckks", mode="throughput", poly_degree=8192)
+    params = em.parameters()
+    assert params["paired_inputs"]
+    assert params["sizes_bytes_uncompressed"]["request_ciphertexts_per_batch"] == -(-features // 2)
+    xq = qm.quantize_input(x[:20])
+    out, _ = _run(em, xq)
+    assert np.max(np.abs(out - np.asarray(qm.forward_int(xq), dtype=np.float64))) <= params["max_abs_error_int"]
