@@ -70,7 +70,8 @@ class CKKSOptions:
             when the first stage multiplies by integer weights at scale 1 (else
             the plan packs one feature per slot).  None (default): True unless
             ``transfer=LATENCY`` (whose server reads whole inputs' residues straight
-            from the wire; a paired input is loaded into SEAL).  Ignored in LATENCY mode.
+            from the wire, so pairing saves it no SEAL load and only adds the
+            conjugations: about 1.5x its evaluation).  Ignored in LATENCY mode.
         complete_squares: Also plan every degree-2 polynomial followed by an
             affine stage as a shifted square, ``a2·(x + s)**2 + k`` with ``a2``
             and ``k`` folded into the next stage (one level instead of two,
