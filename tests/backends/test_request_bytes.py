@@ -87,7 +87,7 @@ def test_transfer_option_is_typed() -> None:
 
     assert CKKSOptions().transfer is Transfer.BALANCED and CKKSOptions().client_rotations is False
     assert CKKSOptions(transfer="latency").client_rotations is True
-    assert CKKSOptions(transfer="bytes").client_gather is False
+    assert CKKSOptions(transfer="bytes").client_gather is True  # a gather that fits one ciphertext (SharedGather)
     assert CKKSOptions(transfer="bytes", client_rotations=True).client_rotations is True
     assert BFVOptions(transfer="bytes").transfer is Transfer.BYTES
     with pytest.raises(ConfigError):
@@ -180,8 +180,8 @@ def test_ckks_bytes_lowers_each_prime_while_the_target_holds(fixture: str, reque
     qm = request.getfixturevalue(fixture).qm
     em = secquant.compile(qm, "ckks", mode="latency", transfer="bytes")
     small = em.parameters()
-    uniform = secquant.compile(qm, "ckks", mode="latency", scale_bits=small["scale_bits"],
-                               poly_degree=small["poly_degree"]).parameters()
+    uniform = secquant.compile(qm, "ckks", mode="latency", transfer="bytes", scale_bits=small["scale_bits"],
+                               poly_degree=small["poly_degree"]).parameters()  # the same layout, B forced
     assert sum(small["coeff_modulus_bits"]) <= sum(uniform["coeff_modulus_bits"])
     assert small["relative_error_bound"] <= 2.0 ** -small["precision_bits_target"]
     stages, bits = em.backend.stages, small["coeff_modulus_bits"]

@@ -21,7 +21,7 @@ from secquant.backends.ckks.options import CKKSOptions
 from secquant.backends.ckks.pairs import conjugation_element, request_ciphertexts
 from secquant.backends.ckks.plan import CKKSPlan
 from secquant.backends.seal.ciphertext import FRAME_OVERHEAD, RESPONSE_HEADER, Transfer, packed_size
-from secquant.backends.seal.layout import GatherLayout
+from secquant.backends.seal.gather import SharedGather
 from secquant.backends.seal.primes import galois_elt
 from secquant.backends.seal.wire import WRITER_BYTES_PER_BLOB
 from secquant.errors import ConfigError
@@ -45,7 +45,7 @@ class CKKSClientPlan:
         max_abs_error: Error bound of the decoded outputs before rounding, integer units.
         galois_steps: Rotation steps to make Galois keys for.
         fingerprint: The plan's parameter fingerprint, echoed in every message.
-        gather: LATENCY with a gathered first stage: its sparsity pattern and period.
+        gather: LATENCY with a gathered first stage: its sparsity pattern, rows and periods.
         paired_inputs: THROUGHPUT: two features per slot (:mod:`~.pairs`), encoded at
             ``input_scale / 2``, and a Galois key for conjugation.
 
@@ -63,7 +63,7 @@ class CKKSClientPlan:
     max_abs_error: float
     galois_steps: tuple[int, ...]
     fingerprint: str
-    gather: GatherLayout | None = None
+    gather: SharedGather | None = None
     paired_inputs: bool = False
 
     def __post_init__(self) -> None:
@@ -78,8 +78,7 @@ class CKKSClientPlan:
         if not isinstance(self.paired_inputs, bool) or (self.paired_inputs and self.options.mode is not Mode.THROUGHPUT):
             raise ConfigError("CKKS client plan: paired inputs are a THROUGHPUT layout")
         g = self.gather
-        if g is not None and (g.cols.ndim != 2 or g.slots != n // 2 or g.period < g.cols.shape[0]
-                              or g.period & (g.period - 1) or g.chunks != self.input_copies):
+        if g is not None and (g.slots != n // 2 or g.chunks != self.input_copies):
             raise ConfigError("CKKS client plan: the gather layout does not fit the ring")
 
     @property
@@ -152,8 +151,10 @@ class CKKSClientPlan:
                 "output_bound": self.output_bound, "max_abs_error": self.max_abs_error,
                 "galois_steps": list(self.galois_steps), "fingerprint": self.fingerprint,
                 "gather_period": self.gather.period if self.gather is not None else None,
+                "gather_block": self.gather.block if self.gather is not None else None,
                 "paired_inputs": self.paired_inputs}
-        arrays = {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64)} if self.gather is not None else {}
+        arrays = {} if self.gather is None else {"gather_cols": np.asarray(self.gather.cols, dtype=np.int64),
+                                                 "gather_rows": np.asarray(self.gather.rows, dtype=np.int64)}
         return meta, arrays
 
     @classmethod
@@ -171,13 +172,7 @@ class CKKSClientPlan:
             fingerprint, paired_inputs = meta["fingerprint"], meta.get("paired_inputs", False)
             if not isinstance(fingerprint, str) or not isinstance(paired_inputs, bool):
                 raise ConfigError("CKKS client plan: the fingerprint must be a string, paired_inputs a boolean")
-            gather = None
-            cols = (arrays or {}).get("gather_cols")
-            if cols is not None or meta.get("gather_period") is not None:
-                if cols is None or cols.ndim != 2 or cols.dtype.kind not in "iu":
-                    raise ConfigError("CKKS client plan: malformed gather pattern")
-                gather = GatherLayout(np.asarray(cols, dtype=np.int64), int(meta["gather_period"]),
-                                      int(meta["poly_degree"]) // 2)
+            gather = _gather_from(meta, arrays or {})
             return cls(options, int(meta["poly_degree"]), tuple(int(str(p)) for p in meta["primes"]),
                        float(meta["input_scale"]), int(meta["input_period"]), int(meta["input_copies"]),
                        float(meta["output_bound"]), float(meta["max_abs_error"]),
@@ -186,3 +181,23 @@ class CKKSClientPlan:
             if isinstance(exc, ConfigError):
                 raise
             raise ConfigError(f"malformed CKKS client plan: {exc!r}") from exc
+
+
+def _gather_from(meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> SharedGather | None:
+    """The gather layout of a client spec; a spec without rows and block has one row per output.
+
+    Raises:
+        ConfigError: a malformed pattern (:class:`~secquant.backends.seal.gather.SharedGather` checks it).
+    """
+    cols, rows = arrays.get("gather_cols"), arrays.get("gather_rows")
+    if cols is None and meta.get("gather_period") is None:
+        return None
+    if cols is None or cols.ndim != 2 or cols.dtype.kind not in "iu" or (
+            rows is not None and (rows.ndim != 1 or rows.dtype.kind not in "iu")):
+        raise ConfigError("CKKS client plan: malformed gather pattern")
+    period = int(meta["gather_period"])
+    if rows is None:
+        rows = np.arange(cols.shape[0], dtype=np.int64)
+    block = meta.get("gather_block")
+    return SharedGather(np.asarray(cols, dtype=np.int64), np.asarray(rows, dtype=np.int64),
+                        period if block is None else int(block), period, int(meta["poly_degree"]) // 2)

@@ -6,8 +6,8 @@ one decryption per output; a weighted affine stage is one plaintext product per
 nonzero weight (an integer-map term when it multiplies at scale 1, priced
 alike); a square is one relinearized product per feature; a polynomial its power
 products and term products per feature.  LATENCY (per input): the client's
-ciphertexts, the plan's rotations, one plaintext product per diagonal (or
-gathered block), one relinearized product per square and per power of a
+ciphertexts, the plan's rotations, one plaintext product per diagonal (a
+gathered stage: per diagonal of each client ciphertext), one relinearized product per square and per power of a
 polynomial.  Every level a stage drops is one rescale per ciphertext.
 """
 
@@ -43,7 +43,7 @@ def op_counts(plan: CKKSPlan) -> OpCounts:
             counts["plain_products"] += len(sp.poly.terms) * width
         elif st.weighted and st.matrix is not None:
             if latency:
-                n = sp.gather.chunks if sp.gather is not None else len(sp.layout.diagonals) if sp.layout else 1
+                n = sp.gather.plaintexts if sp.gather is not None else len(sp.layout.diagonals) if sp.layout else 1
             else:
                 n = int(np.count_nonzero(st.matrix))
             counts["plain_products"] += n

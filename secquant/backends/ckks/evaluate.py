@@ -122,8 +122,8 @@ class Evaluator:
             return None
         pid = self._parms_at(len(sp.level_primes))
         if sp.gather is not None:
-            return [self._plain(v.tolist(), pid, sp.plain_scale) if np.any(v) else None
-                    for v in sp.gather.weights(st.matrix)]
+            return {key: self._plain(v.tolist(), pid, sp.plain_scale)
+                    for key, v in sp.gather.plaintext_vectors(st.matrix).items() if np.any(v)}
         if self.plan.options.mode is Mode.LATENCY:
             lay = sp.layout
             if lay is None:
@@ -348,17 +348,37 @@ class Evaluator:
         self._add_bias(acc, sp.stage.bias_float(), lay.width)
         return acc
 
-    def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: list[Any]) -> Any:
-        """The client-gathered first stage: one product per ciphertext, a rescale, the block fold."""
+    def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int, int], Any]) -> Any:
+        """The client-gathered first stage (:class:`~secquant.backends.seal.gather.SharedGather`): each
+        chunk's baby-step rotations, one product per (chunk, diagonal), the giant steps, the fold, a rescale."""
         gather = sp.gather
-        if gather is None or len(xs) != len(pts):
+        if gather is None or len(xs) != gather.chunks:
             raise ParameterError("internal: gathered stage without its layout, or the wrong number of inputs")
-        acc = self._sum_products(zip(xs, pts), self._new())
+        ev, lay = self.ev, gather.bsgs
+        rots: dict[tuple[int, int], Any] = {}
+        for c, x in enumerate(xs):
+            for b in lay.baby_steps:
+                if b == 0:
+                    rots[(c, 0)] = x
+                elif any(key[0] == c and key[2] == b for key in pts):
+                    rots[(c, b)] = self._new()
+                    ev.rotate_vector(x, b, self.galois, rots[(c, b)])
+        acc, tmp = None, self._new()
+        for k in lay.giant_steps:
+            inner = self._sum_products(((rots[(c, b)], pts[(c, kk, b)]) for (c, kk, b) in pts if kk == k), tmp)
+            if inner is None:
+                continue
+            if k:
+                ev.rotate_vector_inplace(inner, k * lay.baby, self.galois)
+            if acc is None:
+                acc = inner
+            else:
+                ev.add_inplace(acc, inner)
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(xs[0])
             acc.scale = xs[0].scale * sp.plain_scale
-        self.ev.rescale_to_next_inplace(acc)
-        self._fold(acc, gather.fold_steps)
+        self._fold(acc, gather.fold_steps)  # before the rescale: its noise then enters once, not once per block
+        ev.rescale_to_next_inplace(acc)
         self._add_bias(acc, sp.stage.bias_float(), gather.period)
         return acc
 

@@ -10,8 +10,12 @@ convolution's matrix has a few clusters of diagonals, not ``width`` of them.
 A first stage whose baby-step rotations the client sends
 (``client_rotations``) keeps the dense layout, whose baby steps are all of
 ``0..g-1``.  A sparse first stage (a convolution) is gathered by the client
-instead (:class:`~secquant.backends.seal.layout.GatherLayout`) when that takes
-at most :data:`MAX_GATHER_CHUNKS` ciphertexts and no more server rotations.
+instead (:class:`~secquant.backends.seal.gather.SharedGather`) when that takes
+at most :data:`MAX_GATHER_CHUNKS` ciphertexts and fewer server rotations
+(:func:`gather_for`): under ``transfer=LATENCY`` one row per output (no
+rotation but the fold), otherwise one row per distinct patch (a convolution's
+channels share it: fewer ciphertexts, a few more rotations), and under
+``transfer=BYTES`` only a gather that fits one ciphertext.
 Squares, shifts and polynomials keep the period they receive.
 
 :func:`rotation_keys` then chooses the Galois keys
@@ -30,9 +34,9 @@ from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions, Transfer
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.galois import GaloisKeys, RotationKeys, naf
+from secquant.backends.seal.gather import Rows, SharedGather
 from secquant.backends.seal.layout import (
     BSGSLayout,
-    GatherLayout,
     dense_bsgs,
     next_pow2,
     nonzero_diagonals,
@@ -43,6 +47,10 @@ __all__ = ["MAX_GATHER_CHUNKS", "StageLayout", "gather_for", "rotation_keys", "s
 
 #: Most ciphertexts a client sends per input for a gathered first stage.
 MAX_GATHER_CHUNKS = 4
+#: The gathers :func:`gather_for` weighs, as ``(rows, tight)`` of :meth:`SharedGather.of`: one row
+#: per output; one per pattern, or per nest of patterns, in power-of-two or tight blocks.
+GATHER_KINDS = ((Rows.PER_OUTPUT, False), (Rows.SHARED, False), (Rows.SHARED, True), (Rows.NESTED, False),
+                (Rows.NESTED, True))
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class StageLayout:
 
     period: int
     bsgs: BSGSLayout | None = None
-    gather: GatherLayout | None = None
+    gather: SharedGather | None = None
     keys: RotationKeys | None = None
     client_baby: bool = False
 
@@ -73,7 +81,7 @@ class StageLayout:
     def server_steps(self) -> list[int]:
         """Steps of every rotation the server makes in this stage."""
         if self.gather is not None:
-            return list(self.gather.fold_steps)
+            return self.gather.rotation_steps
         if self.bsgs is None:
             return []
         lay = self.bsgs
@@ -89,18 +97,31 @@ class StageLayout:
         return self.bsgs.width if self.bsgs is not None else self.period
 
 
-def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> GatherLayout | None:
-    """The gathered layout of a LATENCY first stage, when it is allowed and rotates less than BSGS."""
+def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> SharedGather | None:
+    """The gathered layout of a LATENCY first stage, when it is allowed and rotates less than BSGS.
+
+    The candidates are one row per output, and one row per distinct patch in
+    power-of-two or tight blocks (:data:`GATHER_KINDS`,
+    :class:`~secquant.backends.seal.gather.SharedGather`), each within
+    :data:`MAX_GATHER_CHUNKS` ciphertexts and making fewer server rotations than
+    baby-step giant-step (under BALANCED at most half as many: gathering costs
+    request bytes).  LATENCY takes the one with the fewest rotations, BALANCED
+    the fewest ciphertexts (then rotations), BYTES only one that fits one
+    ciphertext, as BSGS does.
+    """
     if (opts.mode is not Mode.LATENCY or not opts.client_gather or st.matrix is None
             or next_pow2(st.n_out) > n // 2):
         return None
-    gather = GatherLayout.of(st.matrix, n // 2)
-    if gather.chunks > MAX_GATHER_CHUNKS:
-        return None
     bsgs = dense_bsgs(st.n_in, st.n_out, period)
     server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
-    folds = len(gather.fold_steps) * (2 if opts.transfer is Transfer.BALANCED else 1)  # BALANCED: halve them
-    return gather if folds <= server_rotations else None
+    factor = 2 if opts.transfer is Transfer.BALANCED else 1
+    layouts = (SharedGather.of(st.matrix, n // 2, rows, tight) for rows, tight in GATHER_KINDS)
+    found = [g for g in layouts
+             if g.chunks <= MAX_GATHER_CHUNKS and factor * len(g.rotation_steps) <= server_rotations
+             and (opts.transfer is not Transfer.BYTES or g.chunks == 1)]
+    if opts.transfer is Transfer.LATENCY:
+        return min(found, key=lambda g: (len(g.rotation_steps), g.chunks), default=None)
+    return min(found, key=lambda g: (g.chunks, len(g.rotation_steps)), default=None)
 
 
 def _naf_weight(step: int) -> int:

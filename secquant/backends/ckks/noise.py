@@ -180,11 +180,15 @@ def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float,
     noise, e_in = w.noise, w.err * w.scale
     target = w.target * spread
     ks_out = noise.key_switch(len(w.level), float(max(w.level)), w.special)
-    if lay.gather is not None:
-        blocks = lay.gather.blocks
-        fold_ks = lay.switches(lay.gather.fold_steps, worst=True) * ks_out
-        prod = st.row_l1 * s_pt * e_in + lay.gather.chunks * blocks * (m_in * noise.rounding + FFT_REL * q * target)
-        return prod / q + blocks * noise.rescale + (blocks - 1) * fold_ks + noise.rounding
+    if lay.gather is not None:  # a hybrid product over the client's chunks (seal/gather.py)
+        gather = lay.gather
+        blocks, diag = gather.slots // gather.period, gather.bsgs
+        e_in_rot = e_in + lay.switches([b for b in diag.baby_steps if b], worst=True) * ks
+        giant_ks = lay.switches([k * diag.baby for k in diag.giant_steps if k]) * ks
+        per_block = gather.plaintexts * (m_in * noise.rounding + FFT_REL * q * target) + giant_ks
+        fold_ks = lay.switches(gather.fold_steps, worst=True) * ks  # the fold comes before the rescale
+        prod = st.row_l1 * s_pt * e_in_rot + blocks * per_block + (blocks - 1) * fold_ks
+        return prod / q + noise.rescale + noise.rounding
     if lay.bsgs is not None:
         bsgs = lay.bsgs
         baby = [] if lay.client_baby else [b for b in bsgs.baby_steps if b]

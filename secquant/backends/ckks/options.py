@@ -46,11 +46,11 @@ class CKKSOptions:
             None (default): True only under ``transfer=LATENCY``.
         client_gather: LATENCY: when the first stage is sparse (a convolution), the
             client packs its inputs by the stage's sparsity pattern
-            (:class:`~secquant.backends.seal.layout.GatherLayout`) if that needs
-            at most ``MAX_GATHER_CHUNKS`` ciphertexts and no more server
-            rotations than baby-step giant-step (under ``transfer=BALANCED``: at
-            most half as many, since gathering costs request bytes).  None
-            (default): False only under ``transfer=BYTES``.
+            (:class:`~secquant.backends.seal.gather.SharedGather`) if that needs
+            at most ``MAX_GATHER_CHUNKS`` ciphertexts and fewer server rotations
+            than baby-step giant-step (under ``transfer=BALANCED``: at most half
+            as many, since gathering costs request bytes; under ``BYTES``: only
+            a gather that fits one ciphertext).  Default True.
         transfer: Request bytes against latency (:class:`~secquant.backends.seal.ciphertext.Transfer`):
             BALANCED (default), BYTES or LATENCY; the lower-case names are accepted.
         galois_keys: LATENCY: which Galois keys the client makes
@@ -106,7 +106,7 @@ class CKKSOptions:
     poly_degree: int | None = None
     scale_bits: int | None = None
     client_rotations: bool | None = None
-    client_gather: bool | None = None
+    client_gather: bool = True
     transfer: Transfer = Transfer.BALANCED
     galois_keys: GaloisKeys = GaloisKeys.AUTO
     galois_key_budget_bytes: int = DEFAULT_KEY_BUDGET_BYTES
@@ -130,8 +130,6 @@ class CKKSOptions:
         object.__setattr__(self, "transfer", coerce_enum(self.transfer, Transfer, "transfer"))
         if self.client_rotations is None:
             object.__setattr__(self, "client_rotations", self.transfer is Transfer.LATENCY)
-        if self.client_gather is None:
-            object.__setattr__(self, "client_gather", self.transfer is not Transfer.BYTES)
         if self.complex_packing is None:
             object.__setattr__(self, "complex_packing", self.transfer is not Transfer.LATENCY)
         if self.security not in SECURITY_LEVELS:

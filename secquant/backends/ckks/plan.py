@@ -17,7 +17,8 @@ from secquant.backends.ckks.options import CKKSOptions
 from secquant.backends.ckks.pairs import request_ciphertexts
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.galois import RotationKeys, switch_key_bytes
-from secquant.backends.seal.layout import BSGSLayout, GatherLayout
+from secquant.backends.seal.gather import SharedGather
+from secquant.backends.seal.layout import BSGSLayout
 from secquant.backends.seal.privacy import (
     CircuitPrivacy,
     ckks_flood_error_factor,
@@ -83,7 +84,7 @@ class StagePlan:
     error_out: float
     layout: BSGSLayout | None = None
     poly: PolyPlan | None = None
-    gather: GatherLayout | None = None
+    gather: SharedGather | None = None
 
     @property
     def levels(self) -> int:
@@ -103,7 +104,8 @@ class StagePlan:
                            "baby": self.layout.baby, "giant": self.layout.giant, "rotations": self.layout.rotations}
         if self.gather is not None:
             d["gather"] = {"period": self.gather.period, "inputs_per_output": int(self.gather.cols.shape[1]),
-                           "client_ciphertexts": self.gather.chunks, "rotations": len(self.gather.fold_steps)}
+                           "client_ciphertexts": self.gather.chunks, "rows": int(self.gather.cols.shape[0]),
+                           "rotations": len(self.gather.rotation_steps)}
         if self.poly is not None:
             d["levels"] = self.levels
             d["ciphertext_products"] = len(self.poly.products)
@@ -231,7 +233,7 @@ class CKKSPlan:
         steps: list[int] = []
         for k, s in enumerate(self.stages):
             if s.gather is not None:
-                steps += s.gather.fold_steps
+                steps += s.gather.rotation_steps
             elif s.layout is not None:
                 client = k == 0 and self.input_copies > 1
                 steps += [r for r in s.layout.rotation_steps if not (client and r < s.layout.baby)]
