@@ -70,6 +70,16 @@ def test_paired_throughput_example() -> None:
     assert kb[1] < (0.55 if primes[0] == primes[1] else 0.7) * kb[0], out
 
 
+def test_shared_gather_example() -> None:
+    """Each patch is sent once under BALANCED and BYTES: a third of LATENCY's request, within the bound."""
+    out = run_example("shared_gather.py", "--channels", "16", "--images", "1", "--epochs", "1")
+    rows = [line for line in out.splitlines() if line.startswith("transfer=")]
+    kb = {r.split()[0]: float(r.split("request")[1].split()[0]) for r in rows}
+    assert len(rows) == 3 and all(r.endswith("True") for r in rows), out
+    assert "36 rows for 576 outputs, 1 ciphertext" in rows[1], out
+    assert kb["transfer=balanced"] < 0.5 * kb["transfer=latency"] and kb["transfer=bytes"] <= kb["transfer=balanced"], out
+
+
 def test_sized_ring_example() -> None:
     """A ring sized for 16 inputs is smaller than the full-batch one, sends fewer bytes, and is bit-exact."""
     out = run_example("sized_ring.py", "--inputs", "16", "--channels", "1", "--epochs", "1")

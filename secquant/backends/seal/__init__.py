@@ -9,7 +9,8 @@
   transport frames of many blobs; :mod:`.rns`: exact integer maps on residues;
 * :mod:`.primes`: primality, NTT-friendly primes, CRT, Galois elements;
 * :mod:`.layout`: slot layouts (baby-step giant-step diagonals, client
-  gathering, tiling, next power of two); :mod:`.security`: the
+  gathering, tiling, next power of two); :mod:`.gather`: a gathered
+  convolution whose channels share each patch (CKKS); :mod:`.security`: the
   HomomorphicEncryption.org security table.
 
 TenSEAL is imported on first use only (:func:`~.context.sealapi`).

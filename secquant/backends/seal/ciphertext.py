@@ -113,11 +113,11 @@ class Transfer(enum.Enum):
     """What a request ciphertext is made for: fewer bytes on the wire, or the fastest evaluation.
 
     * ``BYTES``: packed seeded ciphertexts (:func:`pack`), one input ciphertext whenever
-      the layout allows (CKKS: no client rotations and no client gathering), and CKKS's
-      narrowest primes;
+      the layout allows (CKKS: no client rotations, client gathering only into one
+      ciphertext), and CKKS's narrowest primes;
     * ``BALANCED`` (default): packed seeded ciphertexts, no client rotations (the server
-      makes the baby steps), client gathering only where it at least halves the server's
-      rotations;
+      makes the baby steps), client gathering (CKKS: each patch once) only where it at
+      least halves the server's rotations;
     * ``LATENCY``: SEAL's own zstd blobs, whole in THROUGHPUT (the server reads their
       residues straight from the wire), and the client sends its baby-step rotated
       copies (CKKS) so that the server makes no rotation at the top level.
