@@ -223,3 +223,20 @@ def test_gathered_spec_is_weight_free_and_decrypts(cnn) -> None:
     result, _ = run_rounds(client, server, client.encrypt(xq))
     err = np.abs(np.asarray(client.decrypt(result), float) - np.asarray(qm.forward_int(xq), float)).max()
     assert err <= em.parameters()["max_abs_error"]
+
+
+def test_plaintexts_too_many_to_keep_are_encoded_when_used(cnn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the plaintext cache budget the server keeps the diagonals as vectors: same results, within bound."""
+    from secquant.backends.ckks import evaluate
+
+    qm, x = cnn
+    monkeypatch.setattr(evaluate, "PLAIN_CACHE_BYTES", 0)
+    em = secquant.compile(qm, "ckks", mode="latency")
+    client = em.client()
+    server = em.server(client.public_material())
+    prepared = server.evaluator._prepared[0]
+    assert prepared and all(isinstance(v, np.ndarray) for v in prepared.values())
+    xq = qm.quantize_input(x[:1])
+    result, _ = run_rounds(client, server, client.encrypt(xq))
+    err = np.abs(np.asarray(client.decrypt(result), float) - np.asarray(qm.forward_int(xq), float)).max()
+    assert err <= em.parameters()["max_abs_error"]

@@ -7,8 +7,8 @@ nonzero weight (an integer-map term when it multiplies at scale 1, priced
 alike); a square is one relinearized product per feature; a polynomial its power
 products and term products per feature.  LATENCY (per input): the client's
 ciphertexts, the plan's rotations, one plaintext product per diagonal (a
-gathered stage: per diagonal of each client ciphertext), one relinearized product per square and per power of a
-polynomial.  Every level a stage drops is one rescale per ciphertext.
+gathered stage: per diagonal of each client ciphertext), one relinearized
+product per square and per power of a polynomial.  Every level a stage drops is one rescale per ciphertext.
 """
 
 from __future__ import annotations

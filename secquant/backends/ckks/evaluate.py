@@ -122,8 +122,10 @@ class Evaluator:
             return None
         pid = self._parms_at(len(sp.level_primes))
         if sp.gather is not None:
-            return {key: self._plain(v.tolist(), pid, sp.plain_scale)
-                    for key, v in sp.gather.plaintext_vectors(st.matrix).items() if np.any(v)}
+            vectors = {key: v for key, v in sp.gather.plaintext_vectors(st.matrix).items() if np.any(v)}
+            if len(vectors) * self.plan.poly_degree * len(sp.level_primes) * 8 > PLAIN_CACHE_BYTES:
+                return vectors  # encoded when used, as a large convolution's diagonals are below
+            return {key: self._plain(v.tolist(), pid, sp.plain_scale) for key, v in vectors.items()}
         if self.plan.options.mode is Mode.LATENCY:
             lay = sp.layout
             if lay is None:
@@ -364,8 +366,14 @@ class Evaluator:
                     rots[(c, b)] = self._new()
                     ev.rotate_vector(x, b, self.galois, rots[(c, b)])
         acc, tmp = None, self._new()
+        pid = self._parms_at(len(sp.level_primes))
+
+        def plain(v: Any) -> Any:  # encoded now if the stage's plaintexts were too many to keep
+            return self._plain(v.tolist(), pid, sp.plain_scale) if isinstance(v, np.ndarray) else v
+
         for k in lay.giant_steps:
-            inner = self._sum_products(((rots[(c, b)], pts[(c, kk, b)]) for (c, kk, b) in pts if kk == k), tmp)
+            inner = self._sum_products(((rots[(c, b)], plain(pts[(c, kk, b)])) for (c, kk, b) in pts if kk == k),
+                                       tmp)
             if inner is None:
                 continue
             if k:
