@@ -240,3 +240,18 @@ def test_plaintexts_too_many_to_keep_are_encoded_when_used(cnn, monkeypatch: pyt
     result, _ = run_rounds(client, server, client.encrypt(xq))
     err = np.abs(np.asarray(client.decrypt(result), float) - np.asarray(qm.forward_int(xq), float)).max()
     assert err <= em.parameters()["max_abs_error"]
+
+
+@pytest.mark.parametrize("fixture", ["cnn", "digits_mlp"])
+def test_bytes_gathers_only_when_that_sends_no_more(fixture: str, request: pytest.FixtureRequest) -> None:
+    """transfer=BYTES plans the chain with and without the gather and keeps the fewer bytes: the CNN
+    keeps its gather (it rotates less for the same bytes); the digits MLP's dense first layer would
+    send 1 KB more gathered, so it does not gather."""
+    model = request.getfixturevalue(fixture)
+    qm = model[0] if isinstance(model, tuple) else model.qm
+    chosen = secquant.compile(qm, "ckks", mode="latency", transfer="bytes")
+    plain = secquant.compile(qm, "ckks", mode="latency", transfer="bytes", client_gather=False)
+    sent = chosen.parameters()["wire"]["request_bytes_per_input"]
+    assert sent <= plain.parameters()["wire"]["request_bytes_per_input"]
+    gathered = chosen.backend.plan.stages[0].gather is not None
+    assert gathered == (fixture == "cnn")

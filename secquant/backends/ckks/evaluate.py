@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
+from secquant.backends.ckks.layout import fold_first
 from secquant.backends.ckks.noise import POLY_SCALE_REL
 from secquant.backends.ckks.pairs import pair_matrix, real_part, slot_signs
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
@@ -352,7 +353,8 @@ class Evaluator:
 
     def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int, int], Any]) -> Any:
         """The client-gathered first stage (:class:`~secquant.backends.seal.gather.SharedGather`): each
-        chunk's baby-step rotations, one product per (chunk, diagonal), the giant steps, the fold, a rescale."""
+        chunk's baby-step rotations, one product per (chunk, diagonal), the giant steps, a rescale and the fold
+        (the fold first under :func:`~.layout.fold_first`)."""
         gather = sp.gather
         if gather is None or len(xs) != gather.chunks:
             raise ParameterError("internal: gathered stage without its layout, or the wrong number of inputs")
@@ -385,8 +387,12 @@ class Evaluator:
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(xs[0])
             acc.scale = xs[0].scale * sp.plain_scale
-        self._fold(acc, gather.fold_steps)  # before the rescale: its noise then enters once, not once per block
-        ev.rescale_to_next_inplace(acc)
+        if fold_first(self.plan.options):  # its rescale's noise enters once, not once per block
+            self._fold(acc, gather.fold_steps)
+            ev.rescale_to_next_inplace(acc)
+        else:  # the fold's rotations one prime cheaper
+            ev.rescale_to_next_inplace(acc)
+            self._fold(acc, gather.fold_steps)
         self._add_bias(acc, sp.stage.bias_float(), gather.period)
         return acc
 

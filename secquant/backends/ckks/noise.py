@@ -29,7 +29,7 @@ import numpy as np
 
 from secquant.backends.base import Mode
 from secquant.backends.ckks.chain import Free
-from secquant.backends.ckks.layout import StageLayout
+from secquant.backends.ckks.layout import StageLayout, fold_first
 from secquant.backends.ckks.options import CKKSOptions
 from secquant.backends.ckks.pairs import paired
 from secquant.backends.ckks.plan import PolyPlan, StagePlan
@@ -186,9 +186,12 @@ def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float,
         e_in_rot = e_in + lay.switches([b for b in diag.baby_steps if b], worst=True) * ks
         giant_ks = lay.switches([k * diag.baby for k in diag.giant_steps if k]) * ks
         per_block = gather.plaintexts * (m_in * noise.rounding + FFT_REL * q * target) + giant_ks
-        fold_ks = lay.switches(gather.fold_steps, worst=True) * ks  # the fold comes before the rescale
-        prod = st.row_l1 * s_pt * e_in_rot + blocks * per_block + (blocks - 1) * fold_ks
-        return prod / q + noise.rescale + noise.rounding
+        prod = st.row_l1 * s_pt * e_in_rot + blocks * per_block
+        if fold_first(w.opts):  # the fold's key switches before the rescale, which then adds its noise once
+            prod += (blocks - 1) * lay.switches(gather.fold_steps, worst=True) * ks
+            return prod / q + noise.rescale + noise.rounding
+        fold_ks = lay.switches(gather.fold_steps, worst=True) * ks_out
+        return prod / q + blocks * noise.rescale + (blocks - 1) * fold_ks + noise.rounding
     if lay.bsgs is not None:
         bsgs = lay.bsgs
         baby = [] if lay.client_baby else [b for b in bsgs.baby_steps if b]

@@ -36,6 +36,7 @@ prime) until it holds the output bound plus the stated bound.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -213,7 +214,12 @@ def _candidate(stages: list[Stage], opts: CKKSOptions, n: int, cand: Candidate, 
 
 def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float,
                 reasons: list[str]) -> tuple[_Passing, RotationKeys] | None:
-    """The best passing chain at degree ``n`` (fewest primes, then smallest error) and its Galois keys, or None."""
+    """The best passing chain at degree ``n`` (fewest primes, then smallest error) and its Galois keys, or None.
+
+    Under ``transfer=BYTES`` with a gathered first stage, the chain without the
+    gather is planned too, and the gather is kept unless the other needs fewer
+    bits (it rotates less; the chains differ by the error each layout adds).
+    """
     if opts.mode is Mode.LATENCY:
         widest = max([next_pow2(stages[0].n_in)] + [max(next_pow2(s.n_in), next_pow2(s.n_out)) for s in stages])
         if widest > n // 2:
@@ -222,6 +228,20 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
     chains = candidates(stages, opts, n, reasons)
     key_bytes = switch_key_bytes(n, max((len(c[1]) for c in chains), default=1))
     layouts, keys = rotation_keys(stages, opts, n, key_bytes)
+    found = _best_chain(stages, opts, n, reference, reasons, chains, layouts)
+    bytes_first = opts.transfer is Transfer.BYTES and opts.scale_bits is None
+    if found is not None and bytes_first and layouts and layouts[0].gather is not None:
+        plain = replace(opts, client_gather=False)
+        other_layouts, other_keys = rotation_keys(stages, plain, n, key_bytes)
+        other = _best_chain(stages, plain, n, reference, [], chains, other_layouts)
+        if other is not None and _bit_length(other[2]) < _bit_length(found[2]):
+            return other, other_keys
+    return (found, keys) if found is not None else None
+
+
+def _best_chain(stages: list[Stage], opts: CKKSOptions, n: int, reference: float, reasons: list[str],
+                chains: list[Candidate], layouts: list[StageLayout]) -> _Passing | None:
+    """The best of ``chains`` in these layouts (BYTES: narrowed, fewest primes then bits), or None."""
     passing = []
     for cand in chains:
         try:
@@ -237,8 +257,13 @@ def _try_degree(stages: list[Stage], opts: CKKSOptions, n: int, reference: float
     if opts.transfer is Transfer.BYTES and opts.scale_bits is None:
         narrowed = [_narrowest(stages, opts, n, cand, layouts, reference) for cand in chains]
         narrow = [c for c in narrowed if c is not None]
-        return min(passing + narrow, key=lambda c: (c[0], _bits(c[2]), c[1])), keys
-    return min(passing, key=lambda c: (c[0], c[1])), keys
+        return min(passing + narrow, key=lambda c: (c[0], _bits(c[2]), c[1]))
+    return min(passing, key=lambda c: (c[0], c[1]))
+
+
+def _bit_length(primes: list[int]) -> int:
+    """Bits of the data primes (the special prime, last, excluded): what a request ciphertext carries."""
+    return sum(int(q).bit_length() for q in primes[:-1])
 
 
 def _bits(primes: list[int]) -> float:
