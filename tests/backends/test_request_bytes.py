@@ -204,6 +204,27 @@ def test_ckks_bytes_sends_fewer_ciphertexts_than_latency(digits_mlp) -> None:
         "request_ciphertext_bytes"]
 
 
+@pytest.mark.parametrize("fixture", ["mnist_mlp", "mnist_cnn"])
+def test_bfv_bytes_drops_a_gather_that_takes_more_ciphertexts(fixture: str, request: pytest.FixtureRequest) -> None:
+    """transfer=BYTES: a dense first layer whose gather takes several ciphertexts per CRT prime is a BSGS
+    product instead (one ciphertext per prime, at most twice the rotations), bit-exact; a convolution,
+    whose BSGS product would rotate far more, keeps its gather (failed first: BYTES always gathered)."""
+    model = request.getfixturevalue(fixture)
+    xq = model.qm.quantize_input(model.x_test[:1])
+    balanced = secquant.compile(model.qm, "bfv", mode="latency")
+    small = secquant.compile(model.qm, "bfv", mode="latency", transfer="bytes")
+    gathered = small.backend.params.layout.gather_cols is not None
+    assert gathered == (fixture == "mnist_cnn")
+    sent, wanted = small.parameters()["wire"]["request_bytes_per_input"], balanced.parameters()["wire"]
+    if fixture == "mnist_mlp":
+        assert sent < 0.5 * wanted["request_bytes_per_input"]
+        assert small.parameters()["wire"]["request_ciphertexts_per_input"] == small.parameters()["crt_primes"]
+        assert "gathered" not in small.parameters()["packing"]
+    payload, out = _round(small, xq)
+    assert np.array_equal(np.asarray(out, dtype=object), np.asarray(model.qm.forward_int(xq), dtype=object))
+    assert abs(len(payload) - sent) <= 0.02 * sent
+
+
 def test_bfv_throughput_packed_whole_request_is_bit_exact(digits_mlp) -> None:
     """A client may send packed whole ciphertexts (no client of ours does: BALANCED seeds them, LATENCY
     sends SEAL's blobs); the server reads their residues row by row from the wire, bit-exact."""

@@ -86,15 +86,23 @@ def _hybrid(nonzero: NDArray[np.bool_], d_out: int, period: int, keys: set[int])
     return lay
 
 
-def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
-    """Period, gathering and BSGS schedules of latency mode."""
-    gather = gather_cols(np.asarray(stages[0].matrix)) if stages and isinstance(stages[0], Affine) else None
-    dims = [] if gather is not None else [d_in]
+def latency_layout(stages: list[Stage], d_in: int, gather: bool = True) -> LatencyLayout:
+    """Period, gathering and BSGS schedules of latency mode.
+
+    Args:
+        stages: The plan's stages.
+        d_in: Input features.
+        gather: Gather an affine first stage (else it is a BSGS product like the others:
+            one request ciphertext per CRT prime, ``transfer=BYTES``'s choice when gathering
+            takes more).
+    """
+    cols = gather_cols(np.asarray(stages[0].matrix)) if gather and stages and isinstance(stages[0], Affine) else None
+    dims = [] if cols is not None else [d_in]
     for st in stages:
         dims.append(st.d_out if isinstance(st, Affine) else st.dim)
     period = next_pow2(max(dims or [1]))
     affine = {idx: st for idx, st in enumerate(stages)
-              if isinstance(st, Affine) and not (idx == 0 and gather is not None)}
+              if isinstance(st, Affine) and not (idx == 0 and cols is not None)}
     nonzero = {idx: np.asarray(st.matrix) != 0 for idx, st in affine.items()}
     count = {idx: len(nonzero_diagonals(nz, period, period)) for idx, nz in nonzero.items()}
     # largest stages first; later ones prefer steps whose Galois keys already exist
@@ -104,4 +112,4 @@ def latency_layout(stages: list[Stage], d_in: int) -> LatencyLayout:
         chosen[idx] = _hybrid(nonzero[idx], affine[idx].d_out, period, keys)
         keys |= chosen[idx].steps
     layouts = tuple(chosen.get(i) for i in range(len(stages)))
-    return LatencyLayout(period=period, stages=layouts, gather_cols=gather)
+    return LatencyLayout(period=period, stages=layouts, gather_cols=cols)

@@ -33,6 +33,7 @@ from secquant.backends.bfv.noise import data_bits_needed, noise_trace
 from secquant.backends.bfv.options import POLY_DEGREES, BFVOptions
 from secquant.backends.bfv.plan import Stage
 from secquant.backends.release import check_modulus_with_noise, modulus_with_noise
+from secquant.backends.seal.ciphertext import Transfer
 from secquant.backends.seal.layout import GatherLayout
 from secquant.backends.seal.primes import is_prime, primes_1_mod
 from secquant.backends.seal.privacy import CircuitPrivacy, flood_reserve_bits
@@ -110,6 +111,10 @@ class BFVParameters:
             return self.poly_degree
         return self.layout.inputs_per_ciphertext if self.layout else 2
 
+    @property
+    def _gathered(self) -> bool:
+        return self.layout is not None and self.layout.gather_cols is not None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (sizes are filled in by the backend)."""
         total = sum(self.coeff_bits)
@@ -120,7 +125,8 @@ class BFVParameters:
             "packing": ("throughput: one ciphertext per feature, one input per slot (N inputs per batch)"
                         if self.mode is Mode.THROUGHPUT else
                         f"latency: one input per ciphertext, repeated with period {period}; "
-                        "first stage from client-gathered blocks, then baby-step giant-step diagonal products"),
+                        + ("first stage from client-gathered blocks, then " if self._gathered else "")
+                        + "baby-step giant-step diagonal products"),
             "poly_degree": self.poly_degree,
             "coeff_modulus_bits": list(self.coeff_bits),
             "coeff_modulus_total_bits": total,
@@ -225,6 +231,42 @@ def _cost(p: BFVParameters, inputs: int | None = None) -> float:
     return k * n * (l_data + 1) ** 2
 
 
+def request_bits(p: BFVParameters) -> int:
+    """Bits of one LATENCY request (seeded: one polynomial per ciphertext), 0 in THROUGHPUT."""
+    if p.layout is None:
+        return 0
+    gather = p.layout.gather(p.poly_degree)
+    per_prime = gather.chunks if gather is not None else 1
+    return len(p.plain_moduli) * per_prime * p.poly_degree * sum(p.coeff_bits[:-1])
+
+
+def _fewer_bytes(plain: BFVParameters, gathered: BFVParameters) -> bool:
+    """``transfer=BYTES``: drop the gather when that sends fewer bits and at most doubles the rotations
+    (the rule BALANCED applies the other way round); a convolution's 500 diagonals would cost 10x."""
+    if plain.layout is None or gathered.layout is None:
+        return False
+    rotations = plain.layout.rotations(plain.poly_degree), gathered.layout.rotations(gathered.poly_degree)
+    return request_bits(plain) < request_bits(gathered) and rotations[0] <= 2 * rotations[1]
+
+
+def _cheapest(stages: list[Stage], options: BFVOptions, needed: int, layout: LatencyLayout | None,
+              tried: list[str]) -> BFVParameters | None:
+    """The cheapest parameters in one layout over every ring degree allowed, or None (why, in ``tried``)."""
+    best: BFVParameters | None = None
+    for n in [options.poly_degree] if options.poly_degree else POLY_DEGREES:
+        choices = _plain_choices(n, needed, options.plain_modulus)
+        if not choices and options.plain_modulus is not None:
+            tried.append(f"N={n}: plain_modulus {options.plain_modulus} is not 1 mod {2 * n}")
+            continue
+        for cand in filter(None, (_attempt(stages, options, n, plain, layout) for plain in choices)):
+            if best is None or _cost(cand, options.inputs_per_call) < _cost(best, options.inputs_per_call):
+                best = cand
+        if best is None:
+            tried.append(f"N={n}: no prime size leaves {options.margin} bits of noise budget within "
+                         f"{max_coeff_modulus_bits(n, options.security)} coefficient bits")
+    return best
+
+
 def choose_parameters(qm: QuantizedModel, stages: list[Stage], options: BFVOptions) -> BFVParameters:
     """The cheapest secure parameters for ``stages``; no key is made.
 
@@ -241,20 +283,15 @@ def choose_parameters(qm: QuantizedModel, stages: list[Stage], options: BFVOptio
         check_plain_modulus(qm, options.plain_modulus, options.noise_bound)
     needed = modulus_with_noise(qm, options.noise_bound)
     d_in = int(np.prod(qm.input_shape))
-    layout = latency_layout(stages, d_in) if options.mode is Mode.LATENCY else None
-    best: BFVParameters | None = None
+    layouts: list[LatencyLayout | None] = [latency_layout(stages, d_in) if options.mode is Mode.LATENCY else None]
+    first = layouts[0]
+    if options.transfer is Transfer.BYTES and first is not None and first.gather_cols is not None:
+        layouts.append(latency_layout(stages, d_in, gather=False))  # one request ciphertext per CRT prime
     tried: list[str] = []
-    for n in [options.poly_degree] if options.poly_degree else POLY_DEGREES:
-        choices = _plain_choices(n, needed, options.plain_modulus)
-        if not choices and options.plain_modulus is not None:
-            tried.append(f"N={n}: plain_modulus {options.plain_modulus} is not 1 mod {2 * n}")
-            continue
-        for cand in filter(None, (_attempt(stages, options, n, plain, layout) for plain in choices)):
-            if best is None or _cost(cand, options.inputs_per_call) < _cost(best, options.inputs_per_call):
-                best = cand
-        if best is None:
-            tried.append(f"N={n}: no prime size leaves {options.margin} bits of noise budget within "
-                         f"{max_coeff_modulus_bits(n, options.security)} coefficient bits")
+    found = [_cheapest(stages, options, needed, layout, tried) for layout in layouts]
+    best = found[0]
+    if len(found) > 1 and found[1] is not None and (best is None or _fewer_bytes(found[1], best)):
+        best = found[1]
     if best is None:
         raise ParameterError(
             f"no BFV parameters at {options.security}-bit security evaluate this model ({qm.multiplicative_depth} "
