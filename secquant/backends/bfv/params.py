@@ -241,12 +241,17 @@ def request_bits(p: BFVParameters) -> int:
 
 
 def _fewer_bytes(plain: BFVParameters, gathered: BFVParameters) -> bool:
-    """``transfer=BYTES``: drop the gather when that sends fewer bits and at most doubles the rotations
-    (the rule BALANCED applies the other way round); a convolution's 500 diagonals would cost 10x."""
+    """``transfer=BYTES``: drop the gather when the request shrinks by at least the factor the rotations grow.
+
+    A dense 784-128 layer: 13 ciphertexts per CRT prime against one, for 37 rotations against 15
+    (measured 0.38 s against 0.23 s); a convolution's diagonal product: half the bytes for 4x the
+    rotations, so it keeps its gather.
+    """
     if plain.layout is None or gathered.layout is None:
         return False
-    rotations = plain.layout.rotations(plain.poly_degree), gathered.layout.rotations(gathered.poly_degree)
-    return request_bits(plain) < request_bits(gathered) and rotations[0] <= 2 * rotations[1]
+    more = plain.layout.rotations(plain.poly_degree) / max(1, gathered.layout.rotations(gathered.poly_degree))
+    fewer = request_bits(gathered) / max(1, request_bits(plain))
+    return fewer > 1 and fewer >= more
 
 
 def _cheapest(stages: list[Stage], options: BFVOptions, needed: int, layout: LatencyLayout | None,
