@@ -346,10 +346,18 @@ class Evaluator:
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(x)
             acc.scale = x.scale * sp.plain_scale
-        ev.rescale_to_next_inplace(acc)
-        self._fold(acc, lay.fold_steps)
+        self._rescale_and_fold(acc, lay.fold_steps)
         self._add_bias(acc, sp.stage.bias_float(), lay.width)
         return acc
+
+    def _rescale_and_fold(self, acc: Any, steps: list[int]) -> None:
+        """Rescale, and fold the row blocks; the fold first under :func:`~.layout.fold_first` (BYTES)."""
+        if fold_first(self.plan.options):  # the rescale's noise enters once, not once per block
+            self._fold(acc, steps)
+            self.ev.rescale_to_next_inplace(acc)
+        else:  # the fold's rotations one prime cheaper
+            self.ev.rescale_to_next_inplace(acc)
+            self._fold(acc, steps)
 
     def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int, int], Any]) -> Any:
         """The client-gathered first stage (:class:`~secquant.backends.seal.gather.SharedGather`): each
@@ -387,12 +395,7 @@ class Evaluator:
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(xs[0])
             acc.scale = xs[0].scale * sp.plain_scale
-        if fold_first(self.plan.options):  # its rescale's noise enters once, not once per block
-            self._fold(acc, gather.fold_steps)
-            ev.rescale_to_next_inplace(acc)
-        else:  # the fold's rotations one prime cheaper
-            ev.rescale_to_next_inplace(acc)
-            self._fold(acc, gather.fold_steps)
+        self._rescale_and_fold(acc, gather.fold_steps)
         self._add_bias(acc, sp.stage.bias_float(), gather.period)
         return acc
 

@@ -99,12 +99,12 @@ class StageLayout:
 
 
 def fold_first(opts: CKKSOptions) -> bool:
-    """Whether a gathered stage folds its blocks before its rescale: under ``transfer=BYTES``.
+    """Whether an affine stage folds its row blocks before its rescale: under ``transfer=BYTES``.
 
     Folding first adds the rescale's noise once instead of once per block (5
-    bits for a 32-block fold), which lets BYTES choose narrower primes; the
-    fold's rotations then run with one more prime, which costs the other
-    transfers about 7 % on TenSEAL's MNIST network.
+    bits for a gathered 32-block fold), which lets BYTES choose narrower
+    primes; the fold's rotations then run with one more prime, which costs the
+    other transfers about 7 % on TenSEAL's MNIST network.
     """
     return opts.transfer is Transfer.BYTES
 

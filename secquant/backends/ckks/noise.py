@@ -170,6 +170,18 @@ def _square(w: _Walk, st: Stage, m_in: float, ks: float, q: int) -> tuple[float,
     return scale_out, m_in * m_in, (prod / q + w.noise.rescale) / scale_out
 
 
+def _folded(w: _Walk, lay: StageLayout, prod: float, blocks: int, steps: list[int], ks: float, ks_out: float,
+            q: int) -> float:
+    """Error (message units, after the rescale by ``q``) of a product ``prod`` whose ``blocks`` row blocks
+    are folded by rotations of ``steps``: after the rescale, or before it under :func:`~.layout.fold_first`
+    (the fold's key switches then shrink by q, and the rescale's noise enters once, not once per block)."""
+    if fold_first(w.opts):
+        prod += (blocks - 1) * lay.switches(steps, worst=True) * ks
+        return prod / q + w.noise.rescale + w.noise.rounding
+    fold_ks = lay.switches(steps, worst=True) * ks_out
+    return prod / q + blocks * w.noise.rescale + (blocks - 1) * fold_ks + w.noise.rounding
+
+
 def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float, q: int,
                   s_pt: float, spread: float = 1.0) -> float:
     """Error (message units, after the rescale by ``q``) of ``A x + b`` in the stage's layout.
@@ -187,11 +199,7 @@ def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float,
         giant_ks = lay.switches([k * diag.baby for k in diag.giant_steps if k]) * ks
         per_block = gather.plaintexts * (m_in * noise.rounding + FFT_REL * q * target) + giant_ks
         prod = st.row_l1 * s_pt * e_in_rot + blocks * per_block
-        if fold_first(w.opts):  # the fold's key switches before the rescale, which then adds its noise once
-            prod += (blocks - 1) * lay.switches(gather.fold_steps, worst=True) * ks
-            return prod / q + noise.rescale + noise.rounding
-        fold_ks = lay.switches(gather.fold_steps, worst=True) * ks_out
-        return prod / q + blocks * noise.rescale + (blocks - 1) * fold_ks + noise.rounding
+        return _folded(w, lay, prod, blocks, gather.fold_steps, ks, ks_out, q)
     if lay.bsgs is not None:
         bsgs = lay.bsgs
         baby = [] if lay.client_baby else [b for b in bsgs.baby_steps if b]
@@ -199,8 +207,7 @@ def _affine_error(w: _Walk, st: Stage, lay: StageLayout, m_in: float, ks: float,
         giant_ks = lay.switches([k * bsgs.baby for k in bsgs.giant_steps if k]) * ks
         per_block = bsgs.width * m_in * noise.rounding + giant_ks + bsgs.width * FFT_REL * q * target
         prod = st.row_l1 * s_pt * e_in_rot + bsgs.blocks * per_block
-        fold_ks = lay.switches(bsgs.fold_steps, worst=True) * ks_out
-        return prod / q + bsgs.blocks * noise.rescale + (bsgs.blocks - 1) * fold_ks + noise.rounding
+        return _folded(w, lay, prod, bsgs.blocks, bsgs.fold_steps, ks, ks_out, q)
     prod = st.row_l1 * s_pt * e_in + st.row_nnz * m_in * 0.5 + FFT_REL * q * target
     return prod / q + noise.rescale + 0.5
 
