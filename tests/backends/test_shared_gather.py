@@ -55,14 +55,15 @@ def _conv_matrix(weight: np.ndarray, size: int, stride: int = 1, padding: int = 
 
 @settings(max_examples=60, deadline=None)
 @given(n_out=st.integers(1, 40), n_in=st.integers(1, 50), density=st.floats(0.05, 1.0),
-       log_slots=st.integers(6, 9), rows=st.sampled_from(Rows), tight=st.booleans(), seed=st.integers(0, 2**16))
+       log_slots=st.integers(6, 9), rows=st.sampled_from(Rows), tight=st.booleans(), seed=st.integers(0, 2**16),
+       every=st.integers(1, 40))
 def test_hybrid_product_equals_the_matrix_product(n_out: int, n_in: int, density: float, log_slots: int,
-                                                   rows: Rows, tight: bool, seed: int) -> None:
+                                                   rows: Rows, tight: bool, seed: int, every: int) -> None:
     rng = np.random.default_rng(seed)
     a = np.where(rng.random((n_out, n_in)) < density, rng.integers(-9, 10, (n_out, n_in)), 0)
     slots = 1 << log_slots
-    assume(1 << max(0, n_out - 1).bit_length() <= slots and np.count_nonzero(a) > 0)
-    g = SharedGather.of(a, slots, rows, tight)
+    assume(1 << max(0, n_out - 1).bit_length() <= slots and np.count_nonzero(a) > 0 and every <= n_out)
+    g = SharedGather.of(a, slots, rows, tight, every)
     assume(g.block <= slots)
     x = rng.integers(-100, 100, n_in)
     out = _hybrid(g, a, x)
@@ -95,6 +96,33 @@ def test_a_zero_weight_does_not_show_in_the_pattern() -> None:
     np.testing.assert_array_equal(shared.rows, full.rows)
     cols, rows = shared_rows(gather_cols(zeroed))
     assert cols.shape == (36, 9) and sorted(set(rows.tolist())) == list(range(36))
+
+
+def test_zeros_in_every_channel_at_different_taps_still_share_the_patch() -> None:
+    """Each channel has a zero at a different tap, so no channel reads the whole patch: rows by position
+    (RESIDUE) are still the full patches, and the planner still fits the convolution in one ciphertext."""
+    from secquant.backends.base import Mode
+    from secquant.backends.ckks.layout import gather_for
+    from secquant.backends.ckks.options import CKKSOptions
+    from secquant.backends.seal.gather import channel_periods
+
+    w = np.random.default_rng(0).integers(1, 6, (4, 1, 7, 7))
+    full = SharedGather.of(_conv_matrix(w, 28, stride=3), 8192, Rows.RESIDUE, every=64)
+    for c in range(4):
+        w[c, 0, c, c] = 0
+    a = _conv_matrix(w, 28, stride=3)
+    assert SharedGather.of(a, 8192, Rows.NESTED).cols.shape == (256, 48)  # no channel's set holds another's
+    by_position = SharedGather.of(a, 8192, Rows.RESIDUE, every=64)
+    np.testing.assert_array_equal(by_position.cols, full.cols)
+    assert by_position.cols.shape == (64, 49) and 64 in channel_periods(256)
+
+    class Conv:  # the fields of a Stage that gather_for reads
+        matrix, n_out, n_in = a, 256, 784
+
+    chosen = gather_for(Conv(), CKKSOptions(mode=Mode.LATENCY), 16384, 1024)  # type: ignore[arg-type]
+    assert chosen is not None and chosen.chunks == 1
+    with pytest.raises(ConfigError, match="every"):
+        SharedGather.of(a, 8192, Rows.RESIDUE, every=0)
 
 
 def test_malformed_layouts_are_refused_with_every_problem() -> None:
@@ -151,8 +179,8 @@ def test_channels_share_one_ciphertext_end_to_end(cnn, transfer: str) -> None:
     qm, x = cnn
     em = secquant.compile(qm, "ckks", mode="latency", transfer=transfer)
     gather = em.backend.plan.stages[0].gather
-    assert gather is not None and gather.cols.shape[0] == 36 and gather.rows.size == 576
-    assert em.parameters()["input_ciphertexts_per_input"] == 1
+    assert gather is not None and gather.rows.size == 576 and gather.cols.shape[0] < 576  # rows are shared
+    assert gather.chunks == 1 and em.parameters()["input_ciphertexts_per_input"] == 1
     per_output = SharedGather.of(em.backend.stages[0].matrix, gather.slots, Rows.PER_OUTPUT)
     assert per_output.chunks > 1  # one row per output: 576 outputs in blocks of 1024, 9 inputs each
     size = _decrypts_within_bound(em, qm, x)
@@ -192,8 +220,9 @@ def test_client_spec_carries_rows_and_block_and_refuses_bad_ones(cnn) -> None:
     meta, arrays = plan.to_meta()
     back = CKKSClientPlan.from_meta(meta, arrays)
     np.testing.assert_array_equal(back.gather.rows, plan.gather.rows)
-    assert back.gather.block == plan.gather.block == 36 and set(arrays) == {"gather_cols", "gather_rows"}
-    bad = dict(arrays, gather_rows=np.full(576, 99, dtype=np.int64))
+    assert back.gather.block == plan.gather.block and set(arrays) == {"gather_cols", "gather_rows"}
+    assert plan.gather.cols.shape[0] < 576
+    bad = dict(arrays, gather_rows=np.full(576, 10**6, dtype=np.int64))  # past every row
     with pytest.raises(ConfigError):
         CKKSClientPlan.from_meta(meta, bad)
     with pytest.raises(ConfigError):

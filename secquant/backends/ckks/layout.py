@@ -34,7 +34,7 @@ from secquant.backends.base import Mode
 from secquant.backends.ckks.options import CKKSOptions, Transfer
 from secquant.backends.ckks.stages import Stage
 from secquant.backends.seal.galois import GaloisKeys, RotationKeys, naf
-from secquant.backends.seal.gather import Rows, SharedGather
+from secquant.backends.seal.gather import Rows, SharedGather, channel_periods
 from secquant.backends.seal.layout import (
     BSGSLayout,
     dense_bsgs,
@@ -112,8 +112,9 @@ def fold_first(opts: CKKSOptions) -> bool:
 def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> SharedGather | None:
     """The gathered layout of a LATENCY first stage, when it is allowed and rotates less than BSGS.
 
-    The candidates are one row per output, and one row per distinct patch in
-    power-of-two or tight blocks (:data:`GATHER_KINDS`,
+    The candidates are one row per output, one row per distinct patch (or nest
+    of patches), and one row per position for every channel count dividing the
+    outputs, in power-of-two or tight blocks (:data:`GATHER_KINDS`,
     :class:`~secquant.backends.seal.gather.SharedGather`), each within
     :data:`MAX_GATHER_CHUNKS` ciphertexts and making fewer server rotations than
     baby-step giant-step (under BALANCED at most half as many: gathering costs
@@ -127,7 +128,9 @@ def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> SharedGathe
     bsgs = dense_bsgs(st.n_in, st.n_out, period)
     server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
     factor = 2 if opts.transfer is Transfer.BALANCED else 1
-    layouts = (SharedGather.of(st.matrix, n // 2, rows, tight) for rows, tight in GATHER_KINDS)
+    kinds = [(rows, tight, 0) for rows, tight in GATHER_KINDS]
+    kinds += [(Rows.RESIDUE, tight, every) for every in channel_periods(st.n_out) for tight in (False, True)]
+    layouts = (SharedGather.of(st.matrix, n // 2, rows, tight, every) for rows, tight, every in kinds)
     found = [g for g in layouts
              if g.chunks <= MAX_GATHER_CHUNKS and factor * len(g.rotation_steps) <= server_rotations
              and (opts.transfer is not Transfer.BYTES or g.chunks == 1)]

@@ -31,7 +31,10 @@ nonzero pattern, as with every gathered or diagonal layout.  Under
 with a zero weight in its kernel, where another channel reads the whole patch)
 joins that row, with a zero weight, so that zero does not show; it can also
 join a border patch to a neighbour's row, which scatters the diagonals, so
-:attr:`Rows.SHARED` (equal patterns only) is weighed too.  A tap that is zero in every
+:attr:`Rows.SHARED` (equal patterns only) is weighed too.  :attr:`Rows.RESIDUE`
+groups a channel-major convolution's outputs by position and sends each
+position the union of its channels' inputs, so a zero weight shows only if
+it is zero in every channel, however the zeros fall.  A tap that is zero in every
 channel still does; a pattern from the layer's geometry alone would hide it
 too.  The diagonals and rotation steps follow from the pattern, never from a
 weight's value.
@@ -49,7 +52,7 @@ from numpy.typing import NDArray
 from secquant.backends.seal.layout import BSGSLayout, gather_cols, next_pow2
 from secquant.errors import ConfigError
 
-__all__ = ["Rows", "SharedGather", "shared_rows"]
+__all__ = ["Rows", "SharedGather", "channel_periods", "residue_rows", "shared_rows"]
 
 
 def _is_pow2(n: int) -> bool:
@@ -62,6 +65,7 @@ class Rows(enum.Enum):
     PER_OUTPUT = "per_output"  #: one row per output (GatherLayout's layout)
     SHARED = "shared"  #: outputs that read the same inputs share a row (a position's channels)
     NESTED = "nested"  #: an output whose inputs are a subset of a row's joins it (a zero weight hides)
+    RESIDUE = "residue"  #: outputs equal modulo ``every`` share the union of their inputs (channel-major positions)
 
 
 def shared_rows(cols: NDArray[np.int64], nested: bool = True) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -100,6 +104,33 @@ def shared_rows(cols: NDArray[np.int64], nested: bool = True) -> tuple[NDArray[n
     for u, r in enumerate(reps):
         cols_u[renumber[u], : len(r)] = sorted(r)
     return cols_u, renumber[rows]
+
+
+def residue_rows(cols: NDArray[np.int64], every: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Row ``o mod every`` for output ``o``: the union of the inputs of its class.
+
+    A convolution's outputs are channel-major, so with ``every`` = its positions a
+    row is a position's patch whatever zeros its channels' kernels hold.
+
+    Raises:
+        ConfigError: ``every`` is not in [1, n_out].
+    """
+    n_out = int(np.shape(cols)[0])
+    if not 1 <= every <= n_out:
+        raise ConfigError(f"rows by residue need 1 <= every <= {n_out}, got {every}")
+    unions: list[set[int]] = [set() for _ in range(every)]
+    for o, row in enumerate(np.asarray(cols)):
+        unions[o % every].update(int(c) for c in row if c >= 0)
+    width = max([len(u) for u in unions] + [1])
+    cols_u = np.full((every, width), -1, dtype=np.int64)
+    for u, members in enumerate(unions):
+        cols_u[u, : len(members)] = sorted(members)
+    return cols_u, np.arange(n_out, dtype=np.int64) % every
+
+
+def channel_periods(n_out: int, max_channels: int = 64) -> list[int]:
+    """The position counts ``n_out / C`` of every channel count ``C`` in [2, max_channels] dividing ``n_out``."""
+    return [n_out // c for c in range(2, max_channels + 1) if n_out % c == 0]
 
 
 def _baby_step(diagonals: tuple[int, ...], period: int, chunks: int) -> int:
@@ -155,7 +186,7 @@ class SharedGather:
 
     @classmethod
     def of(cls, matrix: NDArray[np.generic], slots: int, rows: Rows = Rows.NESTED,
-           tight: bool = False) -> SharedGather:
+           tight: bool = False, every: int = 0) -> SharedGather:
         """The layout of a stage matrix.
 
         Args:
@@ -165,13 +196,20 @@ class SharedGather:
                 of the output's period, as GatherLayout does.
             tight: A block of exactly the number of rows (fewest ciphertexts, usually more
                 diagonals) rather than the next power of two.
+            every: RESIDUE: the number of rows (a convolution's positions).
+
+        Raises:
+            ConfigError: RESIDUE with ``every`` outside [1, n_out].
         """
         cols = gather_cols(matrix)
         n_out = np.shape(matrix)[0]
         period = next_pow2(n_out)
         if rows is Rows.PER_OUTPUT:
             return cls(cols, np.arange(n_out, dtype=np.int64), period, period, slots)
-        cols, which = shared_rows(cols, nested=rows is Rows.NESTED)
+        if rows is Rows.RESIDUE:
+            cols, which = residue_rows(cols, every)
+        else:
+            cols, which = shared_rows(cols, nested=rows is Rows.NESTED)
         return cls(cols, which, cols.shape[0] if tight else next_pow2(cols.shape[0]), period, slots)
 
     @property
