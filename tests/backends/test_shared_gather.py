@@ -114,7 +114,7 @@ def test_zeros_in_every_channel_at_different_taps_still_share_the_patch() -> Non
     assert SharedGather.of(a, 8192, Rows.NESTED).cols.shape == (256, 48)  # no channel's set holds another's
     by_position = SharedGather.of(a, 8192, Rows.RESIDUE, every=64)
     np.testing.assert_array_equal(by_position.cols, full.cols)
-    assert by_position.cols.shape == (64, 49) and 64 in channel_periods(256)
+    assert by_position.cols.shape == (64, 49) and 64 in channel_periods(gather_cols(a))
 
     class Conv:  # the fields of a Stage that gather_for reads
         matrix, n_out, n_in = a, 256, 784

@@ -38,6 +38,7 @@ from secquant.backends.seal.gather import Rows, SharedGather, channel_periods
 from secquant.backends.seal.layout import (
     BSGSLayout,
     dense_bsgs,
+    gather_cols,
     next_pow2,
     nonzero_diagonals,
     search_bsgs,
@@ -129,9 +130,13 @@ def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> SharedGathe
     server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
     factor = 2 if opts.transfer is Transfer.BALANCED else 1
     kinds = [(rows, tight, 0) for rows, tight in GATHER_KINDS]
-    kinds += [(Rows.RESIDUE, tight, every) for every in channel_periods(st.n_out) for tight in (False, True)]
-    layouts = (SharedGather.of(st.matrix, n // 2, rows, tight, every) for rows, tight, every in kinds)
-    found = [g for g in layouts
+    kinds += [(Rows.RESIDUE, tight, every) for every in channel_periods(gather_cols(st.matrix))
+              for tight in (False, True)]
+    layouts: dict[tuple[int, bytes, bytes], SharedGather] = {}
+    for rows, tight, every in kinds:  # the same rows by another rule are weighed once
+        g = SharedGather.of(st.matrix, n // 2, rows, tight, every)
+        layouts.setdefault((g.block, np.asarray(g.rows).tobytes(), np.asarray(g.cols).tobytes()), g)
+    found = [g for g in layouts.values()
              if g.chunks <= MAX_GATHER_CHUNKS and factor * len(g.rotation_steps) <= server_rotations
              and (opts.transfer is not Transfer.BYTES or g.chunks == 1)]
     if opts.transfer is Transfer.LATENCY:

@@ -128,9 +128,28 @@ def residue_rows(cols: NDArray[np.int64], every: int) -> tuple[NDArray[np.int64]
     return cols_u, np.arange(n_out, dtype=np.int64) % every
 
 
-def channel_periods(n_out: int, max_channels: int = 64) -> list[int]:
-    """The position counts ``n_out / C`` of every channel count ``C`` in [2, max_channels] dividing ``n_out``."""
-    return [n_out // c for c in range(2, max_channels + 1) if n_out % c == 0]
+def channel_periods(cols: NDArray[np.int64], max_channels: int = 64) -> list[int]:
+    """Position counts ``P = n_out / C`` that look like a channel-major convolution's.
+
+    For every channel count ``C`` in [2, max_channels] dividing ``n_out``, the
+    classes ``o mod P`` must read at most twice the inputs any one output reads:
+    a position's channels share a patch (up to their zero weights), while a
+    class that mixes positions reads several patches.
+
+    Args:
+        cols: ``(n_out, K)`` input indices per output, padded with -1 (:func:`gather_cols`).
+        max_channels: Largest channel count tried.
+    """
+    cols = np.asarray(cols)
+    n_out, largest = int(cols.shape[0]), max(1, int(np.max(np.sum(cols >= 0, axis=1), initial=0)))
+    out = []
+    for c in range(2, max_channels + 1):
+        if n_out % c == 0:
+            every = n_out // c
+            classes = cols.reshape(c, every, -1).transpose(1, 0, 2).reshape(every, -1)
+            if all(np.unique(row[row >= 0]).size <= 2 * largest for row in classes):
+                out.append(every)
+    return out
 
 
 def _baby_step(diagonals: tuple[int, ...], period: int, chunks: int) -> int:
