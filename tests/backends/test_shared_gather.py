@@ -115,9 +115,9 @@ def test_zeros_in_every_channel_at_different_taps_still_share_the_patch() -> Non
     by_position = SharedGather.of(a, 8192, Rows.RESIDUE, every=64)
     np.testing.assert_array_equal(by_position.cols, full.cols)
     assert by_position.cols.shape == (64, 49)
-    # 4 channels of 64 positions: 2 or 4 channels per class, or 2 positions (reading under 98 inputs); 4
-    # positions per class read too many to be a position's patch
-    assert channel_periods(gather_cols(a)) == [128, 64, 32]
+    # 4 channels of 64 positions: 2 or 4 channels of one position per class; a class of 2 or more
+    # positions reads more than twice the 48 inputs of one output
+    assert channel_periods(gather_cols(a)) == [128, 64]
 
     class Conv:  # the fields of a Stage that gather_for reads
         matrix, n_out, n_in = a, 256, 784
