@@ -12,6 +12,7 @@ they carry no information and could match padding by chance.
 from __future__ import annotations
 
 import gc
+import types
 from typing import Any
 
 import numpy as np
@@ -74,12 +75,16 @@ def assert_weight_free(spec: bytes, scheme: Scheme, secrets: list[np.ndarray], a
 
 
 def assert_model_unreachable(client: ClientRole) -> None:
-    """Nothing reachable from the client is a model, a backend or a folded weight matrix."""
+    """Nothing reachable from the client is a model, a backend or a folded weight matrix.
+
+    Modules are not followed: their globals belong to the interpreter, not to the client (SEAL's
+    objects reach ``builtins``, where a test runner's plugin may have left anything).
+    """
     seen: set[int] = set()
     todo: list[Any] = [client]
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, (type, str, bytes, int, float, np.ndarray)):
+        if id(obj) in seen or isinstance(obj, (type, str, bytes, int, float, np.ndarray, types.ModuleType)):
             continue
         seen.add(id(obj))
         name = type(obj).__name__
@@ -87,6 +92,21 @@ def assert_model_unreachable(client: ClientRole) -> None:
         assert name not in {"AffineBlock", "AffineStage", "Affine", "Stage", "CKKSPlan", "StagePlan", "EncryptedModel"}, name
         if isinstance(obj, (dict, list, tuple, set, frozenset)) or hasattr(obj, "__dict__"):
             todo.extend(gc.get_referents(obj))
+
+
+def test_the_reachability_oracle_catches_a_model_on_the_client_but_not_in_a_module(digits_mlp) -> None:  # type: ignore[no-untyped-def]
+    """Planted: a client holding the model is caught; a model left in ``builtins`` is not the client's."""
+    import builtins
+
+    client = secquant.compile(digits_mlp.qm, "plain").client()
+    builtins._secquant_test_model = digits_mlp.qm  # type: ignore[attr-defined]
+    try:
+        assert_model_unreachable(client)
+    finally:
+        del builtins._secquant_test_model  # type: ignore[attr-defined]
+    client.leaked = [digits_mlp.qm]  # type: ignore[attr-defined]
+    with pytest.raises(AssertionError, match="QuantizedModel"):
+        assert_model_unreachable(client)
 
 
 def _roundtrip(em: secquant.EncryptedModel, client: ClientRole, xq: np.ndarray) -> np.ndarray:
