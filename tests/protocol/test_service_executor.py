@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,6 +101,10 @@ def test_fork_executor_is_bit_exact_and_sees_public_material_only(fork_server: A
         role = client._role
     # the second request's two slot batches ran as two jobs side by side, each a request of one batch
     assert [len(p) for _, p in recorder.streams] == [1, 2]
+    # the reply is sent as soon as its batches are merged; the stream (and its stats) ends just after
+    deadline = time.monotonic() + 30
+    while offload.executor.last_stats.batches != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert offload.executor.last_stats.completions == (1, 1) and offload.executor.last_stats.max_outstanding == 2
     parts = [unframe(p, "batch", BFV_MAGIC)[0] for p in recorder.streams[1][1]]
     assert [(m["n"], m["batches"]) for m in parts] == [(SLOTS, 1), (37, 1)]
