@@ -19,7 +19,7 @@ the wire, so the first stage never builds SEAL objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from secquant.backends.seal.ciphertext import (
     to_bytes,
 )
 from secquant.backends.seal.context import SealScheme, levels, make_context, sealapi
-from secquant.backends.seal.layout import tile
+from secquant.backends.seal.layout import BSGSLayout, tile
 from secquant.backends.seal.rns import IntegerMap, map_ciphertexts
 from secquant.backends.seal.serialize import load_seal
 from secquant.errors import ConfigError, ParameterError
@@ -323,7 +323,6 @@ class Evaluator:
             if b not in rots:
                 rots[b] = self._new()
                 ev.rotate_vector(x, b, self.galois, rots[b])
-        acc = None
         tmp = self._new()
         pid = self._parms_at(len(sp.level_primes))
 
@@ -333,16 +332,7 @@ class Evaluator:
                 return self._plain(tile(pt, lay.period, self.plan.slots).tolist(), pid, sp.plain_scale)
             return pt
 
-        for g in lay.giant_steps:
-            inner = self._sum_products(((rots[b], plain((g, b))) for b in lay.baby_steps), tmp)
-            if inner is None:
-                continue
-            if g:
-                ev.rotate_vector_inplace(inner, g * lay.baby, self.galois)
-            if acc is None:
-                acc = inner
-            else:
-                ev.add_inplace(acc, inner)
+        acc = self._giant_steps(lay, lambda g: ((rots[b], plain((g, b))) for b in lay.baby_steps), tmp)
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(x)
             acc.scale = x.scale * sp.plain_scale
@@ -358,6 +348,22 @@ class Evaluator:
         else:  # the fold's rotations one prime cheaper
             self.ev.rescale_to_next_inplace(acc)
             self._fold(acc, steps)
+
+    def _giant_steps(self, lay: BSGSLayout, products: Callable[[int], Iterable[tuple[Any, Any | None]]],
+                     tmp: Any) -> Any | None:
+        """``sum_k rot(sum products(k), g·k)`` over the giant steps ``k`` (None when every product is absent)."""
+        acc = None
+        for k in lay.giant_steps:
+            inner = self._sum_products(products(k), tmp)
+            if inner is None:
+                continue
+            if k:
+                self.ev.rotate_vector_inplace(inner, k * lay.baby, self.galois)
+            if acc is None:
+                acc = inner
+            else:
+                self.ev.add_inplace(acc, inner)
+        return acc
 
     def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int, int], Any]) -> Any:
         """The client-gathered first stage (:class:`~secquant.backends.seal.gather.SharedGather`): each
@@ -375,23 +381,14 @@ class Evaluator:
                 elif any(key[0] == c and key[2] == b for key in pts):
                     rots[(c, b)] = self._new()
                     ev.rotate_vector(x, b, self.galois, rots[(c, b)])
-        acc, tmp = None, self._new()
+        tmp = self._new()
         pid = self._parms_at(len(sp.level_primes))
 
         def plain(v: Any) -> Any:  # encoded now if the stage's plaintexts were too many to keep
             return self._plain(v.tolist(), pid, sp.plain_scale) if isinstance(v, np.ndarray) else v
 
-        for k in lay.giant_steps:
-            inner = self._sum_products(((rots[(c, b)], plain(pts[(c, kk, b)])) for (c, kk, b) in pts if kk == k),
-                                       tmp)
-            if inner is None:
-                continue
-            if k:
-                ev.rotate_vector_inplace(inner, k * lay.baby, self.galois)
-            if acc is None:
-                acc = inner
-            else:
-                ev.add_inplace(acc, inner)
+        acc = self._giant_steps(lay, lambda k: ((rots[(c, b)], plain(pts[(c, kk, b)])) for (c, kk, b) in pts
+                                                if kk == k), tmp)
         if acc is None:  # an all-zero matrix
             acc = self._zero_like(xs[0])
             acc.scale = xs[0].scale * sp.plain_scale
