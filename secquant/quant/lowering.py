@@ -55,6 +55,7 @@ Backends refuse kinds they do not evaluate with a typed error
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -165,7 +166,7 @@ def _with_output_shape(stages: list[Stage], shape: Shape) -> list[Stage]:
     if last is None or last.out_shape == shape:
         return stages
     if isinstance(last, Affine):
-        stages[-1] = Affine(last.names, last.in_shape, shape, last.in_bound, last.out_bound, last.matrix, last.bias)
+        stages[-1] = replace(last, out_shape=shape)
     else:  # an element-wise last stage: a reshape after it (a value-free affine stage)
         eye = np.eye(last.out_features, dtype=np.int64)
         stages.append(Affine((f"{last.names[-1]}.reshape",), last.out_shape, shape, last.out_bound, last.out_bound,
@@ -173,23 +174,13 @@ def _with_output_shape(stages: list[Stage], shape: Shape) -> list[Stage]:
     return stages
 
 
-def lower(qm: QuantizedModel) -> tuple[Stage, ...]:
-    """The stages of ``qm``, with consecutive affine ops merged into one :class:`Affine`.
-
-    A chain of the ops the lowering knows is lowered as it is (stage names are
-    its op names).  Any other model (a DAG with residual adds or
-    concatenations, or a chain with other affine ops: BatchNorm scale ops,
-    Conv1d) is first laid out as an equivalent chain by
-    :func:`secquant.quant.linearize.linearize`, whose values a later layer
-    still needs ride along as pass-through features; its stages are named
-    ``stage{k}.affine|square|poly|requantize``, and the last one has the
-    model's output shape.
+def _stages(chain: QuantizedModel) -> list[Stage]:
+    """The stages of a chain of ops the lowering knows (consecutive affine ops merged).
 
     Raises:
         UnsupportedLayerError: an op is neither affine nor a square, a polynomial or a requantize.
         ConfigError: a polynomial's coefficients do not fit its input shape.
     """
-    chain = _as_chain(qm)
     ops = tuple(chain.ops)
     problems = _unsupported(ops)
     if problems:
@@ -216,6 +207,51 @@ def lower(qm: QuantizedModel) -> tuple[Stage, ...]:
             k += 1
         stages.append(stage)
         shape, m_in = stage.out_shape, stage.out_bound
+    return stages
+
+
+def _with_support(qm: QuantizedModel, stages: list[Stage]) -> list[Stage]:
+    """``stages`` whose affine stages carry the support of ``qm``'s structural twin (:mod:`~.support`).
+
+    An affine stage whose ops the twin's chain does not hold alike (the linearization of a
+    twin can omit an op that is the identity only there) keeps ``matrix != 0``.
+    """
+    from secquant.quant.support import structural_twin
+
+    twin = _as_chain(structural_twin(qm))
+    ops = {op.name: op for op in twin.ops}
+    out: list[Stage] = []
+    for st in stages:
+        run = [ops.get(name) for name in st.names] if isinstance(st, Affine) else []
+        if isinstance(st, Affine) and all(isinstance(op, AFFINE_OPS) for op in run):
+            pattern = np.asarray(_affine_map([op for op in run if op is not None], st.in_shape)[0] != 0)
+            if pattern.shape == st.matrix.shape:
+                st = replace(st, support=pattern)
+        out.append(st)
+    return out
+
+
+def lower(qm: QuantizedModel) -> tuple[Stage, ...]:
+    """The stages of ``qm``, with consecutive affine ops merged into one :class:`Affine`.
+
+    A chain of the ops the lowering knows is lowered as it is (stage names are
+    its op names).  Any other model (a DAG with residual adds or
+    concatenations, or a chain with other affine ops: BatchNorm scale ops,
+    Conv1d) is first laid out as an equivalent chain by
+    :func:`secquant.quant.linearize.linearize`, whose values a later layer
+    still needs ride along as pass-through features; its stages are named
+    ``stage{k}.affine|square|poly|requantize``, and the last one has the
+    model's output shape.  Every :class:`Affine` carries its ``support``: the
+    entries the layers' geometry lets be nonzero, whatever the weights.
+
+    Raises:
+        UnsupportedLayerError: an op is neither affine nor a square, a polynomial or a requantize.
+        ConfigError: a polynomial's coefficients do not fit its input shape.
+    """
+    chain = _as_chain(qm)
+    stages = _stages(chain)
+    if isinstance(qm, QuantizedModel):
+        stages = _with_support(qm, stages)
     return tuple(_with_output_shape(stages, tuple(qm.output_shape)) if chain is not qm else stages)
 
 

@@ -131,10 +131,14 @@ class Affine(StageBase):
     Attributes:
         matrix: Exact integers, shape (d_out, d_in); int64 when every entry fits, else object.
         bias: Exact integers, shape (d_out,).
+        support: bool, shape (d_out, d_in): the entries the layers' geometry lets be nonzero,
+            whatever the weights (:mod:`secquant.quant.support`), always including ``matrix != 0``.
+            Layouts the client sees are built on it; None on construction means ``matrix != 0``.
     """
 
     matrix: IntArray = field(repr=False)
     bias: IntArray = field(repr=False)
+    support: NDArray[np.bool_] = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,6 +147,12 @@ class Affine(StageBase):
         if self.matrix.shape != (self.out_features, self.in_features) or self.bias.shape != (self.out_features,):
             raise ConfigError(f"affine stage {self.names}: matrix {self.matrix.shape} and bias {self.bias.shape} "
                               f"do not map {self.in_shape} to {self.out_shape}")
+        nonzero = np.asarray(self.matrix != 0, dtype=bool)
+        if self.support is not None and np.shape(self.support) != nonzero.shape:
+            raise ConfigError(f"affine stage {self.names}: support {np.shape(self.support)} does not match its "
+                              f"matrix {nonzero.shape}")
+        object.__setattr__(self, "support", nonzero if self.support is None
+                           else nonzero | np.asarray(self.support, dtype=bool))
 
     kind: ClassVar[StageKind] = StageKind.AFFINE  #: :attr:`StageKind.AFFINE`
 

@@ -119,8 +119,8 @@ def test_zeros_in_every_channel_at_different_taps_still_share_the_patch() -> Non
     # positions reads more than twice the 48 inputs of one output
     assert channel_periods(gather_cols(a)) == [128, 64]
 
-    class Conv:  # the fields of a Stage that gather_for reads
-        matrix, n_out, n_in = a, 256, 784
+    class Conv:  # the fields of a Stage that gather_for reads (a bare nonzero pattern, not a support)
+        matrix, n_out, n_in, pattern = a, 256, 784, a != 0
 
     chosen = gather_for(Conv(), CKKSOptions(mode=Mode.LATENCY), 16384, 1024)  # type: ignore[arg-type]
     assert chosen is not None and chosen.chunks == 1

@@ -96,14 +96,14 @@ def latency_layout(stages: list[Stage], d_in: int, gather: bool = True) -> Laten
             one request ciphertext per CRT prime, ``transfer=BYTES``'s choice when gathering
             takes more).
     """
-    cols = gather_cols(np.asarray(stages[0].matrix)) if gather and stages and isinstance(stages[0], Affine) else None
+    cols = gather_cols(stages[0].support) if gather and stages and isinstance(stages[0], Affine) else None
     dims = [] if cols is not None else [d_in]
     for st in stages:
         dims.append(st.d_out if isinstance(st, Affine) else st.dim)
     period = next_pow2(max(dims or [1]))
     affine = {idx: st for idx, st in enumerate(stages)
               if isinstance(st, Affine) and not (idx == 0 and cols is not None)}
-    nonzero = {idx: np.asarray(st.matrix) != 0 for idx, st in affine.items()}
+    nonzero = {idx: st.support for idx, st in affine.items()}
     count = {idx: len(nonzero_diagonals(nz, period, period)) for idx, nz in nonzero.items()}
     # largest stages first; later ones prefer steps whose Galois keys already exist
     keys: set[int] = set()

@@ -130,11 +130,12 @@ def gather_for(st: Stage, opts: CKKSOptions, n: int, period: int) -> SharedGathe
     server_rotations = bsgs.rotations - ((bsgs.baby - 1) if opts.client_rotations else 0)
     factor = 2 if opts.transfer is Transfer.BALANCED else 1
     kinds = [(rows, tight, 0) for rows, tight in GATHER_KINDS]
-    kinds += [(Rows.RESIDUE, tight, every) for every in channel_periods(gather_cols(st.matrix))
+    pattern = st.pattern
+    kinds += [(Rows.RESIDUE, tight, every) for every in channel_periods(gather_cols(pattern))
               for tight in (False, True)]
     layouts: dict[tuple[int, bytes, bytes], SharedGather] = {}
     for rows, tight, every in kinds:  # the same rows by another rule are weighed once
-        g = SharedGather.of(st.matrix, n // 2, rows, tight, every)
+        g = SharedGather.of(pattern, n // 2, rows, tight, every)
         layouts.setdefault((g.block, np.asarray(g.rows).tobytes(), np.asarray(g.cols).tobytes()), g)
     found = [g for g in layouts.values()
              if g.chunks <= MAX_GATHER_CHUNKS and factor * len(g.rotation_steps) <= server_rotations
@@ -153,8 +154,7 @@ def _sparse_bsgs(st: Stage, period_in: int, keys: set[int], policy: GaloisKeys) 
     dense = dense_bsgs(st.n_in, st.n_out, period_in)
     if st.matrix is None:
         return dense
-    nonzero = np.asarray(st.matrix) != 0
-    diagonals = nonzero_diagonals(nonzero, dense.period, dense.width)
+    diagonals = nonzero_diagonals(st.pattern, dense.period, dense.width)
     if policy is GaloisKeys.POWERS_OF_TWO:
         return search_bsgs(diagonals, dense.period, key_weight=0.0, width=dense.width, cost=_naf_weight)
     return search_bsgs(diagonals, dense.period, keys, width=dense.width)

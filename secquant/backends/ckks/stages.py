@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.ckks.fold import fold_group, group_stages, rounding_through
-from secquant.errors import ParameterError, UnsupportedLayerError
+from secquant.errors import ConfigError, ParameterError, UnsupportedLayerError
 from secquant.quant.lowering import Affine, Poly, Requantize, StageKind, lower
 from secquant.quant.lowering import Stage as Lowered
 from secquant.quant.model import QuantizedModel
@@ -175,6 +175,26 @@ class Stage:
         if self.matrix is None:
             return 1.0
         return float(np.max(np.abs(self.matrix).sum(axis=1)))
+
+    @property
+    def pattern(self) -> NDArray[np.bool_]:
+        """The entries a layout may use: the source's geometric support where it has the matrix's shape
+        (a folded requantize keeps it; a requantize alone is diagonal), always including ``matrix != 0``.
+
+        Layouts the client sees (gathers, diagonal sets) are built on it, so a zero weight does not show.
+
+        Raises:
+            ConfigError: the stage has no weight matrix.
+        """
+        if self.matrix is None:
+            raise ConfigError(f"stage {self.op_names or self.source.names}: no weight matrix to lay out")
+        nonzero = self.matrix != 0
+        src = self.source
+        if isinstance(src, Affine) and src.support.shape == nonzero.shape:
+            return nonzero | src.support
+        if isinstance(src, Requantize) and nonzero.shape[0] == nonzero.shape[1]:
+            return nonzero | np.eye(nonzero.shape[0], dtype=bool)
+        return nonzero
 
     @property
     def row_nnz(self) -> int:

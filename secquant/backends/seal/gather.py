@@ -25,8 +25,11 @@ values (4 for TenSEAL's MNIST network, whose 4 channels of 64 positions fill
 ``log2(slots/period)`` rotate-and-adds that fold the row blocks and leave the
 output repeated with period ``period``, ready for the next stage.
 
-What the client learns is the grouping and each row's inputs: the stage's
-nonzero pattern, as with every gathered or diagonal layout.  Under
+What the client learns is the grouping and each row's inputs: the pattern the
+planner passes in, which is the stage's geometric support
+(:mod:`secquant.quant.support`), so no zero weight shows.  On a bare
+``A != 0`` pattern (the building block's own tests) the rows still hide
+some zeros: under
 :attr:`Rows.NESTED` an output whose pattern is a subset of another's (a channel
 with a zero weight in its kernel, where another channel reads the whole patch)
 joins that row, with a zero weight, so that zero does not show; it can also
@@ -34,10 +37,8 @@ join a border patch to a neighbour's row, which scatters the diagonals, so
 :attr:`Rows.SHARED` (equal patterns only) is weighed too.  :attr:`Rows.RESIDUE`
 groups a channel-major convolution's outputs by position and sends each
 position the union of its channels' inputs, so a zero weight shows only if
-it is zero in every channel, however the zeros fall.  A tap that is zero in every
-channel still does; a pattern from the layer's geometry alone would hide it
-too.  The diagonals and rotation steps follow from the pattern, never from a
-weight's value.
+it is zero in every channel, however the zeros fall.  The diagonals and
+rotation steps follow from the pattern, never from a weight's value.
 """
 
 from __future__ import annotations
