@@ -80,6 +80,14 @@ def test_shared_gather_example() -> None:
     assert kb["transfer=balanced"] < 0.5 * kb["transfer=latency"] and kb["transfer=bytes"] <= kb["transfer=balanced"], out
 
 
+def test_pruned_model_example() -> None:
+    """A pruned copy (filters and half the dense weights zero) shows the client the same layout, under both schemes."""
+    out = run_example("pruned_model.py", "--images", "1", "--epochs", "1")
+    assert out.count("the client sees the same layout for both: True") == 2, out
+    rows = [line for line in out.splitlines() if " galois steps " in line]
+    assert len(rows) == 4 and all(r.endswith("True") for r in rows), out
+
+
 def test_sized_ring_example() -> None:
     """A ring sized for 16 inputs is smaller than the full-batch one, sends fewer bytes, and is bit-exact."""
     out = run_example("sized_ring.py", "--inputs", "16", "--channels", "1", "--epochs", "1")

@@ -148,17 +148,28 @@ class MSEOptimal:
 RangeMethod = MinMax | Percentile | MSEOptimal
 
 
+def _widest(width: NDArray[np.float64], levels: float) -> NDArray[np.float64]:
+    """``levels / width`` per entry; an empty range takes the widest entry's scale (1.0 if all are empty).
+
+    A channel whose range is empty (a pruned filter: every weight zero) gets the
+    per-tensor scale, not 1.0: the next layer divides its weights by each input
+    feature's scale, and a scale hundreds of times below its neighbours' would
+    round every other feature's weight to zero.
+    """
+    top = float(np.max(width, initial=0.0))
+    return levels / np.where(width > 0, width, top if top > 0 else levels)
+
+
 def symmetric_scale(lo: ArrayLike, hi: ArrayLike, bits: int) -> NDArray[np.float64]:
-    """C = qmax(bits) / max(|lo|, |hi|), with 1.0 where the range is all zero."""
+    """C = qmax(bits) / max(|lo|, |hi|); an all-zero range takes the widest range's C (1.0 if every range is zero)."""
     m = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
-    return np.where(m > 0, qmax(bits) / np.where(m > 0, m, 1.0), 1.0)
+    return _widest(m, float(qmax(bits)))
 
 
 def _scale_offset(lo: NDArray[np.float64], hi: NDArray[np.float64], bits: int, symmetry: Symmetry) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if symmetry is Symmetry.SYMMETRIC:
         return symmetric_scale(lo, hi, bits), np.zeros_like(np.asarray(lo, dtype=float))
-    width = np.asarray(hi, dtype=float) - np.asarray(lo, dtype=float)
-    c = np.where(width > 0, (2**bits - 1) / np.where(width > 0, width, 1.0), 1.0)
+    c = _widest(np.asarray(hi, dtype=float) - np.asarray(lo, dtype=float), float(2**bits - 1))
     return c, -c * lo
 
 
