@@ -1,8 +1,12 @@
-"""Converters for convolutions and pooling: Conv2d, Conv1d, AvgPool2d, AdaptiveAvgPool2d.
+"""Converters for convolutions and pooling: Conv2d, Conv1d, AvgPool2d, AdaptiveAvgPool2d, global sums.
 
 A convolution folds its input's per-channel scale into its real weights (the
 scale must be constant inside each channel), quantizes them per output
-channel, and moves the zero point into its bias.  Pooling sums windows and
+channel, and moves the zero point into its bias.  A dilated or grouped
+convolution becomes the plain convolution with the same outputs: its kernel
+spread out with zeros between the taps, or zero outside each group's block
+(exact; the integer op then multiplies those zeros too).  ``padding="same"``
+and ``"valid"`` become the numbers they stand for.  Pooling sums windows and
 multiplies the scale by the divisor; nothing divides.
 """
 
@@ -20,6 +24,7 @@ from secquant.quant import exact
 from secquant.quant.calibration import quantize_weight
 from secquant.quant.config import QuantConfig
 from secquant.quant.converters import round_to_ints, zero_state
+from secquant.quant.graph import GlobalSumPool2d
 from secquant.quant.intops import (
     IntConv1d,
     IntConv2d,
@@ -50,29 +55,55 @@ def channel_scale(state: ConvState, name: str, ndim: int = 3) -> NDArray[np.floa
     return per_channel
 
 
-def _conv_options(module: nn.Module, name: str, ones: tuple[int, ...]) -> None:
-    problems = []
-    if module.groups != 1:
-        problems.append("groups != 1")
-    if tuple(module.dilation) != ones:
-        problems.append("dilation != 1")
-    if module.padding_mode != "zeros" or isinstance(module.padding, str):
-        problems.append("padding must be numeric zero padding")
-    if problems:
-        raise ConfigError(f"{name}: unsupported {type(module).__name__} options: {', '.join(problems)}")
+def _padding(module: nn.Module, name: str) -> tuple[int, ...]:
+    """Numeric zero padding per spatial axis (``"valid"`` is 0; ``"same"`` is half the dilated kernel).
+
+    Raises:
+        ConfigError: a padding mode other than zeros, or ``"same"`` with an even dilated kernel
+            (PyTorch pads one side more; the integer op pads both alike).
+    """
+    if module.padding_mode != "zeros":
+        raise ConfigError(f"{name}: padding_mode={module.padding_mode!r}; only zero padding has an integer form")
+    if not isinstance(module.padding, str):
+        return tuple(int(p) for p in module.padding)
+    spans = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+    if module.padding == "valid":
+        return (0,) * len(spans)
+    if any(span % 2 for span in spans):
+        raise ConfigError(f"{name}: padding='same' with kernel {tuple(module.kernel_size)} and dilation "
+                          f"{tuple(module.dilation)} pads one side more; use numeric padding (an odd kernel)")
+    return tuple(span // 2 for span in spans)
+
+
+def _plain_kernel(module: nn.Module) -> NDArray[np.float64]:
+    """The kernel of the undilated, ungrouped convolution with ``module``'s outputs, shape (O, I, *k')."""
+    w = module.weight.detach().double().numpy()
+    dilation = tuple(int(d) for d in module.dilation)
+    if any(d != 1 for d in dilation):
+        spread = np.zeros((*w.shape[:2], *(d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:], strict=True))))
+        spread[(slice(None), slice(None), *(slice(None, None, d) for d in dilation))] = w
+        w = spread
+    groups = int(module.groups)
+    if groups != 1:
+        per_in, per_out = w.shape[1], w.shape[0] // groups
+        full = np.zeros((w.shape[0], per_in * groups, *w.shape[2:]))
+        for g in range(groups):
+            full[g * per_out:(g + 1) * per_out, g * per_in:(g + 1) * per_in] = w[g * per_out:(g + 1) * per_out]
+        w = full
+    return w
 
 
 def _weighted_conv(module: nn.Module, name: str, state: ConvState, cfg: QuantConfig, ndim: int) -> Result:
-    _conv_options(module, name, (1,) * (ndim - 1))
+    padding = _padding(module, name)
     s = channel_scale(state, name, ndim)
-    w = module.weight.detach().double().numpy()
+    w = _plain_kernel(module)
     b = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(w.shape[0])
     a = w / s.reshape(1, -1, *([1] * (ndim - 1)))
     wq, c = quantize_weight(a, cfg.bits_for(name), cfg.weight_granularity, cfg.weight_method)
     channel = (-1, *([1] * (ndim - 1)))
     bias = round_to_ints(b * c).reshape(channel)
-    make = (lambda bias_: IntConv2d(name=name, weight=wq, bias=bias_, stride=tuple(module.stride), padding=tuple(module.padding))) \
-        if ndim == 3 else (lambda bias_: IntConv1d(name=name, weight=wq, bias=bias_, stride=module.stride, padding=module.padding))
+    make = (lambda bias_: IntConv2d(name=name, weight=wq, bias=bias_, stride=tuple(module.stride), padding=padding)) \
+        if ndim == 3 else (lambda bias_: IntConv1d(name=name, weight=wq, bias=bias_, stride=module.stride, padding=padding))
     op = make(bias)
     if state.has_offset:
         z = exact.to_python_ints(state.full_offset())[None]
@@ -138,3 +169,10 @@ def _adaptive_avgpool2d(module: nn.Module, name: str, state: ConvState, cfg: Qua
         )
     kernel = (h // oh, w // ow)
     return _sum_pool(name, state, IntSumPool2d(name=name, kernel=kernel, stride=kernel, padding=(0, 0)), kernel[0] * kernel[1])
+
+
+@register_converter(GlobalSumPool2d)
+def _global_sum(module: nn.Module, name: str, state: ConvState, cfg: QuantConfig) -> Result:
+    channel_scale(state, name)
+    _, h, w = state.shape
+    return _sum_pool(name, state, IntSumPool2d(name=name, kernel=(h, w), stride=(h, w), padding=(0, 0)), 1)

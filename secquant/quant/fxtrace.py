@@ -20,7 +20,7 @@ from torch import nn
 
 from secquant.errors import UnsupportedLayerError
 from secquant.nn.layers import Square
-from secquant.quant.graph import Add, Concat, ConstAffine, GraphLayer, Reshape
+from secquant.quant.graph import Add, Concat, ConstAffine, GlobalSumPool2d, GraphLayer, Reshape
 from secquant.quant.registry import converter_for
 
 __all__ = ["ACTIVATION_FUNCTIONS", "functional_module", "trace", "trace_layers"]
@@ -111,6 +111,49 @@ def functional_module(node: Any) -> nn.Module | None:
     return None
 
 
+_WEIGHTED = {
+    F.linear: _sig("input", "weight", bias=None),
+    F.conv1d: _sig("input", "weight", bias=None, stride=1, padding=0, dilation=1, groups=1),
+    F.conv2d: _sig("input", "weight", bias=None, stride=1, padding=0, dilation=1, groups=1),
+}
+
+
+def _attribute(model: nn.Module, node: Any) -> torch.Tensor | None:
+    """The parameter or buffer a ``get_attr`` node reads (``self.fc.weight``), else None."""
+    if not (isinstance(node, torch.fx.Node) and node.op == "get_attr"):
+        return None
+    value: Any = model
+    for part in str(node.target).split("."):
+        value = getattr(value, part, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def weighted_module(node: Any, model: nn.Module) -> nn.Module | None:
+    """The module form of ``F.linear``/``F.conv1d``/``F.conv2d`` called with the model's own parameters, else None.
+
+    The module holds copies of the parameters: quantization reads them, and the user's model is not changed.
+    """
+    sig = _WEIGHTED.get(node.target) if node.op == "call_function" else None
+    if sig is None:
+        return None
+    a = _bind(sig, node)
+    w, b = _attribute(model, a["weight"]), _attribute(model, a["bias"])
+    if w is None or (a["bias"] is not None and b is None):
+        return None
+    module: nn.Linear | nn.Conv1d | nn.Conv2d
+    if node.target is F.linear:
+        module = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+    else:
+        conv: Any = nn.Conv1d if node.target is F.conv1d else nn.Conv2d
+        module = conv(w.shape[1] * a["groups"], w.shape[0], tuple(w.shape[2:]), stride=a["stride"],
+                      padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=b is not None)
+    with torch.no_grad():
+        module.weight.copy_(w)
+        if b is not None and module.bias is not None:
+            module.bias.copy_(b)
+    return module
+
+
 @dataclass(frozen=True)
 class _Value:
     name: str
@@ -163,7 +206,8 @@ class _Walk:
                 return None
             elif isinstance(a, torch.fx.Node):
                 self.fail(node, f"{node.name}: reads {a.name}, which is not a tensor the integer model computes "
-                                     "(parameters used functionally are not supported; use a module)")
+                                     "(a parameter is read functionally only by F.linear, F.conv1d and F.conv2d; "
+                                     "use a module)")
                 return None
         return out
 
@@ -229,7 +273,7 @@ def _arith(node: Any, walk: _Walk) -> bool:
 
 
 def _shape_call(node: Any, walk: _Walk) -> bool:
-    """Flatten, view/reshape, cat, mean over H and W, aliases and metadata; False if none of them."""
+    """Flatten, view/reshape, cat, mean or sum over H and W, aliases and metadata; False if none of them."""
     t = node.target
     first = node.args[0] if node.args else None
     if t in ("size", "dim") or (t is getattr and node.args[1] == "shape") or (
@@ -254,14 +298,16 @@ def _shape_call(node: Any, walk: _Walk) -> bool:
         a = _bind(_sig("tensors", dim=0), node)
         if (inputs := walk.values(node, list(a["tensors"]))) is not None:
             walk.add(node, node.name, Concat(a["dim"]), inputs)
-    elif t in (torch.mean, "mean"):
+    elif t in (torch.mean, "mean", torch.sum, "sum"):
+        mean = t in (torch.mean, "mean")
         a = _bind(_sig("input", dim=None, keepdim=False, dtype=None), node)
         dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
         if sorted(d % 4 if d is not None else -1 for d in dims) != [2, 3]:
-            walk.fail(node, f"{node.name}: mean over dims {a['dim']}; only the spatial mean x.mean((2, 3)) "
-                                 "(global average pooling) has an integer form")
+            what = "mean x.mean((2, 3)) (global average pooling)" if mean else "sum x.sum((2, 3)) (global sum pooling)"
+            walk.fail(node, f"{node.name}: {'mean' if mean else 'sum'} over dims {a['dim']}; only the spatial "
+                            f"{what} has an integer form")
         elif (inputs := walk.values(node, [node.args[0]])) is not None:
-            walk.add(node, node.name, nn.AdaptiveAvgPool2d(1), inputs)
+            walk.add(node, node.name, nn.AdaptiveAvgPool2d(1) if mean else GlobalSumPool2d(), inputs)
             if not a["keepdim"]:
                 pooled = walk.env[node].name
                 walk.add(node, f"{pooled}.flatten", nn.Flatten(), [pooled])
@@ -279,7 +325,7 @@ def _call(node: Any, walk: _Walk) -> None:
         return
     if _shape_call(node, walk) or _arith(node, walk):
         return
-    module = functional_module(node)
+    module = functional_module(node) or weighted_module(node, walk.model)
     if module is not None:
         if (inputs := walk.values(node, [node.args[0]])) is not None:
             walk.add(node, node.name, module, inputs)

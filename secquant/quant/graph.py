@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-__all__ = ["Add", "Concat", "ConstAffine", "GraphLayer", "Reshape", "extract_graph", "fold_batchnorm"]
+__all__ = ["Add", "Concat", "ConstAffine", "GlobalSumPool2d", "GraphLayer", "Reshape", "extract_graph", "fold_batchnorm"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +69,13 @@ class Reshape(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(*(x.shape[0] if s is None else s for s in self.spec))
+
+
+class GlobalSumPool2d(nn.Module):
+    """``x.sum((2, 3), keepdim=True)``: global sum pooling, what ``x.sum((2, 3))`` traces to (then a flatten)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum((2, 3), keepdim=True)
 
 
 class ConstAffine(nn.Module):
