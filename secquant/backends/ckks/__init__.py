@@ -11,7 +11,7 @@ Modules by responsibility:
   for chains whose affine stages cost no level), :mod:`.noise`: the error
   bound, :mod:`.layout`: LATENCY slot layouts, :mod:`.plan`: the result,
   :mod:`.client_plan`: the client's view of it;
-* :mod:`.evaluate`: the plan on SEAL ciphertexts.
+* :mod:`.evaluate`: the plan on SEAL ciphertexts (:mod:`.evaluate_latency`: its LATENCY affine stages).
 
 Everything loads lazily; TenSEAL only when keys or ciphertexts are made.
 """

@@ -19,14 +19,13 @@ the wire, so the first stage never builds SEAL objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secquant.backends.base import Mode
-from secquant.backends.ckks.layout import fold_first
+from secquant.backends.ckks.evaluate_latency import LatencyStages
 from secquant.backends.ckks.noise import POLY_SCALE_REL
 from secquant.backends.ckks.pairs import pair_matrix, real_part, slot_signs
 from secquant.backends.ckks.plan import CKKSPlan, StagePlan
@@ -38,7 +37,7 @@ from secquant.backends.seal.ciphertext import (
     to_bytes,
 )
 from secquant.backends.seal.context import SealScheme, levels, make_context, sealapi
-from secquant.backends.seal.layout import BSGSLayout, tile
+from secquant.backends.seal.layout import tile
 from secquant.backends.seal.rns import IntegerMap, map_ciphertexts
 from secquant.backends.seal.serialize import load_seal
 from secquant.errors import ConfigError, ParameterError
@@ -64,7 +63,7 @@ def _tile(values: NDArray[np.float64], period: int, slots: int) -> list[float]:
     return tile(np.asarray(values, dtype=np.float64), period, slots).tolist()
 
 
-class Evaluator:
+class Evaluator(LatencyStages):
     """Evaluates a plan on ciphertexts; holds only public material."""
 
     def __init__(self, plan: CKKSPlan, context: Any, relin_keys: Any, galois_keys: Any | None,
@@ -233,27 +232,6 @@ class Evaluator:
         pt = self._plain(_tile(bias, period, self.plan.slots), ct.parms_id(), ct.scale)
         self.ev.add_plain_inplace(ct, pt)
 
-    def _sum_products(self, pairs: Iterable[tuple[Any, Any | None]], tmp: Any) -> Any | None:
-        """``sum ct ⊙ pt`` over the pairs whose plaintext is not None (None when there is none); ``tmp`` is scratch."""
-        acc = None
-        for ct, pt in pairs:
-            if pt is None:
-                continue
-            if acc is None:
-                acc = self._new()
-                self.ev.multiply_plain(ct, pt, acc)
-            else:
-                self.ev.multiply_plain(ct, pt, tmp)
-                self.ev.add_inplace(acc, tmp)
-        return acc
-
-    def _fold(self, acc: Any, steps: list[int]) -> None:
-        """``acc += rot(acc, s)`` for each step: sums the slot blocks."""
-        for step in steps:
-            r = self._new()
-            self.ev.rotate_vector(acc, step, self.galois, r)
-            self.ev.add_inplace(acc, r)
-
     def _shift_for_square(self, ct: Any, sp: StagePlan, period: int | None, feature: int = 0) -> None:
         """Add a completed square's shift (:mod:`~.square`) at the ciphertext's scale: tiled (LATENCY) or one
         feature's scalar (THROUGHPUT, ``period`` None)."""
@@ -310,90 +288,6 @@ class Evaluator:
         if np.any(a0):
             values = a0.tolist() if isinstance(a0, np.ndarray) else float(a0)
             ev.add_plain_inplace(acc, self._plain(values, acc.parms_id(), acc.scale))
-        return acc
-
-    def _affine_latency(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int], Any]) -> Any:
-        lay = sp.layout
-        if lay is None:
-            raise ParameterError("internal: latency stage without layout")
-        ev = self.ev
-        x = xs[0]
-        rots = dict(enumerate(xs))  # the client may have sent the baby-step rotations 0..g-1
-        for b in lay.baby_steps:  # only the steps some nonzero diagonal uses
-            if b not in rots:
-                rots[b] = self._new()
-                ev.rotate_vector(x, b, self.galois, rots[b])
-        tmp = self._new()
-        pid = self._parms_at(len(sp.level_primes))
-
-        def plain(kb: tuple[int, int]) -> Any:
-            pt = pts.get(kb)
-            if isinstance(pt, np.ndarray):
-                return self._plain(tile(pt, lay.period, self.plan.slots).tolist(), pid, sp.plain_scale)
-            return pt
-
-        acc = self._giant_steps(lay, lambda g: ((rots[b], plain((g, b))) for b in lay.baby_steps), tmp)
-        if acc is None:  # an all-zero matrix
-            acc = self._zero_like(x)
-            acc.scale = x.scale * sp.plain_scale
-        self._rescale_and_fold(acc, lay.fold_steps)
-        self._add_bias(acc, sp.stage.bias_float(), lay.width)
-        return acc
-
-    def _rescale_and_fold(self, acc: Any, steps: list[int]) -> None:
-        """Rescale, and fold the row blocks; the fold first under :func:`~.layout.fold_first` (BYTES)."""
-        if fold_first(self.plan.options):  # the rescale's noise enters once, not once per block
-            self._fold(acc, steps)
-            self.ev.rescale_to_next_inplace(acc)
-        else:  # the fold's rotations one prime cheaper
-            self.ev.rescale_to_next_inplace(acc)
-            self._fold(acc, steps)
-
-    def _giant_steps(self, lay: BSGSLayout, products: Callable[[int], Iterable[tuple[Any, Any | None]]],
-                     tmp: Any) -> Any | None:
-        """``sum_k rot(sum products(k), g·k)`` over the giant steps ``k`` (None when every product is absent)."""
-        acc = None
-        for k in lay.giant_steps:
-            inner = self._sum_products(products(k), tmp)
-            if inner is None:
-                continue
-            if k:
-                self.ev.rotate_vector_inplace(inner, k * lay.baby, self.galois)
-            if acc is None:
-                acc = inner
-            else:
-                self.ev.add_inplace(acc, inner)
-        return acc
-
-    def _affine_gather(self, xs: list[Any], sp: StagePlan, pts: dict[tuple[int, int, int], Any]) -> Any:
-        """The client-gathered first stage (:class:`~secquant.backends.seal.gather.SharedGather`): each
-        chunk's baby-step rotations, one product per (chunk, diagonal), the giant steps, a rescale and the fold
-        (the fold first under :func:`~.layout.fold_first`)."""
-        gather = sp.gather
-        if gather is None or len(xs) != gather.chunks:
-            raise ParameterError("internal: gathered stage without its layout, or the wrong number of inputs")
-        ev, lay = self.ev, gather.bsgs
-        rots: dict[tuple[int, int], Any] = {}
-        for c, x in enumerate(xs):
-            for b in lay.baby_steps:
-                if b == 0:
-                    rots[(c, 0)] = x
-                elif any(key[0] == c and key[2] == b for key in pts):
-                    rots[(c, b)] = self._new()
-                    ev.rotate_vector(x, b, self.galois, rots[(c, b)])
-        tmp = self._new()
-        pid = self._parms_at(len(sp.level_primes))
-
-        def plain(v: Any) -> Any:  # encoded now if the stage's plaintexts were too many to keep
-            return self._plain(v.tolist(), pid, sp.plain_scale) if isinstance(v, np.ndarray) else v
-
-        acc = self._giant_steps(lay, lambda k: ((rots[(c, b)], plain(pts[(c, kk, b)])) for (c, kk, b) in pts
-                                                if kk == k), tmp)
-        if acc is None:  # an all-zero matrix
-            acc = self._zero_like(xs[0])
-            acc.scale = xs[0].scale * sp.plain_scale
-        self._rescale_and_fold(acc, gather.fold_steps)
-        self._add_bias(acc, sp.stage.bias_float(), gather.period)
         return acc
 
     def _affine_throughput(self, xs: list[Any], sp: StagePlan, rows: list[list[tuple[int, Any]]]) -> list[Any]:
