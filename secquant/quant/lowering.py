@@ -79,12 +79,32 @@ AFFINE_OPS: tuple[type[IntOp], ...] = (intops.IntLinear, intops.IntConv2d, intop
 Stage: TypeAlias = Affine | Square | Poly | Requantize
 
 
+def _one_linear(ops: list[IntOp], in_shape: Shape) -> tuple[IntArray, IntArray, Shape] | None:
+    """(W, b, out_shape) when the run is one linear op between flattens (a linearized stage), else None.
+
+    Its matrix is its weight: running d unit vectors through it would cost a
+    d x d x d_out exact product (minutes for a linearized ResNet on MNIST).
+    """
+    core = [op for op in ops if not isinstance(op, intops.IntFlatten)]
+    if (len(core) != 1 or not isinstance(core[0], intops.IntLinear)
+            or np.shape(core[0].weight)[1] != int(np.prod(in_shape, dtype=np.int64))):
+        return None
+    shape = in_shape
+    for op in ops:
+        shape = op.output_shape(shape)
+    return np.asarray(core[0].weight), np.asarray(core[0].bias).reshape(-1), shape
+
+
 def _affine_map(ops: list[IntOp], in_shape: Shape) -> tuple[IntArray, IntArray, Shape]:
     """(A, b, out_shape) of a chain of affine ops, from its outputs on 0 and on every unit vector.
 
     Each op runs with a bound proven for inputs in [-1, 1] (interval
-    arithmetic through the chain), so every value is exact.
+    arithmetic through the chain), so every value is exact.  A lone linear
+    op (between flattens) is its own weight and bias.
     """
+    single = _one_linear(ops, in_shape)
+    if single is not None:
+        return single
     shape = in_shape
     d = int(np.prod(in_shape, dtype=np.int64))
     basis = np.zeros((d + 1, d), dtype=np.int64)
@@ -248,11 +268,17 @@ def lower(qm: QuantizedModel) -> tuple[Stage, ...]:
         UnsupportedLayerError: an op is neither affine nor a square, a polynomial or a requantize.
         ConfigError: a polynomial's coefficients do not fit its input shape.
     """
+    cached = qm.__dict__.get("_lowered") if isinstance(qm, QuantizedModel) else None
+    if cached is not None:  # a linearized model is lowered once (a ResNet on MNIST takes seconds); it is frozen
+        return cached
     chain = _as_chain(qm)
     stages = _stages(chain)
     if isinstance(qm, QuantizedModel):
         stages = _with_support(qm, stages)
-    return tuple(_with_output_shape(stages, tuple(qm.output_shape)) if chain is not qm else stages)
+    out = tuple(_with_output_shape(stages, tuple(qm.output_shape)) if chain is not qm else stages)
+    if isinstance(qm, QuantizedModel) and chain is not qm:
+        object.__setattr__(qm, "_lowered", out)
+    return out
 
 
 def clipped(qm: QuantizedModel, xq: Any) -> NDArray[np.bool_]:

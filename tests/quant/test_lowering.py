@@ -360,3 +360,30 @@ def test_a_residual_graph_is_lowered_through_linearize() -> None:
         np.testing.assert_array_equal(np.asarray(run(stages, xq), dtype=object),
                                       np.asarray(qm.forward_int(xq), dtype=object))
     assert stages[-1].out_max <= qm.bounds().output.max_abs  # linearized bounds are never looser
+
+
+def test_a_linearized_stage_is_its_weight_without_running_unit_vectors(monkeypatch) -> None:
+    """A lone linear op's matrix is its weight (a ResNet on MNIST took minutes to push d unit vectors through
+    it); a linearized model is lowered once, a chain each time (nothing large kept on the model)."""
+    torch = pytest.importorskip("torch")
+    from secquant.quant.linearize import linearize
+    from tests.quant.test_graphs import TinyResNet, _randomize_bn
+
+    torch.manual_seed(4)
+    model = TinyResNet().eval()
+    _randomize_bn(model)
+    qm = secquant.quantize_model(model, torch.rand(32, 1, 8, 8).numpy(), bits=6)
+    weights = [op for op in linearize(qm).ops if isinstance(op, IntLinear)]
+    from secquant.quant import lowering
+
+    taken: list[Any] = []
+    one_linear = lowering._one_linear
+    monkeypatch.setattr(lowering, "_one_linear", lambda ops, shape: taken.append(one_linear(ops, shape)) or taken[-1])
+    affine = [s for s in lower(qm) if s.kind is StageKind.AFFINE]
+    assert taken and all(t is not None for t in taken)  # the model's and its twin's stages, none by unit vectors
+    assert len(affine) == len(weights)
+    for stage, op in zip(affine, weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(stage.matrix, dtype=object), np.asarray(op.weight, dtype=object))
+    assert lower(qm) is lower(qm)
+    chain = make_digits_mlp().qm
+    assert lower(chain) is not lower(chain)
